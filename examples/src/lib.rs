@@ -1,0 +1,1 @@
+//! Demo pairs shared by the binaries.

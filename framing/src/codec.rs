@@ -1,0 +1,607 @@
+//! The sans-IO core: a [`Decoder`] that takes bytes and gives back frames, and
+//! an [`Encoder`] that writes length fields.
+//!
+//! Neither touches a socket. The decoder owns one buffer that grows only with
+//! bytes actually received: a header declaring 8 MiB reserves nothing, so a
+//! hostile peer cannot make it allocate more than it sends.
+//!
+//! Decoding is a small state machine:
+//!
+//! ```text
+//!            feed / commit                 next_frame
+//!   bytes ──────────────────▶ [buffer] ──────────────────▶ Ok(Some(frame))
+//!                                 │   not all there yet  ─▶ Ok(None)
+//!                                 │   over the limit     ─▶ Err(FrameTooLarge)      (fail)
+//!                                 │                      ─▶ Err(Discarded), skip it (discard)
+//!                                 └── bad length field   ─▶ Err(InvalidLength)
+//! ```
+
+use byteorder::{BigEndian, ByteOrder, LittleEndian};
+
+use crate::config::{Config, Endian, LengthField, Oversized, Strip};
+use crate::error::{Error, InvalidLength};
+
+/// Initial buffer and read size of a decoder: large enough for many small
+/// frames per read, small enough that an idle connection costs little.
+pub const READ_CHUNK: usize = 8 * 1024;
+
+/// Where the next frame lies in the buffer.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    /// Wire bytes of the whole frame, from the first offset byte.
+    total: u64,
+    /// Bytes removed from the front before handing it over.
+    strip: u64,
+}
+
+impl Head {
+    fn delivered(self) -> u64 {
+        self.total - self.strip
+    }
+}
+
+/// Outcome of looking at the start of the buffer.
+enum Peek {
+    /// Not enough bytes to read the length field: at least this many are needed.
+    NeedHeader(u64),
+    Head(Head),
+}
+
+/// Why the decoder stopped for good (kept so that every later call says it again).
+#[derive(Debug, Clone)]
+enum Dead {
+    TooLarge { declared: u64, limit: u64 },
+    Invalid(InvalidLength),
+}
+
+impl Dead {
+    fn error(&self) -> Error {
+        match self {
+            Dead::TooLarge { declared, limit } => Error::FrameTooLarge {
+                declared: *declared,
+                limit: *limit,
+            },
+            Dead::Invalid(e) => Error::InvalidLength(e.clone()),
+        }
+    }
+}
+
+/// Reads the length field at the start of `buf` (offset already skipped).
+/// Returns the value and the field's size, or `None` if `buf` is too short.
+#[inline]
+fn read_length(field: LengthField, buf: &[u8]) -> Result<Option<(u64, usize)>, InvalidLength> {
+    match field {
+        LengthField::Fixed { width, endian } => {
+            let w = width as usize;
+            if buf.len() < w {
+                return Ok(None);
+            }
+            let v = match (w, endian) {
+                (4, Endian::Big) => u64::from(BigEndian::read_u32(buf)),
+                (2, Endian::Big) => u64::from(BigEndian::read_u16(buf)),
+                (_, Endian::Big) => BigEndian::read_uint(buf, w),
+                (_, Endian::Little) => LittleEndian::read_uint(buf, w),
+            };
+            Ok(Some((v, w)))
+        }
+        LengthField::Varint => {
+            let mut value: u64 = 0;
+            for (i, &b) in buf.iter().enumerate().take(10) {
+                let bits = u64::from(b & 0x7f);
+                // The tenth byte may only carry the 64th bit.
+                if i == 9 && b > 1 {
+                    return Err(InvalidLength::VarintOverflow);
+                }
+                value |= bits << (7 * i);
+                if b & 0x80 == 0 {
+                    return Ok(Some((value, i + 1)));
+                }
+            }
+            if buf.len() >= 10 {
+                Err(InvalidLength::VarintOverflow)
+            } else {
+                Ok(None)
+            }
+        }
+        LengthField::Python => {
+            if buf.len() < 4 {
+                return Ok(None);
+            }
+            let v = BigEndian::read_u32(buf);
+            if v == u32::MAX {
+                if buf.len() < 12 {
+                    return Ok(None);
+                }
+                Ok(Some((BigEndian::read_u64(&buf[4..]), 12)))
+            } else if v > i32::MAX as u32 {
+                Err(InvalidLength::PythonNegative { value: v })
+            } else {
+                Ok(Some((u64::from(v), 4)))
+            }
+        }
+    }
+}
+
+/// Bytes of header needed before the length can be read, given `have` bytes
+/// buffered (for variable-length fields, one more than we have).
+fn header_need(config: &Config, have: u64) -> u64 {
+    let min = match config.length {
+        LengthField::Fixed { width, .. } => u64::from(width),
+        LengthField::Varint => 1,
+        LengthField::Python => 4,
+    };
+    (config.offset as u64 + min).max(have + 1)
+}
+
+/// Looks at the start of `buf` and says where the first frame ends.
+#[inline]
+fn peek(config: &Config, buf: &[u8]) -> Result<Peek, InvalidLength> {
+    let offset = config.offset;
+    if buf.len() < offset {
+        return Ok(Peek::NeedHeader(header_need(config, buf.len() as u64)));
+    }
+    let Some((value, field_len)) = read_length(config.length, &buf[offset..])? else {
+        return Ok(Peek::NeedHeader(header_need(config, buf.len() as u64)));
+    };
+    let header = (offset + field_len) as u64;
+    let body = i128::from(value) + i128::from(config.adjustment);
+    if body < 0 {
+        return Err(InvalidLength::NegativeAfterAdjustment {
+            value,
+            adjustment: config.adjustment,
+        });
+    }
+    let total = i128::from(header) + body;
+    let strip = match config.strip {
+        Strip::Header => header,
+        Strip::Bytes(n) => n as u64,
+    };
+    if i128::from(strip) > total {
+        return Err(InvalidLength::ShorterThanStrip {
+            frame: u64::try_from(total).unwrap_or(u64::MAX),
+            strip,
+        });
+    }
+    let Ok(total) = u64::try_from(total) else {
+        return Err(InvalidLength::VarintOverflow);
+    };
+    Ok(Peek::Head(Head { total, strip }))
+}
+
+/// Turns a stream of bytes into frames.
+///
+/// Feed it bytes with [`feed`](Decoder::feed), or read straight into
+/// [`read_buf`](Decoder::read_buf) and [`commit`](Decoder::commit); take
+/// frames out with [`next_frame`](Decoder::next_frame) (borrowed, zero-copy)
+/// or [`next_frame_owned`](Decoder::next_frame_owned) until they return
+/// `Ok(None)`. At end of stream, [`finish`](Decoder::finish) tells a clean end
+/// from a truncated frame.
+///
+/// ```
+/// use framing::{Config, Decoder};
+/// let mut dec = Decoder::new(Config::u32_be());
+/// dec.feed(b"\x00\x00\x00\x03abc\x00\x00"); // one frame and half a header
+/// assert_eq!(dec.next_frame().unwrap(), Some(&b"abc"[..]));
+/// assert_eq!(dec.next_frame().unwrap(), None);
+/// dec.feed(b"\x00\x01z");
+/// assert_eq!(dec.next_frame_owned().unwrap(), Some(b"z".to_vec()));
+/// assert!(dec.finish().is_ok());
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    config: Config,
+    /// Initialised storage; the data is `buf[start..end]`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Buffered bytes needed before the next frame can complete.
+    need: u64,
+    /// Bytes of a discarded frame still to skip, and that frame's size.
+    skip: u64,
+    skip_total: u64,
+    dead: Option<Dead>,
+    discarded: u64,
+}
+
+impl Decoder {
+    /// A decoder for this layout with an empty buffer.
+    pub fn new(config: Config) -> Decoder {
+        Decoder {
+            config,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            need: 0,
+            skip: 0,
+            skip_total: 0,
+            dead: None,
+            discarded: 0,
+        }
+    }
+
+    /// The layout this decoder reads.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Bytes received and not yet handed out as frames.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Bytes of memory the buffer holds (its capacity).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Frames skipped so far under [`Oversized::Discard`].
+    pub fn discarded_frames(&self) -> u64 {
+        self.discarded
+    }
+
+    /// Appends received bytes. Bytes that belong to a frame being discarded
+    /// are dropped here without being buffered.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        if self.skip > 0 {
+            let n = self.skip.min(bytes.len() as u64) as usize;
+            self.skip -= n as u64;
+            bytes = &bytes[n..];
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        self.make_room(bytes.len());
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+
+    /// Spare buffer space to read into, at least `READ_CHUNK` bytes; follow
+    /// with [`commit`](Decoder::commit) of the bytes written. The buffer grows
+    /// only when the space is full of received bytes.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.make_room(READ_CHUNK);
+        &mut self.buf[self.end..]
+    }
+
+    /// Marks `n` bytes written into [`read_buf`](Decoder::read_buf) as received.
+    ///
+    /// # Panics
+    /// If `n` is more than the space `read_buf` returned.
+    pub fn commit(&mut self, n: usize) {
+        assert!(self.end + n <= self.buf.len(), "commit past read_buf");
+        let k = self.skip.min(n as u64) as usize;
+        if k > 0 {
+            // The first `k` new bytes finish a discarded frame.
+            self.skip -= k as u64;
+            self.buf.copy_within(self.end + k..self.end + n, self.end);
+        }
+        self.end += n - k;
+    }
+
+    /// Ensures `additional` bytes of space after `end`, first by moving the
+    /// data to the front, then by growing.
+    fn make_room(&mut self, additional: usize) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.buf.len() - self.end >= additional {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end >= additional {
+                return;
+            }
+        }
+        // Grow by doubling what is held, never towards a declared length.
+        let cap = (self.end + additional)
+            .max(self.buf.len() * 2)
+            .max(READ_CHUNK);
+        self.buf.resize(cap, 0);
+    }
+
+    /// Takes the next complete frame out of the buffer, borrowed.
+    ///
+    /// `Ok(None)` means more bytes are needed.
+    ///
+    /// # Errors
+    /// - [`Error::FrameTooLarge`] (policy fail) and [`Error::InvalidLength`]:
+    ///   the stream is unusable and every later call returns the same error;
+    /// - [`Error::Discarded`] (policy discard): the frame's bytes are being
+    ///   skipped; call again to go on.
+    #[inline]
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, Error> {
+        match self.advance()? {
+            Some(range) => Ok(Some(self.frame_at(range))),
+            None => Ok(None),
+        }
+    }
+
+    /// The bytes of a frame that [`advance`](Decoder::advance) just consumed.
+    #[inline]
+    pub(crate) fn frame_at(&self, (from, to): (usize, usize)) -> &[u8] {
+        &self.buf[from..to]
+    }
+
+    /// Takes the next complete frame out of the buffer as an owned `Vec`.
+    /// Same results as [`next_frame`](Decoder::next_frame).
+    ///
+    /// # Errors
+    /// As [`next_frame`](Decoder::next_frame).
+    #[inline]
+    pub fn next_frame_owned(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.next_frame()?.map(<[u8]>::to_vec))
+    }
+
+    /// Finds the next frame, consumes it and returns its byte range, valid
+    /// until the next call that takes `&mut self`.
+    #[inline]
+    pub(crate) fn advance(&mut self) -> Result<Option<(usize, usize)>, Error> {
+        let avail = (self.end - self.start) as u64;
+        if avail < self.need {
+            return Ok(None);
+        }
+        if let Some(dead) = &self.dead {
+            return Err(dead.error());
+        }
+        if self.skip > 0 {
+            return Ok(None);
+        }
+        match peek(&self.config, &self.buf[self.start..self.end]) {
+            Ok(Peek::NeedHeader(n)) => {
+                self.need = n;
+                Ok(None)
+            }
+            Ok(Peek::Head(head)) => {
+                let delivered = head.delivered();
+                if delivered > self.config.max_frame_len as u64 {
+                    return Err(self.oversized(head));
+                }
+                if avail < head.total {
+                    self.need = head.total;
+                    return Ok(None);
+                }
+                self.need = 0;
+                let from = self.start + head.strip as usize;
+                self.start += head.total as usize;
+                Ok(Some((from, self.start)))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected frame: invalid length field");
+                self.dead = Some(Dead::Invalid(e.clone()));
+                Err(Error::InvalidLength(e))
+            }
+        }
+    }
+
+    fn oversized(&mut self, head: Head) -> Error {
+        let declared = head.delivered();
+        let limit = self.config.max_frame_len as u64;
+        match self.config.oversized {
+            Oversized::Fail => {
+                tracing::warn!(declared, limit, "rejected frame: too large, ending stream");
+                self.dead = Some(Dead::TooLarge { declared, limit });
+                Error::FrameTooLarge { declared, limit }
+            }
+            Oversized::Discard => {
+                tracing::warn!(declared, limit, "rejected frame: too large, discarding it");
+                let avail = (self.end - self.start) as u64;
+                let dropped = avail.min(head.total);
+                self.start += dropped as usize;
+                self.skip = head.total - dropped;
+                self.skip_total = head.total;
+                self.need = 0;
+                self.discarded += 1;
+                Error::Discarded { declared, limit }
+            }
+        }
+    }
+
+    /// Says whether the stream may end here: `Ok` when nothing is buffered,
+    /// [`Error::Truncated`] with how many bytes of how many arrived when a frame
+    /// (or a header) was cut short.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] as above.
+    pub fn finish(&self) -> Result<(), Error> {
+        let have = (self.end - self.start) as u64;
+        if self.skip > 0 {
+            return Err(Error::Truncated {
+                expected: self.skip_total,
+                received: self.skip_total - self.skip,
+            });
+        }
+        if have == 0 {
+            return Ok(());
+        }
+        let expected = match peek(&self.config, &self.buf[self.start..self.end]) {
+            Ok(Peek::Head(head)) => head.total,
+            Ok(Peek::NeedHeader(n)) => n,
+            Err(e) => return Err(e.into()),
+        };
+        Err(Error::Truncated {
+            expected,
+            received: have,
+        })
+    }
+}
+
+/// The length field of one frame, ready to be written before its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    bytes: [u8; 12],
+    len: u8,
+}
+
+impl std::ops::Deref for Header {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl AsRef<[u8]> for Header {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Writes length fields. Stateless and cheap to copy.
+///
+/// The payload is the bytes that follow the length field. With an offset, the
+/// caller writes the `offset` bytes before the header
+/// ([`encode_with_prefix`](Encoder::encode_with_prefix)).
+#[derive(Debug, Clone, Copy)]
+pub struct Encoder {
+    config: Config,
+}
+
+impl Encoder {
+    /// An encoder for this layout.
+    pub fn new(config: Config) -> Encoder {
+        Encoder { config }
+    }
+
+    /// The layout this encoder writes.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The length field for a payload of `payload_len` bytes, for a vectored
+    /// write of header and payload without copying the payload.
+    ///
+    /// # Errors
+    /// [`Error::FrameTooLarge`] when the frame would exceed the maximum frame
+    /// length; [`Error::InvalidLength`] when the adjusted length is negative or
+    /// does not fit the field.
+    #[inline]
+    pub fn header(&self, payload_len: usize) -> Result<Header, Error> {
+        let c = &self.config;
+        let mut h = Header {
+            bytes: [0; 12],
+            len: 0,
+        };
+        let value = i128::from(payload_len as u64) - i128::from(c.adjustment);
+        let Ok(value) = u64::try_from(value) else {
+            return Err(InvalidLength::NegativeAfterAdjustment {
+                value: payload_len as u64,
+                adjustment: -c.adjustment,
+            }
+            .into());
+        };
+        match c.length {
+            LengthField::Fixed { width, endian } => {
+                if width < 8 && value >> (8 * u32::from(width)) != 0 {
+                    return Err(InvalidLength::DoesNotFit { value, width }.into());
+                }
+                let w = width as usize;
+                match endian {
+                    Endian::Big => BigEndian::write_uint(&mut h.bytes, value, w),
+                    Endian::Little => LittleEndian::write_uint(&mut h.bytes, value, w),
+                }
+                h.len = width;
+            }
+            LengthField::Varint => {
+                let mut v = value;
+                let mut i = 0;
+                loop {
+                    let byte = (v & 0x7f) as u8;
+                    v >>= 7;
+                    if v == 0 {
+                        h.bytes[i] = byte;
+                        i += 1;
+                        break;
+                    }
+                    h.bytes[i] = byte | 0x80;
+                    i += 1;
+                }
+                h.len = i as u8;
+            }
+            LengthField::Python => {
+                if value > i32::MAX as u64 {
+                    h.bytes[..4].copy_from_slice(&[0xff; 4]);
+                    BigEndian::write_u64(&mut h.bytes[4..], value);
+                    h.len = 12;
+                } else {
+                    BigEndian::write_u32(&mut h.bytes, value as u32);
+                    h.len = 4;
+                }
+            }
+        }
+        let header = (c.offset + h.len as usize) as u64;
+        let strip = match c.strip {
+            Strip::Header => header,
+            Strip::Bytes(n) => n as u64,
+        };
+        let total = header + payload_len as u64;
+        let Some(delivered) = total.checked_sub(strip) else {
+            return Err(InvalidLength::ShorterThanStrip {
+                frame: total,
+                strip,
+            }
+            .into());
+        };
+        if delivered > c.max_frame_len as u64 {
+            tracing::warn!(
+                declared = delivered,
+                limit = c.max_frame_len,
+                "refused to encode frame: too large"
+            );
+            return Err(Error::FrameTooLarge {
+                declared: delivered,
+                limit: c.max_frame_len as u64,
+            });
+        }
+        Ok(h)
+    }
+
+    /// Appends header and payload to `dst`. The layout must have no offset.
+    ///
+    /// # Errors
+    /// As [`header`](Encoder::header); [`Error::InvalidConfig`] when the layout
+    /// has an offset (use [`encode_with_prefix`](Encoder::encode_with_prefix)).
+    #[inline]
+    pub fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), Error> {
+        if self.config.offset != 0 {
+            return Err(Error::InvalidConfig(format!(
+                "layout has a {}-byte offset; use encode_with_prefix",
+                self.config.offset
+            )));
+        }
+        let h = self.header(payload.len())?;
+        dst.reserve(h.len as usize + payload.len());
+        dst.extend_from_slice(&h);
+        dst.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// Appends `prefix` (the `offset` bytes before the length field), header
+    /// and payload to `dst`.
+    ///
+    /// # Errors
+    /// As [`header`](Encoder::header); [`Error::InvalidConfig`] when `prefix`
+    /// is not exactly `offset` bytes long.
+    pub fn encode_with_prefix(
+        &self,
+        prefix: &[u8],
+        payload: &[u8],
+        dst: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        if prefix.len() != self.config.offset {
+            return Err(Error::InvalidConfig(format!(
+                "prefix of {} bytes given; the layout's offset is {} bytes",
+                prefix.len(),
+                self.config.offset
+            )));
+        }
+        let h = self.header(payload.len())?;
+        dst.reserve(prefix.len() + h.len as usize + payload.len());
+        dst.extend_from_slice(prefix);
+        dst.extend_from_slice(&h);
+        dst.extend_from_slice(payload);
+        Ok(())
+    }
+}
