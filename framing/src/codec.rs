@@ -162,9 +162,8 @@ fn peek(config: &Config, buf: &[u8]) -> Result<Peek, InvalidLength> {
             strip,
         });
     }
-    let Ok(total) = u64::try_from(total) else {
-        return Err(InvalidLength::VarintOverflow);
-    };
+    // Past 2^64 bytes a frame is over any limit: saturate and let the limit say so.
+    let total = u64::try_from(total).unwrap_or(u64::MAX);
     Ok(Peek::Head(Head { total, strip }))
 }
 
@@ -603,5 +602,177 @@ impl Encoder {
         dst.extend_from_slice(&h);
         dst.extend_from_slice(payload);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Oversized;
+
+    fn encode(config: Config, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Encoder::new(config).encode(payload, &mut out).unwrap();
+        out
+    }
+
+    fn decode_all(config: Config, wire: &[u8]) -> Vec<Vec<u8>> {
+        let mut dec = Decoder::new(config);
+        dec.feed(wire);
+        let mut out = Vec::new();
+        while let Some(f) = dec.next_frame().unwrap() {
+            out.push(f.to_vec());
+        }
+        dec.finish().unwrap();
+        out
+    }
+
+    /// Known wire images, checked both ways.
+    #[test]
+    fn wire_images() {
+        let le3 = Config::builder().width(3).little_endian().build().unwrap();
+        let cases: &[(Config, &[u8], &[u8])] = &[
+            (Config::u32_be(), b"hello", b"\x00\x00\x00\x05hello"),
+            (Config::u32_be(), b"", b"\x00\x00\x00\x00"),
+            (Config::u16_be(), b"ab", b"\x00\x02ab"),
+            (le3, b"xyz", b"\x03\x00\x00xyz"),
+            (Config::varint(), b"", b"\x00"),
+            (Config::python(), b"hi", b"\x00\x00\x00\x02hi"),
+        ];
+        for (config, payload, wire) in cases {
+            assert_eq!(&encode(*config, payload), wire, "{config:?}");
+            assert_eq!(decode_all(*config, wire), vec![payload.to_vec()]);
+        }
+    }
+
+    #[test]
+    fn varint_boundaries() {
+        let enc = Encoder::new(
+            Config::varint()
+                .to_builder()
+                .max_frame_len(usize::MAX >> 2)
+                .build()
+                .unwrap(),
+        );
+        let cases: &[(usize, &[u8])] = &[
+            (0, &[0x00]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (16383, &[0xff, 0x7f]),
+            (16384, &[0x80, 0x80, 0x01]),
+        ];
+        for (len, bytes) in cases {
+            assert_eq!(&*enc.header(*len).unwrap(), *bytes, "len {len}");
+        }
+        // u64::MAX takes all ten bytes, the last carrying one bit.
+        let max = read_length(
+            LengthField::Varint,
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+        );
+        assert_eq!(max, Ok(Some((u64::MAX, 10))));
+        let over = read_length(
+            LengthField::Varint,
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+        );
+        assert_eq!(over, Err(InvalidLength::VarintOverflow));
+        let long = read_length(LengthField::Varint, &[0x80; 10]);
+        assert_eq!(long, Err(InvalidLength::VarintOverflow));
+        assert_eq!(read_length(LengthField::Varint, &[0x80; 9]), Ok(None));
+    }
+
+    #[test]
+    fn python_long_form() {
+        let config = Config::python()
+            .to_builder()
+            .max_frame_len(usize::MAX >> 2)
+            .build()
+            .unwrap();
+        let enc = Encoder::new(config);
+        assert_eq!(&*enc.header(0x7fff_ffff).unwrap(), b"\x7f\xff\xff\xff");
+        assert_eq!(
+            &*enc.header(0x8000_0000).unwrap(),
+            b"\xff\xff\xff\xff\x00\x00\x00\x00\x80\x00\x00\x00"
+        );
+        // Python never sees a negative 4-byte header from us, and we refuse one.
+        let mut dec = Decoder::new(config);
+        dec.feed(b"\x80\x00\x00\x00");
+        assert!(matches!(
+            dec.next_frame(),
+            Err(Error::InvalidLength(InvalidLength::PythonNegative {
+                value: 0x8000_0000
+            }))
+        ));
+        let mut dec = Decoder::new(config);
+        dec.feed(b"\xff\xff\xff\xfe");
+        assert!(dec.next_frame().is_err());
+    }
+
+    #[test]
+    fn offset_adjustment_strip() {
+        // 2 prefix bytes, 2-byte length counting the whole frame, keep everything.
+        let config = Config::builder()
+            .offset(2)
+            .width(2)
+            .adjustment(-4)
+            .strip(0)
+            .build()
+            .unwrap();
+        let mut wire = Vec::new();
+        Encoder::new(config)
+            .encode_with_prefix(b"\xca\xfe", b"abc", &mut wire)
+            .unwrap();
+        assert_eq!(wire, b"\xca\xfe\x00\x07abc");
+        assert_eq!(decode_all(config, &wire), vec![wire.clone()]);
+        assert!(matches!(
+            Encoder::new(config).encode(b"abc", &mut Vec::new()),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn limit_counts_the_delivered_frame() {
+        // The length field counts the header too (adjustment -4): a 10-byte
+        // payload carries the value 14 and must pass a 10-byte limit.
+        let config = Config::builder()
+            .adjustment(-4)
+            .max_frame_len(10)
+            .build()
+            .unwrap();
+        let wire = encode(config, &[1; 10]);
+        assert_eq!(&wire[..4], &[0, 0, 0, 14]);
+        assert_eq!(decode_all(config, &wire), vec![vec![1; 10]]);
+        assert!(matches!(
+            Encoder::new(config).header(11),
+            Err(Error::FrameTooLarge {
+                declared: 11,
+                limit: 10
+            })
+        ));
+    }
+
+    #[test]
+    fn commit_skips_discarded_bytes() {
+        let config = Config::builder()
+            .max_frame_len(4)
+            .oversized(Oversized::Discard)
+            .build()
+            .unwrap();
+        let mut dec = Decoder::new(config);
+        dec.feed(b"\x00\x00\x00\x08abc");
+        assert!(matches!(
+            dec.next_frame(),
+            Err(Error::Discarded {
+                declared: 8,
+                limit: 4
+            })
+        ));
+        // The rest of the big frame and a good one arrive in one read.
+        let more = b"defgh\x00\x00\x00\x02ok";
+        let buf = dec.read_buf();
+        buf[..more.len()].copy_from_slice(more);
+        dec.commit(more.len());
+        assert_eq!(dec.next_frame().unwrap(), Some(&b"ok"[..]));
+        assert_eq!(dec.discarded_frames(), 1);
+        dec.finish().unwrap();
     }
 }
