@@ -339,12 +339,12 @@ impl Decoder {
     /// until the next call that takes `&mut self`.
     #[inline]
     pub(crate) fn advance(&mut self) -> Result<Option<(usize, usize)>, Error> {
+        if let Some(dead) = &self.dead {
+            return Err(dead.error());
+        }
         let avail = (self.end - self.start) as u64;
         if avail < self.need {
             return Ok(None);
-        }
-        if let Some(dead) = &self.dead {
-            return Err(dead.error());
         }
         if self.skip > 0 {
             return Ok(None);

@@ -1,0 +1,126 @@
+//! Proptest-driven fuzzing of the decoder (the same property as the
+//! cargo-fuzz target in `framing/fuzz`): arbitrary bytes under arbitrary
+//! layouts never panic, never hold more memory than the bytes received
+//! justify, and give the same frames and the same first error whatever the
+//! read boundaries.
+
+use framing::codec::READ_CHUNK;
+use framing::{Config, Decoder, Endian, Error, LengthField, Oversized};
+use proptest::prelude::*;
+
+fn layout() -> impl Strategy<Value = Config> {
+    let field = prop_oneof![
+        (1u8..=8, any::<bool>()).prop_map(|(width, big)| LengthField::Fixed {
+            width,
+            endian: if big { Endian::Big } else { Endian::Little },
+        }),
+        Just(LengthField::Varint),
+        Just(LengthField::Python),
+    ];
+    (
+        field,
+        0usize..3,
+        -6i64..6,
+        0usize..64,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(field, offset, adjustment, max, discard, header_strip)| {
+            let mut b = Config::builder()
+                .length_field(field)
+                .max_frame_len(max)
+                .oversized(if discard {
+                    Oversized::Discard
+                } else {
+                    Oversized::Fail
+                });
+            if field != LengthField::Python {
+                b = b.offset(offset).adjustment(adjustment);
+                if !header_strip {
+                    b = b.strip(offset);
+                }
+            }
+            b.build().unwrap()
+        })
+}
+
+/// What a decoder made of a stream: frames and non-fatal reports in order,
+/// then how it ended.
+#[derive(Debug, PartialEq)]
+enum Event {
+    Frame(Vec<u8>),
+    Discarded(u64),
+    Fatal(String),
+    End(Option<String>),
+}
+
+fn run(config: Config, bytes: &[u8], read: usize) -> Vec<Event> {
+    let mut dec = Decoder::new(config);
+    let mut events = Vec::new();
+    let mut received = 0;
+    for chunk in bytes.chunks(read.max(1)) {
+        dec.feed(chunk);
+        received += chunk.len();
+        assert!(
+            dec.capacity() <= 2 * received + READ_CHUNK,
+            "capacity {} after {received} bytes",
+            dec.capacity()
+        );
+        loop {
+            match dec.next_frame() {
+                Ok(Some(f)) => {
+                    assert!(f.len() <= config.max_frame_len());
+                    events.push(Event::Frame(f.to_vec()));
+                }
+                Ok(None) => break,
+                Err(Error::Discarded { declared, .. }) => events.push(Event::Discarded(declared)),
+                Err(e) => {
+                    assert!(e.is_fatal());
+                    events.push(Event::Fatal(e.to_string()));
+                    return events;
+                }
+            }
+        }
+    }
+    events.push(Event::End(dec.finish().err().map(|e| e.to_string())));
+    events
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_bytes(config in layout(), bytes in prop::collection::vec(any::<u8>(), 0..400), read in 1usize..50) {
+        let whole = run(config, &bytes, bytes.len());
+        let pieces = run(config, &bytes, read);
+        let ones = run(config, &bytes, 1);
+        prop_assert_eq!(&whole, &pieces);
+        prop_assert_eq!(&whole, &ones);
+    }
+
+    /// Bytes that start like frames of the layout, so that deep paths
+    /// (discard across reads, strip, adjustment) are reached often.
+    #[test]
+    fn near_valid_bytes(config in layout(), lens in prop::collection::vec(0u8..80, 1..8), fill in any::<u8>(), read in 1usize..20) {
+        let mut bytes = Vec::new();
+        for len in lens {
+            bytes.extend(std::iter::repeat_n(0u8, config.offset()));
+            match config.length_field() {
+                LengthField::Fixed { width, endian: Endian::Big } => {
+                    bytes.extend(std::iter::repeat_n(0, width as usize - 1));
+                    bytes.push(len);
+                }
+                LengthField::Fixed { width, endian: Endian::Little } => {
+                    bytes.push(len);
+                    bytes.extend(std::iter::repeat_n(0, width as usize - 1));
+                }
+                LengthField::Varint => bytes.push(len),
+                LengthField::Python => bytes.extend_from_slice(&[0, 0, 0, len]),
+            }
+            bytes.extend(std::iter::repeat_n(fill, len as usize));
+        }
+        let whole = run(config, &bytes, bytes.len());
+        prop_assert_eq!(&whole, &run(config, &bytes, read));
+        prop_assert_eq!(&whole, &run(config, &bytes, 1));
+    }
+}
