@@ -1,0 +1,20 @@
+//! `framed-echo`: a framed echo server and a pipelined client that checks
+//! every echo.
+//!
+//! The server is one `mio` event loop over many connections, each a
+//! [`framing::nonblocking::FramedStream`]. Every frame read is queued back
+//! to its sender; when a client stops reading, its outgoing queue fills, the
+//! server stops reading from it and TCP flow control pushes back on that
+//! client alone. A client that sends a frame over the limit or a length no
+//! frame can have is logged with the reason and dropped; the others carry
+//! on.
+//!
+//! The client writes from one thread and reads from another, so frames are
+//! pipelined (no waiting for each echo), and compares each echo byte for
+//! byte with what it sent.
+
+mod client;
+mod server;
+
+pub use client::{ClientReport, ClientSettings, run_client};
+pub use server::{DroppedClient, EchoServer, ServerSettings, ServerStats, StopHandle};

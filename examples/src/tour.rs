@@ -1,0 +1,241 @@
+//! The tour: every demo pair on loopback, one report.
+//!
+//! Each crate contributes a section: a function that runs its demo
+//! in-process on `127.0.0.1:0`, checks what must hold, and returns the lines
+//! to print and the figures as JSON.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::Instant;
+
+use framing::{Config, Decoder};
+use serde_json::json;
+
+use crate::Error;
+use crate::echo::{ClientReport, ClientSettings, EchoServer, ServerSettings, run_client};
+
+/// How big the tour's runs are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TourSettings {
+    /// Smaller counts, for smoke tests of the tour itself.
+    pub quick: bool,
+}
+
+/// One demo's part of the report.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Heading.
+    pub title: String,
+    /// Lines of the report, already formatted.
+    pub lines: Vec<String>,
+    /// Whether everything the demo must show held.
+    pub passed: bool,
+    /// The figures, for `--json`.
+    pub figures: serde_json::Value,
+}
+
+impl Section {
+    fn failed(title: &str, error: &Error) -> Section {
+        Section {
+            title: title.to_owned(),
+            lines: vec![format!("FAILED: {error}")],
+            passed: false,
+            figures: json!({ "error": error.to_string() }),
+        }
+    }
+}
+
+/// The whole tour's report.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Sections in the order run.
+    pub sections: Vec<Section>,
+    /// Wall time of the tour, in seconds.
+    pub seconds: f64,
+}
+
+impl Report {
+    /// True when every section passed.
+    pub fn passed(&self) -> bool {
+        self.sections.iter().all(|s| s.passed)
+    }
+
+    /// The report as text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for section in &self.sections {
+            let mark = if section.passed { "ok" } else { "FAILED" };
+            out.push_str(&format!("== {} [{mark}]\n", section.title));
+            for line in &section.lines {
+                out.push_str("   ");
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        let verdict = if self.passed() {
+            "all sections passed"
+        } else {
+            "SOME SECTIONS FAILED"
+        };
+        out.push_str(&format!(
+            "tour finished in {:.1} s: {verdict}\n",
+            self.seconds
+        ));
+        out
+    }
+
+    /// The figures of every section as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let sections: serde_json::Map<String, serde_json::Value> = self
+            .sections
+            .iter()
+            .map(|s| (s.title.clone(), s.figures.clone()))
+            .collect();
+        json!({ "passed": self.passed(), "seconds": self.seconds, "sections": sections })
+    }
+}
+
+/// Runs every section.
+pub fn run(settings: TourSettings) -> Report {
+    let start = Instant::now();
+    let title = "framing: framed-echo over loopback TCP";
+    let sections = vec![framing_section(settings).unwrap_or_else(|e| Section::failed(title, &e))];
+    Report {
+        sections,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Largest frame the tour's server accepts.
+const TOUR_MAX_FRAME: usize = 1024 * 1024;
+
+fn framing_section(settings: TourSettings) -> Result<Section, Error> {
+    let framing = Config::u32_be()
+        .to_builder()
+        .max_frame_len(TOUR_MAX_FRAME)
+        .build()?;
+    let mut server = EchoServer::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        ServerSettings {
+            framing,
+            ..ServerSettings::default()
+        },
+    )?;
+    let addr = server.local_addr();
+    let stop = server.stop_handle();
+    let serving = thread::spawn(move || server.run());
+
+    let scale = if settings.quick { 10 } else { 1 };
+    let runs = (|| -> Result<_, Error> {
+        let small = run_client(addr, client(framing, 2_000_000 / scale / scale, 64))?;
+        let large = run_client(addr, client(framing, 2_000 / scale / scale, 256 * 1024))?;
+        let (good, hostile) = thread::scope(|scope| {
+            let good = scope.spawn(|| run_client(addr, client(framing, 50_000 / scale, 1024)));
+            let hostile = hostile_clients(addr);
+            (good.join().expect("client thread does not panic"), hostile)
+        });
+        Ok((small, large, good?, hostile?))
+    })();
+    stop.stop()
+        .map_err(|e| Error::io("stopping the server", e))?;
+    let stats = serving.join().expect("server thread does not panic")?;
+    let (small, large, good, hostile) = runs?;
+
+    let memory = hostile_header_capacity();
+    let mut lines = vec![
+        format!("server on {addr}, 4-byte big-endian frames, limit {TOUR_MAX_FRAME} bytes"),
+        rate_line("small frames", &small),
+        rate_line("large frames", &large),
+        format!(
+            "hostile       {} of {} hostile clients dropped; a good client echoed {}/{} x 1 KiB meanwhile",
+            stats.dropped,
+            hostile.len(),
+            good.messages,
+            50_000 / scale,
+        ),
+    ];
+    for dropped in &stats.dropped_clients {
+        lines.push(format!(
+            "              dropped {}: {}",
+            dropped.peer, dropped.reason
+        ));
+    }
+    lines.push(format!(
+        "memory        a header declaring 8 MiB, then 1 byte: the decoder holds {memory} bytes"
+    ));
+    let passed = stats.dropped == hostile.len() as u64 && stats.completed == 3;
+    if !passed {
+        lines.push(format!(
+            "expected {} drops and 3 clean clients, server saw {} drops and {} clean",
+            hostile.len(),
+            stats.dropped,
+            stats.completed
+        ));
+    }
+    Ok(Section {
+        title: "framing: framed-echo over loopback TCP".to_owned(),
+        lines,
+        passed,
+        figures: json!({
+            "small": small, "large": large, "good_during_hostile": good,
+            "server": stats, "hostile_header_decoder_capacity": memory,
+        }),
+    })
+}
+
+fn client(framing: Config, count: u64, size: usize) -> ClientSettings {
+    ClientSettings {
+        count,
+        size,
+        framing,
+    }
+}
+
+fn rate_line(label: &str, r: &ClientReport) -> String {
+    format!(
+        "{label:<13} {} x {} B echoed: {:.0} msg/s, {:.1} MB/s",
+        r.messages, r.size, r.messages_per_sec, r.mb_per_sec
+    )
+}
+
+/// Sends three kinds of bad frame, each on its own connection, and waits
+/// for the server to close each. Returns what each sent.
+fn hostile_clients(addr: SocketAddr) -> Result<Vec<&'static str>, Error> {
+    let attacks: [(&'static str, &[u8]); 3] = [
+        ("16 MiB length", &[0x01, 0x00, 0x00, 0x00, b'x']),
+        ("4 GiB length", &[0xff, 0xff, 0xff, 0xff]),
+        (
+            "EOF inside a frame",
+            &[0x00, 0x00, 0x00, 100, b'a', b'b', b'c'],
+        ),
+    ];
+    let mut sent = Vec::new();
+    for (what, bytes) in attacks {
+        let mut stream =
+            TcpStream::connect(addr).map_err(|e| Error::io("connecting a hostile client", e))?;
+        stream
+            .write_all(bytes)
+            .and_then(|()| stream.shutdown(Shutdown::Write))
+            .map_err(|e| Error::io("sending a hostile frame", e))?;
+        // The server closes on us: EOF or a reset both mean it did.
+        let mut sink = [0u8; 64];
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        sent.push(what);
+    }
+    Ok(sent)
+}
+
+/// Capacity of a decoder after a 4-byte header declaring 8 MiB and one byte.
+fn hostile_header_capacity() -> usize {
+    let mut decoder = Decoder::new(Config::u32_be());
+    decoder.feed(&(8u32 * 1024 * 1024).to_be_bytes());
+    decoder.feed(b"x");
+    decoder.capacity()
+}
