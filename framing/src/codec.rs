@@ -25,6 +25,9 @@ use crate::error::{Error, InvalidLength};
 /// frames per read, small enough that an idle connection costs little.
 pub const READ_CHUNK: usize = 8 * 1024;
 
+/// Largest read size the decoder grows to while reads keep filling it.
+pub const MAX_READ_CHUNK: usize = 64 * 1024;
+
 /// Where the next frame lies in the buffer.
 #[derive(Debug, Clone, Copy)]
 struct Head {
@@ -200,6 +203,10 @@ pub struct Decoder {
     skip_total: u64,
     dead: Option<Dead>,
     discarded: u64,
+    /// Space `read_buf` offers: doubles, up to `MAX_READ_CHUNK`, each time a
+    /// read fills it, so a busy stream takes few large reads and an idle
+    /// one keeps a small buffer.
+    read_chunk: usize,
 }
 
 impl Decoder {
@@ -215,6 +222,7 @@ impl Decoder {
             skip_total: 0,
             dead: None,
             discarded: 0,
+            read_chunk: READ_CHUNK,
         }
     }
 
@@ -254,11 +262,14 @@ impl Decoder {
         self.end += bytes.len();
     }
 
-    /// Spare buffer space to read into, at least `READ_CHUNK` bytes; follow
-    /// with [`commit`](Decoder::commit) of the bytes written. The buffer grows
-    /// only when the space is full of received bytes.
+    /// Spare buffer space to read into, at least [`READ_CHUNK`] bytes; follow
+    /// with [`commit`](Decoder::commit) of the bytes written. Each read that
+    /// fills the space doubles the space offered next time, up to
+    /// [`MAX_READ_CHUNK`], so a busy stream takes few large reads while an
+    /// idle one keeps a small buffer. The buffer grows only when the space is
+    /// full of received bytes.
     pub fn read_buf(&mut self) -> &mut [u8] {
-        self.make_room(READ_CHUNK);
+        self.make_room(self.read_chunk);
         &mut self.buf[self.end..]
     }
 
@@ -268,6 +279,9 @@ impl Decoder {
     /// If `n` is more than the space `read_buf` returned.
     pub fn commit(&mut self, n: usize) {
         assert!(self.end + n <= self.buf.len(), "commit past read_buf");
+        if n >= self.read_chunk {
+            self.read_chunk = (self.read_chunk * 2).min(MAX_READ_CHUNK);
+        }
         let k = self.skip.min(n as u64) as usize;
         if k > 0 {
             // The first `k` new bytes finish a discarded frame.
@@ -361,6 +375,14 @@ impl Decoder {
                 }
                 if avail < head.total {
                     self.need = head.total;
+                    // Move the frame to the front now, while only the bytes of
+                    // it received so far have to move, rather than when the
+                    // tail runs out with most of it buffered.
+                    if self.start > 0 && ((self.buf.len() - self.start) as u64) < head.total {
+                        self.buf.copy_within(self.start..self.end, 0);
+                        self.end -= self.start;
+                        self.start = 0;
+                    }
                     return Ok(None);
                 }
                 self.need = 0;
@@ -456,12 +478,48 @@ impl AsRef<[u8]> for Header {
 #[derive(Debug, Clone, Copy)]
 pub struct Encoder {
     config: Config,
+    /// Payload lengths `lo..=hi` that a fixed-width field takes without any
+    /// check failing; empty (`lo > hi`) for other fields.
+    fast_lo: usize,
+    fast_hi: usize,
 }
 
 impl Encoder {
     /// An encoder for this layout.
     pub fn new(config: Config) -> Encoder {
-        Encoder { config }
+        let (fast_lo, fast_hi) = match config.length {
+            LengthField::Fixed { width, .. } => {
+                let w = i128::from(width);
+                let adj = i128::from(config.adjustment);
+                let field_max = if width == 8 {
+                    i128::from(u64::MAX)
+                } else {
+                    (1i128 << (8 * w)) - 1
+                };
+                let strip = match config.strip {
+                    Strip::Header => config.offset as i128 + w,
+                    Strip::Bytes(n) => n as i128,
+                };
+                // value = payload - adj in 0..=field_max;
+                // delivered = offset + w + payload - strip in 0..=max_frame_len.
+                let before = config.offset as i128 + w - strip;
+                let lo = 0.max(adj).max(-before);
+                let hi = (field_max + adj)
+                    .min(config.max_frame_len as i128 - before)
+                    .min(usize::MAX as i128);
+                if lo <= hi {
+                    (lo as usize, hi as usize)
+                } else {
+                    (1, 0)
+                }
+            }
+            _ => (1, 0),
+        };
+        Encoder {
+            config,
+            fast_lo,
+            fast_hi,
+        }
     }
 
     /// The layout this encoder writes.
@@ -478,6 +536,29 @@ impl Encoder {
     /// does not fit the field.
     #[inline]
     pub fn header(&self, payload_len: usize) -> Result<Header, Error> {
+        if let (LengthField::Fixed { width, endian }, true) = (
+            self.config.length,
+            (self.fast_lo..=self.fast_hi).contains(&payload_len),
+        ) {
+            // In range, so no check can fail: one fixed 8-byte store.
+            let value = (payload_len as u64).wrapping_sub(self.config.adjustment as u64);
+            let bytes = match endian {
+                Endian::Big => (value << (64 - 8 * u32::from(width))).to_be_bytes(),
+                Endian::Little => value.to_le_bytes(),
+            };
+            let mut h = Header {
+                bytes: [0; 12],
+                len: width,
+            };
+            h.bytes[..8].copy_from_slice(&bytes);
+            return Ok(h);
+        }
+        self.header_checked(payload_len)
+    }
+
+    /// [`header`](Encoder::header) for every layout, checking as it goes.
+    #[inline(never)]
+    fn header_checked(&self, payload_len: usize) -> Result<Header, Error> {
         let c = &self.config;
         let mut h = Header {
             bytes: [0; 12],
@@ -571,8 +652,11 @@ impl Encoder {
             )));
         }
         let h = self.header(payload.len())?;
-        dst.reserve(h.len as usize + payload.len());
-        dst.extend_from_slice(&h);
+        dst.reserve(h.bytes.len() + payload.len());
+        // A fixed-size copy and a truncate cost less than a copy of `h.len` bytes.
+        let at = dst.len();
+        dst.extend_from_slice(&h.bytes);
+        dst.truncate(at + h.len as usize);
         dst.extend_from_slice(payload);
         Ok(())
     }
@@ -608,7 +692,36 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Oversized;
+    use crate::config::{DEFAULT_MAX_FRAME_LEN, Oversized};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast fixed-width header path writes exactly what the checked
+        /// path writes, and refuses nothing the checked path accepts.
+        #[test]
+        fn fast_header_matches_checked_header(
+            width in 1u8..=8,
+            little in any::<bool>(),
+            offset in 0usize..4,
+            adjustment in -16i64..16,
+            strip in prop::option::of(0usize..16),
+            max in prop::sample::select(vec![0usize, 1, 255, 256, 65_535, 65_536, 1 << 24, DEFAULT_MAX_FRAME_LEN]),
+            len in prop::sample::select(vec![0usize, 1, 2, 15, 16, 17, 254, 255, 256, 257, 65_534, 65_535, 65_536, 65_537, (1 << 24) - 1, 1 << 24]),
+        ) {
+            let mut builder = Config::builder().width(width).offset(offset).adjustment(adjustment).max_frame_len(max);
+            builder = if little { builder.little_endian() } else { builder.big_endian() };
+            if let Some(n) = strip {
+                builder = builder.strip(n);
+            }
+            let Ok(config) = builder.build() else { return Ok(()); };
+            let encoder = Encoder::new(config);
+            for l in [len, len.saturating_sub(adjustment.unsigned_abs() as usize), len + adjustment.unsigned_abs() as usize] {
+                let fast = encoder.header(l).map(|h| h.to_vec()).map_err(|e| e.to_string());
+                let checked = encoder.header_checked(l).map(|h| h.to_vec()).map_err(|e| e.to_string());
+                prop_assert_eq!(fast, checked, "payload {}", l);
+            }
+        }
+    }
 
     fn encode(config: Config, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

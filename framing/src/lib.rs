@@ -21,6 +21,8 @@
 //! - [`codec`]: the sans-IO core. [`Decoder`] takes bytes and hands back
 //!   frames (borrowed or owned); [`Encoder`] writes length fields so that the
 //!   payload can go out in a vectored write, never copied.
+//!   ([`io::FramedWriter`] still copies payloads of a few KiB behind their
+//!   header: one `write` costs less than a `writev` there.)
 //! - [`io`]: blocking adapters over `std::io::Read` and `Write`.
 //! - [`nonblocking`]: a `mio` adapter with a bounded outgoing queue.
 //!
