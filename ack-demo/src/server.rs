@@ -1,0 +1,405 @@
+//! The blocking server driver: a thread per connection, one shared
+//! [`Store`], the [`Receiver`] state machine deciding what to send.
+//!
+//! Each connection thread takes every frame already received, processes
+//! what it delivers (appends to the store), and before it waits for more
+//! input makes the batch durable ([`Store::sync`]) and sends the `ACK` that
+//! says so. A violation gets `ERROR{code, reason}` and the connection is
+//! closed; other sessions are not affected.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use framing::{Decoder, Encoder};
+use serde::Serialize;
+use socket2::SockRef;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, ErrorCode};
+use crate::framing_config;
+use crate::heartbeat::DEAD_AFTER;
+use crate::kernel;
+use crate::receiver::{Event, Receiver, ReceiverConfig};
+use crate::store::Store;
+use crate::wire::Message;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The out file (its journal is `FILE.journal`).
+    pub out: PathBuf,
+    /// Simulated processing time per message.
+    pub process_delay: Duration,
+    /// Stop reading a connection after this many messages and close it
+    /// (the classic early close that resets the sender).
+    pub stop_reading_after: Option<u64>,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Largest window granted.
+    pub max_window: u32,
+    /// Print the kernel's view of each connection when it ends.
+    pub show_kernel: bool,
+}
+
+impl ServerSettings {
+    /// Defaults for everything but the out file.
+    pub fn new(out: PathBuf) -> ServerSettings {
+        ServerSettings {
+            out,
+            process_delay: Duration::ZERO,
+            stop_reading_after: None,
+            heartbeat: Duration::from_secs(1),
+            max_window: 4096,
+            show_kernel: false,
+        }
+    }
+}
+
+/// Server-wide counters.
+#[derive(Debug, Default, Serialize)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Messages processed (appended) across sessions, this run.
+    pub processed: AtomicU64,
+    /// Sessions closed with `CLOSE_ACK`.
+    pub closed_sessions: AtomicU64,
+    /// Connections ended by a protocol violation.
+    pub violations: AtomicU64,
+    /// Connections ended by silence (heartbeat).
+    pub silent: AtomicU64,
+}
+
+/// A running server; see the module docs.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: Arc<Mutex<Store>>,
+    settings: ServerSettings,
+    stats: Arc<ServerStats>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Stops a server's accept loop from another thread.
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+impl StopHandle {
+    /// Makes [`Server::run`] return (connections already served finish on
+    /// their own).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+impl Server {
+    /// Opens the store (recovering it) and binds `addr`.
+    ///
+    /// # Errors
+    /// The store's errors; binding failed.
+    pub fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<Server, Error> {
+        let store = Store::open(&settings.out)?;
+        let listener =
+            TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        Ok(Server {
+            listener,
+            addr,
+            store: Arc::new(Mutex::new(store)),
+            settings,
+            stats: Arc::default(),
+            stop: Arc::default(),
+        })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Counters, shared with the running server.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// A handle that stops [`run`](Server::run).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            stop: Arc::clone(&self.stop),
+            addr: self.addr,
+        }
+    }
+
+    /// Accepts and serves connections, each on its own thread, until
+    /// stopped.
+    pub fn run(&self) {
+        for stream in self.listener.incoming() {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            self.stats.connections.fetch_add(1, Ordering::Relaxed);
+            let conn = Connection {
+                store: Arc::clone(&self.store),
+                settings: self.settings.clone(),
+                stats: Arc::clone(&self.stats),
+            };
+            let spawned = thread::Builder::new()
+                .name("ack-conn".into())
+                .spawn(move || conn.serve(stream));
+            if let Err(e) = spawned {
+                warn!(error = %e, "could not start a connection thread");
+            }
+        }
+    }
+}
+
+struct Connection {
+    store: Arc<Mutex<Store>>,
+    settings: ServerSettings,
+    stats: Arc<ServerStats>,
+}
+
+/// How a connection's loop ended.
+enum End {
+    /// `CLOSE_ACK` sent and the client's EOF read: close cleanly.
+    Closed,
+    /// The client went away (EOF or reset) mid-session; it may resume.
+    Gone,
+    /// `--stop-reading-after` reached: close without reading the rest.
+    StoppedReading,
+}
+
+impl Connection {
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A connection thread that panicked cannot leave the store half
+        // updated in a way later syncs would miss: keep serving.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn serve(self, mut stream: TcpStream) {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let _ = stream.set_nodelay(true);
+        let _ =
+            SockRef::from(&stream).set_tcp_user_timeout(Some(DEAD_AFTER * self.settings.heartbeat));
+        let _ = stream.set_write_timeout(Some(DEAD_AFTER * self.settings.heartbeat));
+        let mut rx = Receiver::new(
+            ReceiverConfig {
+                max_window: self.settings.max_window,
+                heartbeat: self.settings.heartbeat,
+            },
+            Instant::now(),
+        );
+        let result = self.drive(&mut stream, &mut rx);
+        if self.settings.show_kernel {
+            if let Ok(view) = kernel::sample(&stream) {
+                eprintln!("[server {peer}] at close: {view}");
+            }
+        }
+        match result {
+            Ok(End::Closed) => {
+                self.stats.closed_sessions.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, session = ?rx.session(), "session closed cleanly");
+            }
+            Ok(End::Gone) => {
+                info!(%peer, session = ?rx.session(), delivered = rx.delivered(), "client went away; it may resume");
+            }
+            Ok(End::StoppedReading) => {
+                warn!(%peer, session = ?rx.session(), "stopped reading early as told; closing with unread data");
+            }
+            Err(e) => {
+                match e {
+                    Error::PeerSilent { .. } => self.stats.silent.fetch_add(1, Ordering::Relaxed),
+                    _ => self.stats.violations.fetch_add(1, Ordering::Relaxed),
+                };
+                warn!(%peer, session = ?rx.session(), error = %e, "connection closed");
+                // Tell the client why, then close without a reset: stop
+                // sending, and drain (bounded) what it still sends so that
+                // nothing is left unread when the socket closes.
+                let _ = flush(&mut stream, &mut rx);
+                let _ = stream.shutdown(Shutdown::Write);
+                linger_drain(&mut stream);
+            }
+        }
+    }
+
+    fn drive(&self, stream: &mut TcpStream, rx: &mut Receiver) -> Result<End, Error> {
+        let mut decoder = Decoder::new(framing_config());
+        let mut claim = None;
+        let mut pending = false;
+        let mut delivered_here = 0u64;
+        let mut peer_eof = false;
+        loop {
+            loop {
+                let frame = match decoder.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => {
+                        rx.refuse(ErrorCode::Framing, e.to_string());
+                        return Err(e.into());
+                    }
+                };
+                match rx.handle(frame, Instant::now())? {
+                    None => {}
+                    Some(Event::Hello { session }) => {
+                        let c = self.lock().claim(session);
+                        debug!(session, processed = c.durable.processed, "session claimed");
+                        rx.welcome(c.durable, c.appended);
+                        claim = Some((session, c.generation));
+                    }
+                    Some(Event::Deliver { seq, payload }) => {
+                        let Some((session, generation)) = claim else {
+                            return Err(Error::protocol(
+                                ErrorCode::UnexpectedMessage,
+                                "DATA without a session",
+                            ));
+                        };
+                        if !self.settings.process_delay.is_zero() {
+                            // Simulated processing work.
+                            thread::sleep(self.settings.process_delay);
+                        }
+                        if let Err(e) = self.lock().append(session, generation, seq, payload) {
+                            if let Error::Protocol { code, reason } = &e {
+                                rx.refuse(*code, reason.clone());
+                            }
+                            return Err(e);
+                        }
+                        pending = true;
+                        delivered_here += 1;
+                        self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                        if self
+                            .settings
+                            .stop_reading_after
+                            .is_some_and(|n| delivered_here >= n)
+                        {
+                            self.make_durable(rx, claim)?;
+                            flush(stream, rx)?;
+                            return Ok(End::StoppedReading);
+                        }
+                    }
+                }
+            }
+            if pending {
+                self.make_durable(rx, claim)?;
+                pending = false;
+            }
+            flush(stream, rx)?;
+            if rx.is_failed() {
+                return Err(Error::protocol(ErrorCode::UnexpectedMessage, "failed"));
+            }
+            if peer_eof {
+                return Ok(if rx.is_done() { End::Closed } else { End::Gone });
+            }
+            let now = Instant::now();
+            let wait = rx
+                .poll_timeout()
+                .map_or(self.settings.heartbeat, |d| {
+                    d.saturating_duration_since(now)
+                })
+                .max(Duration::from_millis(1));
+            let _ = stream.set_read_timeout(Some(wait));
+            match stream.read(decoder.read_buf()) {
+                Ok(0) => {
+                    if let Err(e) = decoder.finish() {
+                        debug!(error = %e, "client closed inside a frame");
+                    }
+                    peer_eof = true;
+                }
+                Ok(n) => decoder.commit(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    rx.handle_timeout(Instant::now())?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    return Ok(End::Gone);
+                }
+                Err(e) => return Err(Error::io("reading", e)),
+            }
+        }
+    }
+
+    fn make_durable(&self, rx: &mut Receiver, claim: Option<(u64, u64)>) -> Result<(), Error> {
+        let Some((session, _)) = claim else {
+            return Ok(());
+        };
+        let mut store = self.lock();
+        if let Err(e) = store.sync() {
+            rx.refuse(ErrorCode::Storage, e.to_string());
+            return Err(e);
+        }
+        rx.on_durable(store.durable(session));
+        Ok(())
+    }
+}
+
+/// Reads and drops what the peer still sends, until its EOF, at most 1 MiB
+/// or 200 ms.
+fn linger_drain(stream: &mut TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 8192];
+    let mut left = 1024 * 1024usize;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// Sends everything the receiver has queued, in one write.
+fn flush(stream: &mut TcpStream, rx: &mut Receiver) -> Result<(), Error> {
+    let encoder = Encoder::new(framing_config());
+    let mut msg = Vec::new();
+    let mut out = Vec::new();
+    while rx.poll_transmit(&mut msg) {
+        encoder.encode(&msg, &mut out)?;
+    }
+    if !out.is_empty() {
+        stream
+            .write_all(&out)
+            .map_err(|e| Error::io("sending", e))?;
+    }
+    Ok(())
+}
+
+/// Encodes one message as a frame (for tools and tests that speak the
+/// protocol by hand).
+pub fn frame(msg: &Message<'_>) -> Vec<u8> {
+    let mut body = Vec::new();
+    msg.encode(&mut body);
+    let mut out = Vec::new();
+    Encoder::new(framing_config())
+        .encode(&body, &mut out)
+        .expect("a message within the frame limit");
+    out
+}
