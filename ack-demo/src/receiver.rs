@@ -80,6 +80,8 @@ pub struct Receiver {
     window: u32,
     /// Next seq to deliver.
     delivered: u64,
+    /// Last seq received on this connection: seqs must increase.
+    last_seq: Option<u64>,
     /// `processed` last sent (WELCOME or ACK).
     acked: u64,
     durable: Durable,
@@ -102,6 +104,7 @@ impl Receiver {
             asked_window: 0,
             window: 0,
             delivered: 0,
+            last_seq: None,
             acked: 0,
             durable: Durable::default(),
             close_count: None,
@@ -184,9 +187,16 @@ impl Receiver {
                         format!("DATA seq {seq} after CLOSE{{count {count}}}"),
                     ));
                 }
+                if let Some(last) = self.last_seq.filter(|&last| seq <= last) {
+                    return Err(Error::protocol(
+                        ErrorCode::SeqBackwards,
+                        format!("DATA seq {seq} after seq {last} on this connection"),
+                    ));
+                }
+                self.last_seq = Some(seq);
                 if seq < self.delivered {
-                    // A resend of something already processed (or being made
-                    // durable): not delivered again.
+                    // A resend, after a reconnect, of something already
+                    // processed (or being made durable): not delivered again.
                     trace!(seq, "duplicate ignored");
                     return Ok(None);
                 }
@@ -284,19 +294,20 @@ impl Receiver {
     /// `false` when there is nothing to send now.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
         out.clear();
-        if let Some((code, reason)) = self.error_due.take() {
-            Message::Error {
-                code,
-                reason: &reason,
-            }
-            .encode(out);
-            return true;
-        }
+        // WELCOME answers a HELLO that came before any violation.
         if self.welcome_due {
             self.welcome_due = false;
             Message::Welcome {
                 processed: self.acked,
                 window: self.window,
+            }
+            .encode(out);
+            return true;
+        }
+        if let Some((code, reason)) = self.error_due.take() {
+            Message::Error {
+                code,
+                reason: &reason,
             }
             .encode(out);
             return true;

@@ -225,7 +225,12 @@ impl Connection {
                 info!(%peer, session = ?rx.session(), delivered = rx.delivered(), "client went away; it may resume");
             }
             Ok(End::StoppedReading) => {
-                warn!(%peer, session = ?rx.session(), "stopped reading early as told; closing with unread data");
+                // Like an application that stopped reading and exits when
+                // its peer is done: wait (bounded) for the peer's FIN
+                // without reading, then close with the rest unread. The
+                // kernel answers that close with a reset.
+                let unread = wait_peer_shutdown(&stream, DEAD_AFTER * self.settings.heartbeat);
+                warn!(%peer, session = ?rx.session(), unread, "stopped reading early as told; closing with unread data");
             }
             Err(e) => {
                 match e {
@@ -262,7 +267,14 @@ impl Connection {
                 match rx.handle(frame, Instant::now())? {
                     None => {}
                     Some(Event::Hello { session }) => {
-                        let c = self.lock().claim(session);
+                        let c = {
+                            let mut store = self.lock();
+                            // What an earlier connection left pending
+                            // becomes durable first, so the session resumes
+                            // from one point.
+                            store.sync()?;
+                            store.claim(session)
+                        };
                         debug!(session, processed = c.durable.processed, "session claimed");
                         rx.welcome(c.durable, c.appended);
                         claim = Some((session, c.generation));
@@ -360,6 +372,21 @@ impl Connection {
         rx.on_durable(store.durable(session));
         Ok(())
     }
+}
+
+/// Waits, without reading, until the peer shuts down its sending side
+/// (`POLLRDHUP`) or `timeout` passes; returns the bytes left unread.
+fn wait_peer_shutdown(stream: &TcpStream, timeout: Duration) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    let _ = unsafe { libc::poll(&mut pfd, 1, ms) };
+    kernel::sample(stream).map_or(0, |k| k.inq)
 }
 
 /// Reads and drops what the peer still sends, until its EOF, at most 1 MiB
