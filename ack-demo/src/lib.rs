@@ -16,8 +16,11 @@
 //!   send-shutdown-close without acknowledgements, for comparison;
 //! - [`kernel`]: what the kernel says about a socket (SIOCOUTQ, TCP_INFO,
 //!   ...), beside what the application knows;
-//! - [`relay`]: a TCP relay adding delay or blackholing, for experiments.
+//! - [`relay`]: a TCP relay adding delay or blackholing, for experiments;
+//! - [`bench`]: acknowledged messages/s against the window, loopback and
+//!   through the relay, beside an unacknowledged stream.
 
+pub mod bench;
 pub mod client;
 pub mod error;
 pub mod heartbeat;

@@ -43,6 +43,9 @@ pub enum Error {
         /// What failed.
         source: framing::Error,
     },
+    /// An `ack-demo` run failed.
+    #[error(transparent)]
+    Ack(#[from] ack_demo::Error),
     /// Arguments that cannot work together.
     #[error("invalid settings: {0}")]
     Settings(String),

@@ -6,8 +6,10 @@
 //!
 //! - [`echo`]: `framed-echo`, a mio echo server over [`framing`] and a
 //!   pipelined client that verifies every echo.
+//! - [`ack_tour`]: the tour's `ack-demo` section.
 //! - [`tour`]: runs every demo on loopback and prints one report.
 
+pub mod ack_tour;
 pub mod echo;
 pub mod error;
 pub mod preset;

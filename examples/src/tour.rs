@@ -36,7 +36,7 @@ pub struct Section {
 }
 
 impl Section {
-    fn failed(title: &str, error: &Error) -> Section {
+    pub(crate) fn failed(title: &str, error: &Error) -> Section {
         Section {
             title: title.to_owned(),
             lines: vec![format!("FAILED: {error}")],
@@ -101,7 +101,13 @@ impl Report {
 pub fn run(settings: TourSettings) -> Report {
     let start = Instant::now();
     let title = "framing: framed-echo over loopback TCP";
-    let sections = vec![framing_section(settings).unwrap_or_else(|e| Section::failed(title, &e))];
+    let mut sections =
+        vec![framing_section(settings).unwrap_or_else(|e| Section::failed(title, &e))];
+    sections.push(
+        crate::ack_tour::section(settings.quick).unwrap_or_else(|e| {
+            Section::failed("ack-demo: acknowledged session through a crash", &e)
+        }),
+    );
     Report {
         sections,
         seconds: start.elapsed().as_secs_f64(),

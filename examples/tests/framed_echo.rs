@@ -193,6 +193,11 @@ fn tour_runs_and_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("3 of 3 hostile clients dropped"), "{text}");
+    assert!(
+        text.contains("msg 0..N-1 each exactly once, in order"),
+        "{text}"
+    );
+    assert!(text.contains("server processed 100; 900 lost"), "{text}");
     let report = last_json(&out.stdout);
     assert_eq!(report["passed"], true);
     let framing = &report["sections"]["framing: framed-echo over loopback TCP"];

@@ -37,6 +37,28 @@ enum Command {
     /// Send COUNT messages `msg <seq> ...` with W in flight, resume across
     /// reconnects, finish with the close handshake, report.
     Client(ClientArgs),
+    /// Acknowledged msg/s for windows 1, 8, 32, 128 on loopback and through
+    /// a relay adding delay each way, beside an unacknowledged stream.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Directory for the servers' out files [default: the temp dir].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Delay the relay adds each way, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    delay_ms: f64,
+    /// Messages per run are SCALE x window.
+    #[arg(long, default_value_t = 1000)]
+    scale: u64,
+    /// Payload bytes per message.
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    size: usize,
+    /// Print the report as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -120,6 +142,27 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             let server = Server::bind(a.listen, settings)?;
             println!("listening on {}", server.local_addr());
             server.run();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(a) => {
+            if !(a.delay_ms.is_finite() && a.delay_ms >= 0.0) {
+                return Err(ack_demo::Error::Settings(format!(
+                    "--delay-ms {} must be >= 0",
+                    a.delay_ms
+                )));
+            }
+            let settings = ack_demo::bench::BenchSettings {
+                windows: vec![1, 8, 32, 128],
+                size: a.size,
+                delay: Duration::from_secs_f64(a.delay_ms / 1e3),
+                scale: a.scale.max(1),
+                dir: a.dir.unwrap_or_else(std::env::temp_dir),
+            };
+            let report = ack_demo::bench::run(&settings)?;
+            print!("{}", report.render());
+            if a.json {
+                println!("{}", serde_json::to_string(&report).expect("serializable"));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(a) if a.naive => {

@@ -22,6 +22,11 @@ fn main() -> ExitCode {
     // Demos log warnings they expect (hostile clients dropped); the report
     // says what happened. RUST_LOG=info shows the logs too.
     init_tracing("error");
+    // The tour re-runs itself as an ack-demo server, to kill a real process.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(examples::ack_tour::SERVER_FLAG) {
+        return internal_ack_server(&args[2..]);
+    }
     let cli = Cli::parse();
     let report = run(TourSettings { quick: cli.quick });
     print!("{}", report.render());
@@ -32,5 +37,27 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn internal_ack_server(args: &[String]) -> ExitCode {
+    let parsed = match args {
+        [listen, out, delay] => listen
+            .parse()
+            .ok()
+            .zip(delay.parse().ok())
+            .map(|(l, d)| (l, out, d)),
+        _ => None,
+    };
+    let Some((listen, out, delay)) = parsed else {
+        eprintln!("tour: internal ack-demo server: expected LISTEN OUT DELAY_US");
+        return ExitCode::FAILURE;
+    };
+    match examples::ack_tour::serve(listen, out.into(), delay) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tour: ack-demo server: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,195 @@
+//! The tour's `ack-demo` section: an acknowledged session through a server
+//! crash (a real SIGKILL of a real process), and the naive close losing
+//! messages beside it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use ack_demo::client::{self, ClientSettings};
+use ack_demo::server::{Server, ServerSettings};
+use serde_json::json;
+
+use crate::Error;
+use crate::tour::Section;
+
+/// The hidden flag that makes the tour binary an `ack-demo` server, so that
+/// the tour can kill a real process.
+pub const SERVER_FLAG: &str = "--internal-ack-server";
+
+/// Runs an `ack-demo` server (the child side of [`SERVER_FLAG`]): `listen`,
+/// `out`, and the per-message processing delay in microseconds.
+///
+/// # Errors
+/// The server's start-up errors.
+pub fn serve(listen: SocketAddr, out: PathBuf, delay_us: u64) -> Result<(), ack_demo::Error> {
+    let mut settings = ServerSettings::new(out);
+    settings.process_delay = Duration::from_micros(delay_us);
+    let server = Server::bind(listen, settings)?;
+    println!("listening on {}", server.local_addr());
+    server.run();
+    Ok(())
+}
+
+struct Child_ {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(listen: &str, out: &Path) -> Result<Child_, Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding the tour binary", e))?;
+    let mut child = Command::new(exe)
+        .args([SERVER_FLAG, listen])
+        .arg(out)
+        .arg("100")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::io("starting the ack-demo server process", e))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| Error::io("reading the server's address", e))?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| Error::Settings(format!("ack-demo server said {line:?}")))?;
+    Ok(Child_ { child, addr })
+}
+
+fn out_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The section.
+pub fn section(quick: bool) -> Result<Section, Error> {
+    let dir = std::env::temp_dir().join(format!("tour-ack-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating a temp dir", e))?;
+    let out = dir.join("out.txt");
+    let count: u64 = if quick { 2000 } else { 10_000 };
+    let size = 32;
+
+    // 1. Acknowledged session, server SIGKILLed mid-way and restarted.
+    let server = spawn_server("127.0.0.1:0", &out)?;
+    let addr = server.addr;
+    let mut settings = ClientSettings::new(addr);
+    settings.count = count;
+    settings.size = size;
+    settings.window = 32;
+    settings.session = 7;
+    settings.reconnect_for = Duration::from_secs(20);
+    settings.heartbeat = Duration::from_millis(500);
+    let session = thread::spawn(move || client::run(&settings));
+    // Kill once a third of the messages are durable lines.
+    while (out_lines(&out).len() as u64) < count / 3 && !session.is_finished() {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let lines_at_kill = out_lines(&out).len();
+    drop(server); // SIGKILL
+    let restarted = spawn_server(&addr.to_string(), &out)?;
+    let report = session.join().expect("client thread does not panic");
+    drop(restarted);
+    let lines = out_lines(&out);
+    let exact = lines.len() as u64 == count
+        && lines.iter().enumerate().all(|(seq, l)| {
+            let mut want = Vec::new();
+            ack_demo::wire::demo_payload(seq as u64, size, &mut want);
+            l.as_bytes() == want
+        });
+
+    // 2. The naive close against a server that stops reading after 100.
+    let naive_out = dir.join("naive.txt");
+    let mut s = ServerSettings::new(naive_out.clone());
+    s.stop_reading_after = Some(100);
+    s.heartbeat = Duration::from_millis(300);
+    let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), s)?;
+    let naive_addr = server.local_addr();
+    let stop = server.stop_handle();
+    let serving = thread::spawn(move || server.run());
+    let naive = ack_demo::naive::run(naive_addr, 1, 1000, 64, Duration::from_secs(3))?;
+    let naive_processed = out_lines(&naive_out).len();
+    // The acknowledged client against the same early-closing server.
+    let mut acked = ClientSettings::new(naive_addr);
+    acked.count = 1000;
+    acked.session = 2;
+    acked.window = 8;
+    acked.heartbeat = Duration::from_millis(300);
+    let acked = client::run(&acked);
+    stop.stop();
+    let _ = serving.join();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let passed = report.completed
+        && exact
+        && report.stats.reconnects >= 1
+        && naive.accepted_messages == 1000
+        && naive_processed == 100
+        && !acked.completed;
+    let lines_out = vec![
+        format!(
+            "acked session: {count} x {size} B, window 32; server SIGKILLed with {lines_at_kill} lines durable, restarted on {addr}"
+        ),
+        format!(
+            "  client: reconnects {}, resent {}, acked {}/{count}, close handshake {} -> out file: {} lines, {}",
+            report.stats.reconnects,
+            report.stats.resent,
+            report.stats.acked,
+            report
+                .close_handshake_ms
+                .map_or("not completed".to_owned(), |ms| format!(
+                    "{ms:.2} ms (count + digest matched)"
+                )),
+            lines.len(),
+            if exact {
+                "msg 0..N-1 each exactly once, in order"
+            } else {
+                "NOT exact"
+            }
+        ),
+        format!(
+            "naive close: send() accepted {} of 1000 messages ({} bytes), then shutdown + close",
+            naive.accepted_messages, naive.accepted_bytes
+        ),
+        format!(
+            "  server processed {naive_processed}; {} lost, and the sender never knew. After close: {}",
+            1000 - naive_processed as u64,
+            naive.after_close
+        ),
+        format!(
+            "acked client, same server: stopped with {} of 1000 confirmed; it reports seqs {}..{} unconfirmed",
+            acked.stats.acked, acked.unconfirmed.start, acked.unconfirmed.end
+        ),
+    ];
+    Ok(Section {
+        title: "ack-demo: acknowledged session through a crash; the naive close beside it"
+            .to_owned(),
+        lines: lines_out,
+        passed,
+        figures: json!({
+            "acked_session": report,
+            "lines_at_kill": lines_at_kill,
+            "out_file_exact": exact,
+            "naive": naive,
+            "naive_processed": naive_processed,
+            "acked_vs_early_close": acked,
+        }),
+    })
+}
