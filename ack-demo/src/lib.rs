@@ -17,7 +17,7 @@
 //! - [`kernel`]: what the kernel says about a socket (SIOCOUTQ, TCP_INFO,
 //!   ...), beside what the application knows;
 //! - [`relay`]: a TCP relay adding delay or blackholing, for experiments;
-//! - [`bench`]: acknowledged messages/s against the window, loopback and
+//! - [`bench`](mod@bench): acknowledged messages/s against the window, loopback and
 //!   through the relay, beside an unacknowledged stream.
 
 pub mod bench;
@@ -40,7 +40,7 @@ pub use error::{Error, ErrorCode};
 pub fn framing_config() -> framing::Config {
     framing::Config::u32_be()
         .to_builder()
-        .max_frame_len(MAX_PAYLOAD + 9)
+        .max_frame_len(MAX_PAYLOAD + wire::DATA_HEADER_LEN)
         .build()
         .expect("a valid layout")
 }

@@ -20,17 +20,31 @@ use tracing::{trace, warn};
 
 use crate::error::{Error, ErrorCode};
 use crate::heartbeat::Heartbeat;
-use crate::wire::{Message, VERSION};
+use crate::wire::{Digest, Message, VERSION};
 
 /// What the server has made durable for a session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+///
+/// [`Durable::default()`] is a session with nothing processed: counts 0 and
+/// the digest of no payloads ([`Digest::default`]), so that a session closed
+/// with zero messages still verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Durable {
     /// Seqs `0..processed` are durable.
     pub processed: u64,
     /// Messages the store holds for the session.
     pub count: u64,
-    /// [`Digest`](crate::wire::Digest) of their payloads.
+    /// [`Digest`] of their payloads.
     pub digest: u64,
+}
+
+impl Default for Durable {
+    fn default() -> Durable {
+        Durable {
+            processed: 0,
+            count: 0,
+            digest: Digest::default().value(),
+        }
+    }
 }
 
 /// What the driver must act on.

@@ -7,23 +7,74 @@
 //! processed, i.e. `last_processed = n - 1` (none when `n = 0`), which needs
 //! no "none" value on the wire.
 //!
-//! ```text
-//! HELLO      01 | session u64 | version u16 | window u32          15 bytes
-//! WELCOME    02 | processed u64 | window u32                       13 bytes
-//! DATA       03 | seq u64 | payload ...                            9 + n
-//! ACK        04 | processed u64                                    9 bytes
-//! CLOSE      05 | count u64      (last_seq = count - 1)            9 bytes
-//! CLOSE_ACK  06 | processed u64 | count u64 | digest u64           25 bytes
-//! PING       07 | nonce u64                                        9 bytes
-//! PONG       08 | nonce u64                                        9 bytes
-//! ERROR      09 | code u16 | reason (UTF-8, at most 256 bytes)     3 + n
+//! Offsets are bytes from the start of the frame's content (after the
+//! 4-byte length prefix, which counts exactly these bytes):
 //!
-//! e.g. DATA seq 7, payload "msg 7 ..", inside its frame:
-//! +-------------+----+-------------------------+------------------------+
+//! ```text
+//! HELLO (client opens or resumes a session)                     15 bytes
+//!  0      1                         9             11                15
+//! +------+-------------------------+-------------+-----------------+
+//! | 0x01 | session u64             | version u16 | window u32      |
+//! +------+-------------------------+-------------+-----------------+
+//!
+//! WELCOME (server: seqs 0..processed are durable)               13 bytes
+//!  0      1                         9                     13
+//! +------+-------------------------+---------------------+
+//! | 0x02 | processed u64           | window granted u32  |
+//! +------+-------------------------+---------------------+
+//!
+//! DATA (one message)                                            9 + n bytes
+//!  0      1                         9                     9+n
+//! +------+-------------------------+---------------------+
+//! | 0x03 | seq u64                 | payload (n bytes)   |
+//! +------+-------------------------+---------------------+
+//!
+//! ACK (cumulative: seqs 0..processed are processed and durable)  9 bytes
+//!  0      1                         9
+//! +------+-------------------------+
+//! | 0x04 | processed u64           |
+//! +------+-------------------------+
+//!
+//! CLOSE (client: the session is seqs 0..count; last_seq = count - 1)  9 bytes
+//!  0      1                         9
+//! +------+-------------------------+
+//! | 0x05 | count u64               |
+//! +------+-------------------------+
+//!
+//! CLOSE_ACK (server: everything through CLOSE's count is durable) 25 bytes
+//!  0      1                 9                 17                25
+//! +------+-----------------+-----------------+-----------------+
+//! | 0x06 | processed u64   | count u64       | digest u64      |
+//! +------+-----------------+-----------------+-----------------+
+//!
+//! PING / PONG (heartbeat; PONG echoes the PING's nonce)          9 bytes
+//!  0      1                         9
+//! +------+-------------------------+
+//! | 0x07 | nonce u64               |      PONG: type 0x08
+//! +------+-------------------------+
+//!
+//! ERROR (sent before closing on a protocol violation)       3 + n bytes
+//!  0      1          3                         3+n, n <= 256
+//! +------+----------+-------------------------+
+//! | 0x09 | code u16 | reason (UTF-8, n bytes) |
+//! +------+----------+-------------------------+
+//!
+//! e.g. DATA seq 7, payload "msg 7 ..", with its frame length:
+//! +-------------+----+-------------------------+-------------------------+
 //! | 00 00 00 11 | 03 | 00 00 00 00 00 00 00 07 | 6d 73 67 20 37 20 2e 2e |
-//! +-------------+----+-------------------------+------------------------+
+//! +-------------+----+-------------------------+-------------------------+
 //!   frame length  type  seq                       payload
 //! ```
+//!
+//! The error codes are [`ErrorCode`]'s values. Every fixed-size message must
+//! have exactly its size; [`Message::decode`] names what is wrong otherwise
+//! (empty frame, unknown type, too short, trailing bytes, a reason that is
+//! not UTF-8 or longer than [`MAX_REASON`]) and never panics.
+//!
+//! Encoding: [`Message::encode`] appends the content to a caller's `Vec`
+//! (copying a DATA payload once). A driver that wants no copy at all writes
+//! the frame header for [`DATA_HEADER_LEN`]` + n` bytes, [`data_header`], and the
+//! payload where it already lies, e.g. in one vectored write.
 //!
 //! - `ACK{processed}` is cumulative and means *processed and durable*, not
 //!   received.
@@ -42,6 +93,19 @@ pub const VERSION: u16 = 1;
 
 /// Largest `ERROR` reason, in bytes.
 pub const MAX_REASON: usize = 256;
+
+/// Bytes of a `DATA` message before its payload: the type and the seq.
+pub const DATA_HEADER_LEN: usize = 9;
+
+/// The first [`DATA_HEADER_LEN`] bytes of `DATA{seq, ..}`: write them, then
+/// the payload, behind a frame header for `DATA_HEADER_LEN + payload.len()`
+/// bytes, and the payload is never copied.
+pub fn data_header(seq: u64) -> [u8; DATA_HEADER_LEN] {
+    let mut h = [0; DATA_HEADER_LEN];
+    h[0] = kind::DATA;
+    h[1..].copy_from_slice(&seq.to_be_bytes());
+    h
+}
 
 /// Type bytes.
 mod kind {
@@ -153,7 +217,8 @@ impl fmt::Display for Message<'_> {
 
 impl<'a> Message<'a> {
     /// Appends the message's bytes (the frame's content, without the length
-    /// prefix) to `out`.
+    /// prefix) to `out`. An `ERROR` reason longer than [`MAX_REASON`] is cut
+    /// at a character boundary.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
             Message::Hello {
@@ -172,8 +237,7 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&window.to_be_bytes());
             }
             Message::Data { seq, payload } => {
-                out.push(kind::DATA);
-                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(&data_header(seq));
                 out.extend_from_slice(payload);
             }
             Message::Ack { processed } => {
@@ -213,17 +277,26 @@ impl<'a> Message<'a> {
     /// Decodes one frame's content.
     ///
     /// # Errors
-    /// [`Error::Malformed`] naming what is wrong: empty frame, unknown type,
-    /// wrong length for the type, a reason that is not UTF-8 or too long.
+    /// [`Error::Protocol`] with [`ErrorCode::UnknownType`] for an unknown
+    /// type byte, else [`ErrorCode::Malformed`], and a reason naming what is
+    /// wrong: empty frame, truncated, trailing bytes, a reason that is not
+    /// UTF-8 or longer than [`MAX_REASON`]. Never panics, allocates only the
+    /// error's reason.
     pub fn decode(frame: &'a [u8]) -> Result<Message<'a>, Error> {
         let Some((&kind, body)) = frame.split_first() else {
             return Err(malformed("empty frame, expected a message type byte"));
         };
         let fixed = |len: usize, name: &str| -> Result<Fields<'a>, Error> {
-            if body.len() != len {
+            if body.len() < len {
                 return Err(malformed(format!(
-                    "{name} has {} bytes after the type, expected {len}",
+                    "{name} truncated: {} bytes after the type, expected {len}",
                     body.len()
+                )));
+            }
+            if body.len() > len {
+                return Err(malformed(format!(
+                    "{name} has {} trailing bytes after its {len}",
+                    body.len() - len
                 )));
             }
             Ok(Fields(body))
@@ -247,7 +320,7 @@ impl<'a> Message<'a> {
             kind::DATA => {
                 if body.len() < 8 {
                     return Err(malformed(format!(
-                        "DATA has {} bytes after the type, expected at least 8 (the seq)",
+                        "DATA truncated: {} bytes after the type, expected at least 8 (the seq)",
                         body.len()
                     )));
                 }
@@ -278,16 +351,25 @@ impl<'a> Message<'a> {
                 nonce: fixed(8, "PONG")?.u64(),
             },
             kind::ERROR => {
-                if body.len() < 2 || body.len() > 2 + MAX_REASON {
+                if body.len() < 2 {
                     return Err(malformed(format!(
-                        "ERROR has {} bytes after the type, expected 2..={}",
-                        body.len(),
-                        2 + MAX_REASON
+                        "ERROR truncated: {} bytes after the type, expected at least 2 (the code)",
+                        body.len()
                     )));
                 }
                 let (code, reason) = body.split_at(2);
-                let reason = std::str::from_utf8(reason)
-                    .map_err(|_| malformed("ERROR reason is not UTF-8"))?;
+                if reason.len() > MAX_REASON {
+                    return Err(malformed(format!(
+                        "ERROR reason of {} bytes, at most {MAX_REASON}",
+                        reason.len()
+                    )));
+                }
+                let reason = std::str::from_utf8(reason).map_err(|e| {
+                    malformed(format!(
+                        "ERROR reason is not UTF-8 (bad byte at {})",
+                        e.valid_up_to()
+                    ))
+                })?;
                 Message::Error {
                     code: ErrorCode::from_u16(Fields(code).u16()),
                     reason,
@@ -394,6 +476,7 @@ pub fn demo_payload(seq: u64, size: usize, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn all() -> Vec<Message<'static>> {
         vec![
@@ -474,6 +557,179 @@ mod tests {
         }
     }
 
+    /// Every message's bytes, written out by hand from the diagrams.
+    #[test]
+    fn wire_images_both_ways() {
+        let cases: Vec<(Message<'static>, &[u8])> = vec![
+            (
+                Message::Hello {
+                    session: 0x0102_0304_0506_0708,
+                    version: 1,
+                    window: 32,
+                },
+                b"\x01\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x00\x00\x20",
+            ),
+            (
+                Message::Welcome {
+                    processed: 3,
+                    window: 16,
+                },
+                b"\x02\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x10",
+            ),
+            (
+                Message::Data {
+                    seq: 7,
+                    payload: b"msg 7 ..",
+                },
+                b"\x03\x00\x00\x00\x00\x00\x00\x00\x07msg 7 ..",
+            ),
+            (
+                Message::Ack { processed: 0x100 },
+                b"\x04\x00\x00\x00\x00\x00\x00\x01\x00",
+            ),
+            (
+                Message::Close { count: 10 },
+                b"\x05\x00\x00\x00\x00\x00\x00\x00\x0a",
+            ),
+            (
+                Message::CloseAck {
+                    processed: 10,
+                    count: 10,
+                    digest: 0xdead_beef_0bad_f00d,
+                },
+                b"\x06\x00\x00\x00\x00\x00\x00\x00\x0a\x00\x00\x00\x00\x00\x00\x00\x0a\xde\xad\xbe\xef\x0b\xad\xf0\x0d",
+            ),
+            (
+                Message::Ping { nonce: 5 },
+                b"\x07\x00\x00\x00\x00\x00\x00\x00\x05",
+            ),
+            (
+                Message::Pong { nonce: 5 },
+                b"\x08\x00\x00\x00\x00\x00\x00\x00\x05",
+            ),
+            (
+                Message::Error {
+                    code: ErrorCode::WindowExceeded,
+                    reason: "full",
+                },
+                b"\x09\x00\x06full",
+            ),
+        ];
+        for (msg, bytes) in cases {
+            let mut out = Vec::new();
+            msg.encode(&mut out);
+            assert_eq!(out, bytes, "{msg}");
+            assert_eq!(Message::decode(bytes).unwrap(), msg);
+        }
+        let mut out = Vec::new();
+        Message::Data {
+            seq: 7,
+            payload: b"xy",
+        }
+        .encode(&mut out);
+        assert_eq!(out[..DATA_HEADER_LEN], data_header(7));
+    }
+
+    fn reason(frame: &[u8]) -> (ErrorCode, String) {
+        match Message::decode(frame) {
+            Err(Error::Protocol { code, reason }) => (code, reason),
+            other => panic!("{frame:02x?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bad_frame_gets_a_precise_reason() {
+        let mut ack = vec![4, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            reason(&ack),
+            (
+                ErrorCode::Malformed,
+                "ACK truncated: 7 bytes after the type, expected 8".into()
+            )
+        );
+        ack.extend_from_slice(&[0, 1, 2]);
+        assert_eq!(
+            reason(&ack),
+            (
+                ErrorCode::Malformed,
+                "ACK has 2 trailing bytes after its 8".into()
+            )
+        );
+        assert_eq!(
+            reason(&[3, 0, 0]).1,
+            "DATA truncated: 2 bytes after the type, expected at least 8 (the seq)"
+        );
+        assert_eq!(
+            reason(&[9, 0]).1,
+            "ERROR truncated: 1 bytes after the type, expected at least 2 (the code)"
+        );
+        let mut long = vec![9, 0, 1];
+        long.resize(3 + MAX_REASON + 1, b'x');
+        assert_eq!(reason(&long).1, "ERROR reason of 257 bytes, at most 256");
+        long.truncate(3 + MAX_REASON);
+        assert!(Message::decode(&long).is_ok());
+        assert_eq!(
+            reason(&[9, 0, 1, b'o', b'k', 0xc3]).1,
+            "ERROR reason is not UTF-8 (bad byte at 2)"
+        );
+        assert_eq!(reason(&[0]).0, ErrorCode::UnknownType);
+        assert_eq!(reason(&[0xff]).0, ErrorCode::UnknownType);
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_on_a_char_boundary_when_encoded() {
+        let reason = "é".repeat(200);
+        let mut out = Vec::new();
+        Message::Error {
+            code: ErrorCode::Malformed,
+            reason: &reason,
+        }
+        .encode(&mut out);
+        assert_eq!(out.len(), 3 + MAX_REASON);
+        match Message::decode(&out).unwrap() {
+            Message::Error { reason: r, .. } => assert_eq!(r, "é".repeat(128)),
+            m => panic!("{m}"),
+        }
+    }
+
+    fn any_message() -> impl Strategy<Value = (u8, u64, u64, u64, Vec<u8>)> {
+        (
+            1u8..=9,
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 0..64),
+        )
+    }
+
+    proptest! {
+        /// Whatever arrives, decoding returns; it never panics.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        /// Valid messages of every type and field value round-trip.
+        #[test]
+        fn every_message_round_trips_for_any_fields((kind, a, b, c, bytes) in any_message()) {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let msg = match kind {
+                1 => Message::Hello { session: a, version: b as u16, window: c as u32 },
+                2 => Message::Welcome { processed: a, window: b as u32 },
+                3 => Message::Data { seq: a, payload: &bytes },
+                4 => Message::Ack { processed: a },
+                5 => Message::Close { count: a },
+                6 => Message::CloseAck { processed: a, count: b, digest: c },
+                7 => Message::Ping { nonce: a },
+                8 => Message::Pong { nonce: a },
+                _ => Message::Error { code: ErrorCode::from_u16(b as u16 % 11), reason: &text },
+            };
+            let mut out = Vec::new();
+            msg.encode(&mut out);
+            prop_assert_eq!(Message::decode(&out).unwrap(), msg);
+        }
+    }
+
     #[test]
     fn unknown_type_and_bad_reason_are_named() {
         let e = Message::decode(&[0x42, 1, 2]).unwrap_err().to_string();
@@ -484,6 +740,17 @@ mod tests {
         assert!(e.contains("not UTF-8"), "{e}");
         let e = Message::decode(&[]).unwrap_err().to_string();
         assert!(e.contains("empty frame"), "{e}");
+    }
+
+    /// Pinned so that any other implementation can check itself: FNV-1a 64
+    /// over `len u64 BE ++ payload` for each payload (computed separately).
+    #[test]
+    fn digest_known_value() {
+        assert_eq!(Digest::default().value(), 0xcbf2_9ce4_8422_2325);
+        let mut d = Digest::default();
+        d.update(b"msg 0 ...");
+        d.update(b"msg 1 ...");
+        assert_eq!(d.value(), 0xd130_3746_dfa5_b4a6);
     }
 
     #[test]
