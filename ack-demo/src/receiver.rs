@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tracing::{trace, warn};
+use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorCode};
 use crate::heartbeat::Heartbeat;
@@ -148,6 +148,10 @@ impl Receiver {
     ) -> Result<Option<Event<'a>>, Error> {
         self.heartbeat.heard(now);
         if self.phase == Phase::Failed {
+            debug!(
+                bytes = frame.len(),
+                "ignoring a frame after the connection failed"
+            );
             return Ok(None);
         }
         let result = Message::decode(frame).and_then(|msg| self.on_message(msg));
@@ -410,5 +414,405 @@ impl Receiver {
     /// Messages delivered so far on this connection's session.
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HB: Duration = Duration::from_millis(100);
+
+    fn frame(msg: Message<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        out
+    }
+
+    fn hello(window: u32) -> Vec<u8> {
+        frame(Message::Hello {
+            session: 9,
+            version: VERSION,
+            window,
+        })
+    }
+
+    fn data(seq: u64) -> Vec<u8> {
+        frame(Message::Data {
+            seq,
+            payload: format!("msg {seq}").as_bytes(),
+        })
+    }
+
+    /// Everything queued to send, as frames.
+    fn sent(rx: &mut Receiver) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        let mut buf = Vec::new();
+        while rx.poll_transmit(&mut buf) {
+            all.push(buf.clone());
+        }
+        all
+    }
+
+    fn decoded(frames: &[Vec<u8>]) -> Vec<Message<'_>> {
+        frames.iter().map(|f| Message::decode(f).unwrap()).collect()
+    }
+
+    /// A receiver past HELLO / WELCOME with `window` granted and
+    /// `processed` already durable.
+    fn running(window: u32, processed: u64, now: Instant) -> Receiver {
+        let mut rx = Receiver::new(
+            ReceiverConfig {
+                max_window: 64,
+                heartbeat: HB,
+            },
+            now,
+        );
+        assert_eq!(
+            rx.handle(&hello(window), now).unwrap(),
+            Some(Event::Hello { session: 9 })
+        );
+        let durable = Durable {
+            processed,
+            count: processed,
+            digest: 1,
+        };
+        rx.welcome(durable, processed);
+        let welcome = sent(&mut rx);
+        assert_eq!(
+            decoded(&welcome),
+            [Message::Welcome {
+                processed,
+                window: window.min(64)
+            }]
+        );
+        rx
+    }
+
+    /// Feeds `bad`, expects an ERROR with `code` whose reason contains
+    /// `reason`, then checks that a following good DATA is not delivered.
+    fn rejects(mut rx: Receiver, bad: &[u8], code: ErrorCode, reason: &str, now: Instant) {
+        match rx.handle(bad, now) {
+            Err(Error::Protocol { code: c, reason: r }) => {
+                assert_eq!(c, code, "{r}");
+                assert!(r.contains(reason), "{r:?} lacks {reason:?}");
+            }
+            other => panic!("accepted: {other:?}"),
+        }
+        assert!(rx.is_failed());
+        let out = sent(&mut rx);
+        match decoded(&out).as_slice() {
+            [Message::Error { code: c, reason: r }] => {
+                assert_eq!(*c, code);
+                assert!(r.contains(reason));
+            }
+            other => panic!("sent {other:?}"),
+        }
+        for seq in 0..3 {
+            assert_eq!(rx.handle(&data(seq), now).unwrap(), None);
+        }
+        assert!(sent(&mut rx).is_empty());
+        assert_eq!(rx.poll_timeout(), None);
+    }
+
+    fn fresh(now: Instant) -> Receiver {
+        Receiver::new(
+            ReceiverConfig {
+                max_window: 64,
+                heartbeat: HB,
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn garbage_and_unknown_types_are_refused() {
+        let now = Instant::now();
+        rejects(
+            fresh(now),
+            &[0xde, 0xad, 0xbe, 0xef],
+            ErrorCode::UnknownType,
+            "unknown message type 0xde",
+            now,
+        );
+        rejects(fresh(now), &[], ErrorCode::Malformed, "empty frame", now);
+        rejects(
+            running(4, 0, now),
+            &[0x42],
+            ErrorCode::UnknownType,
+            "0x42",
+            now,
+        );
+        rejects(
+            running(4, 0, now),
+            &[3, 0, 0],
+            ErrorCode::Malformed,
+            "DATA truncated",
+            now,
+        );
+    }
+
+    #[test]
+    fn data_before_hello_is_refused() {
+        let now = Instant::now();
+        rejects(
+            fresh(now),
+            &data(0),
+            ErrorCode::UnexpectedMessage,
+            "DATA{seq 0, 5 bytes} before HELLO",
+            now,
+        );
+    }
+
+    #[test]
+    fn a_second_hello_a_bad_version_and_a_zero_window_are_refused() {
+        let now = Instant::now();
+        rejects(
+            running(4, 0, now),
+            &hello(4),
+            ErrorCode::UnexpectedMessage,
+            "HELLO",
+            now,
+        );
+        let v2 = frame(Message::Hello {
+            session: 1,
+            version: VERSION + 1,
+            window: 4,
+        });
+        rejects(fresh(now), &v2, ErrorCode::Version, "version 2", now);
+        rejects(
+            fresh(now),
+            &hello(0),
+            ErrorCode::WindowExceeded,
+            "window 0",
+            now,
+        );
+    }
+
+    #[test]
+    fn a_seq_skipping_ahead_is_refused() {
+        let now = Instant::now();
+        let mut rx = running(8, 0, now);
+        assert!(matches!(
+            rx.handle(&data(0), now),
+            Ok(Some(Event::Deliver { seq: 0, .. }))
+        ));
+        rejects(
+            rx,
+            &data(2),
+            ErrorCode::SeqGap,
+            "DATA seq 2 skips ahead, expected 1",
+            now,
+        );
+    }
+
+    #[test]
+    fn a_seq_going_backwards_on_one_connection_is_refused() {
+        let now = Instant::now();
+        let mut rx = running(8, 0, now);
+        for seq in 0..2 {
+            assert!(rx.handle(&data(seq), now).unwrap().is_some());
+        }
+        rejects(
+            rx,
+            &data(0),
+            ErrorCode::SeqBackwards,
+            "DATA seq 0 after seq 1",
+            now,
+        );
+    }
+
+    #[test]
+    fn more_than_the_window_unacknowledged_is_refused() {
+        let now = Instant::now();
+        let mut rx = running(2, 0, now);
+        for seq in 0..2 {
+            assert!(rx.handle(&data(seq), now).unwrap().is_some());
+        }
+        rejects(
+            rx,
+            &data(2),
+            ErrorCode::WindowExceeded,
+            "DATA seq 2 with 2 unacknowledged, window 2",
+            now,
+        );
+    }
+
+    #[test]
+    fn the_window_reopens_once_acked() {
+        let now = Instant::now();
+        let mut rx = running(2, 0, now);
+        for seq in 0..2 {
+            assert!(rx.handle(&data(seq), now).unwrap().is_some());
+        }
+        rx.on_durable(Durable {
+            processed: 2,
+            count: 2,
+            digest: 3,
+        });
+        assert_eq!(decoded(&sent(&mut rx)), [Message::Ack { processed: 2 }]);
+        assert!(rx.handle(&data(2), now).unwrap().is_some());
+    }
+
+    #[test]
+    fn acks_follow_durability_only_and_are_batched() {
+        let now = Instant::now();
+        let mut rx = running(16, 0, now);
+        for seq in 0..5 {
+            assert!(rx.handle(&data(seq), now).unwrap().is_some());
+        }
+        assert!(
+            sent(&mut rx).is_empty(),
+            "no ACK before anything is durable"
+        );
+        rx.on_durable(Durable {
+            processed: 3,
+            count: 3,
+            digest: 0,
+        });
+        rx.on_durable(Durable {
+            processed: 5,
+            count: 5,
+            digest: 0,
+        });
+        assert_eq!(decoded(&sent(&mut rx)), [Message::Ack { processed: 5 }]);
+        // Durability going backwards (a stale report) changes nothing.
+        rx.on_durable(Durable {
+            processed: 4,
+            count: 4,
+            digest: 0,
+        });
+        assert!(sent(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn resent_duplicates_after_a_reconnect_are_not_delivered_again() {
+        let now = Instant::now();
+        let mut rx = fresh(now);
+        rx.handle(&hello(8), now).unwrap();
+        // Seqs 0..2 durable, 2..4 appended by an earlier connection and not
+        // durable yet.
+        rx.welcome(
+            Durable {
+                processed: 2,
+                count: 2,
+                digest: 0,
+            },
+            4,
+        );
+        assert_eq!(
+            decoded(&sent(&mut rx)),
+            [Message::Welcome {
+                processed: 2,
+                window: 8
+            }]
+        );
+        for seq in 2..4 {
+            assert_eq!(rx.handle(&data(seq), now).unwrap(), None);
+        }
+        assert!(matches!(
+            rx.handle(&data(4), now),
+            Ok(Some(Event::Deliver { seq: 4, .. }))
+        ));
+    }
+
+    #[test]
+    fn close_ack_waits_for_everything_to_be_durable() {
+        let now = Instant::now();
+        let mut rx = running(8, 0, now);
+        for seq in 0..3 {
+            assert!(rx.handle(&data(seq), now).unwrap().is_some());
+        }
+        assert_eq!(
+            rx.handle(&frame(Message::Close { count: 3 }), now).unwrap(),
+            None
+        );
+        rx.on_durable(Durable {
+            processed: 2,
+            count: 2,
+            digest: 0,
+        });
+        assert_eq!(decoded(&sent(&mut rx)), [Message::Ack { processed: 2 }]);
+        assert!(!rx.is_done());
+        rx.on_durable(Durable {
+            processed: 3,
+            count: 3,
+            digest: 77,
+        });
+        assert_eq!(
+            decoded(&sent(&mut rx)),
+            [Message::CloseAck {
+                processed: 3,
+                count: 3,
+                digest: 77
+            }]
+        );
+        assert!(rx.is_done());
+    }
+
+    #[test]
+    fn a_close_that_disagrees_with_what_arrived_is_refused() {
+        let now = Instant::now();
+        let mut rx = running(8, 0, now);
+        assert!(rx.handle(&data(0), now).unwrap().is_some());
+        rejects(
+            rx,
+            &frame(Message::Close { count: 5 }),
+            ErrorCode::SeqGap,
+            "CLOSE{count 5} but 1 messages arrived",
+            now,
+        );
+        let mut rx = running(8, 0, now);
+        rx.handle(&frame(Message::Close { count: 0 }), now).unwrap();
+        rejects(
+            rx,
+            &data(0),
+            ErrorCode::UnexpectedMessage,
+            "DATA seq 0 after CLOSE",
+            now,
+        );
+    }
+
+    #[test]
+    fn ping_gets_pong_and_silence_is_death() {
+        let start = Instant::now();
+        let mut rx = running(8, 0, start);
+        rx.handle(&frame(Message::Ping { nonce: 42 }), start)
+            .unwrap();
+        assert_eq!(decoded(&sent(&mut rx)), [Message::Pong { nonce: 42 }]);
+        // Our own PING every interval.
+        let t = rx.poll_timeout().unwrap();
+        assert_eq!(t, start + HB);
+        rx.handle_timeout(t).unwrap();
+        assert!(matches!(
+            decoded(&sent(&mut rx)).as_slice(),
+            [Message::Ping { .. }]
+        ));
+        rx.handle_timeout(start + 2 * HB).unwrap();
+        let _ = sent(&mut rx);
+        match rx.handle_timeout(start + 3 * HB) {
+            Err(Error::PeerSilent { silent_ms }) => assert_eq!(silent_ms, 300),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn the_peers_error_is_reported_and_not_answered() {
+        let now = Instant::now();
+        let mut rx = running(8, 0, now);
+        let e = frame(Message::Error {
+            code: ErrorCode::Storage,
+            reason: "disk",
+        });
+        assert!(matches!(
+            rx.handle(&e, now),
+            Err(Error::Peer {
+                code: ErrorCode::Storage,
+                ..
+            })
+        ));
+        assert!(rx.is_failed());
+        assert!(sent(&mut rx).is_empty());
     }
 }

@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorCode};
 use crate::heartbeat::Heartbeat;
@@ -59,7 +59,8 @@ pub struct SenderConfig {
 /// Counters for the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SenderStats {
-    /// Distinct messages sent at least once.
+    /// Distinct messages sent at least once (for a session resumed from an
+    /// earlier run, the ones that run had processed count as sent).
     pub sent: u64,
     /// Messages confirmed processed.
     pub acked: u64,
@@ -164,8 +165,16 @@ impl<P: Payloads> Sender<P> {
     /// `ERROR`; [`Error::CloseMismatch`] when `CLOSE_ACK` does not match.
     pub fn handle(&mut self, frame: &[u8], now: Instant) -> Result<(), Error> {
         self.heartbeat.heard(now);
+        if self.phase == Phase::Failed {
+            debug!(
+                bytes = frame.len(),
+                "ignoring a frame after a protocol failure"
+            );
+            return Ok(());
+        }
         let result = Message::decode(frame).and_then(|msg| self.on_message(msg));
         if let Err(e) = &result {
+            warn!(session = self.config.session, error = %e, "rejecting the server's message");
             self.fail(e);
         }
         result
@@ -204,6 +213,7 @@ impl<P: Payloads> Sender<P> {
                     self.digest.update(&self.scratch);
                     self.next_new += 1;
                 }
+                self.stats.sent = self.stats.sent.max(self.next_new);
                 self.acked = processed;
                 self.stats.acked = processed;
                 self.resend = processed;
@@ -404,5 +414,298 @@ impl<P: Payloads> Sender<P> {
     /// The digest of every payload sent so far, in seq order.
     pub fn digest(&self) -> Digest {
         self.digest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HB: Duration = Duration::from_millis(100);
+
+    fn sender(count: u64, window: u32, now: Instant) -> Sender<DemoPayloads> {
+        Sender::new(
+            SenderConfig {
+                session: 5,
+                window,
+                count,
+                heartbeat: HB,
+            },
+            DemoPayloads { size: 8 },
+            now,
+        )
+    }
+
+    fn frame(msg: Message<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        out
+    }
+
+    fn sent(tx: &mut Sender<DemoPayloads>) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        let mut buf = Vec::new();
+        while tx.poll_transmit(&mut buf) {
+            all.push(buf.clone());
+        }
+        all
+    }
+
+    /// The seqs of the DATA frames among `frames`.
+    fn seqs(frames: &[Vec<u8>]) -> Vec<u64> {
+        frames
+            .iter()
+            .filter_map(|f| match Message::decode(f).unwrap() {
+                Message::Data { seq, .. } => Some(seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn connect(tx: &mut Sender<DemoPayloads>, processed: u64, window: u32, now: Instant) {
+        tx.on_connected(now);
+        let hello = sent(tx);
+        assert_eq!(
+            Message::decode(&hello[0]).unwrap(),
+            Message::Hello {
+                session: 5,
+                version: VERSION,
+                window: tx.config.window
+            }
+        );
+        assert_eq!(hello.len(), 1, "nothing but HELLO before WELCOME");
+        tx.handle(&frame(Message::Welcome { processed, window }), now)
+            .unwrap();
+    }
+
+    fn digest_of(range: Range<u64>) -> u64 {
+        let mut d = Digest::default();
+        let mut p = Vec::new();
+        for seq in range {
+            DemoPayloads { size: 8 }.payload(seq, &mut p);
+            d.update(&p);
+        }
+        d.value()
+    }
+
+    #[test]
+    fn nothing_is_sent_before_a_connection() {
+        let now = Instant::now();
+        let mut tx = sender(3, 2, now);
+        assert!(sent(&mut tx).is_empty());
+        assert_eq!(tx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn the_window_limits_what_is_in_flight() {
+        let now = Instant::now();
+        let mut tx = sender(10, 3, now);
+        connect(&mut tx, 0, 3, now);
+        assert_eq!(seqs(&sent(&mut tx)), [0, 1, 2]);
+        tx.handle(&frame(Message::Ack { processed: 2 }), now)
+            .unwrap();
+        assert_eq!(seqs(&sent(&mut tx)), [3, 4]);
+        assert_eq!(tx.unconfirmed(), 2..5);
+        let s = tx.stats();
+        assert_eq!((s.sent, s.acked, s.resent), (5, 2, 0));
+    }
+
+    #[test]
+    fn the_server_may_grant_a_smaller_window() {
+        let now = Instant::now();
+        let mut tx = sender(10, 8, now);
+        connect(&mut tx, 0, 2, now);
+        assert_eq!(seqs(&sent(&mut tx)), [0, 1]);
+    }
+
+    #[test]
+    fn a_reconnect_resends_only_what_welcome_does_not_cover() {
+        let now = Instant::now();
+        let mut tx = sender(10, 4, now);
+        connect(&mut tx, 0, 4, now);
+        assert_eq!(seqs(&sent(&mut tx)), [0, 1, 2, 3]);
+        tx.handle(&frame(Message::Ack { processed: 1 }), now)
+            .unwrap();
+        tx.on_disconnected();
+        assert!(sent(&mut tx).is_empty());
+        // The server had made seqs 0..2 durable before the connection broke.
+        connect(&mut tx, 2, 4, now);
+        let out = sent(&mut tx);
+        assert_eq!(seqs(&out), [2, 3, 4, 5]);
+        let s = tx.stats();
+        assert_eq!((s.sent, s.acked, s.resent, s.reconnects), (6, 2, 2, 1));
+        assert_eq!(tx.unconfirmed(), 2..6);
+    }
+
+    #[test]
+    fn a_resumed_session_skips_what_an_earlier_run_had_processed() {
+        let now = Instant::now();
+        let mut tx = sender(5, 4, now);
+        connect(&mut tx, 3, 4, now);
+        assert_eq!(seqs(&sent(&mut tx)), [3, 4]);
+        assert_eq!(tx.digest().value(), digest_of(0..5));
+    }
+
+    #[test]
+    fn close_follows_the_last_message_and_close_ack_is_verified() {
+        let now = Instant::now();
+        let mut tx = sender(3, 8, now);
+        connect(&mut tx, 0, 8, now);
+        let out = sent(&mut tx);
+        assert_eq!(seqs(&out), [0, 1, 2]);
+        assert_eq!(
+            Message::decode(out.last().unwrap()).unwrap(),
+            Message::Close { count: 3 }
+        );
+        assert!(tx.close_sent());
+        let ok = frame(Message::CloseAck {
+            processed: 3,
+            count: 3,
+            digest: digest_of(0..3),
+        });
+        tx.handle(&ok, now).unwrap();
+        assert!(tx.is_done());
+        assert!(tx.unconfirmed().is_empty());
+        assert_eq!(tx.stats().acked, 3);
+        assert_eq!(tx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_close_ack_with_another_digest_or_count_is_a_mismatch() {
+        let now = Instant::now();
+        for (count, digest) in [(3, 1), (2, digest_of(0..3))] {
+            let mut tx = sender(3, 8, now);
+            connect(&mut tx, 0, 8, now);
+            let _ = sent(&mut tx);
+            let bad = frame(Message::CloseAck {
+                processed: 3,
+                count,
+                digest,
+            });
+            match tx.handle(&bad, now) {
+                Err(Error::CloseMismatch { sent, count: c, .. }) => {
+                    assert_eq!((sent, c), (3, count));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(tx.is_failed());
+            assert!(!tx.is_done());
+        }
+    }
+
+    #[test]
+    fn an_ack_for_what_was_never_sent_is_a_protocol_error() {
+        let now = Instant::now();
+        let mut tx = sender(10, 2, now);
+        connect(&mut tx, 0, 2, now);
+        let _ = sent(&mut tx);
+        let e = tx
+            .handle(&frame(Message::Ack { processed: 9 }), now)
+            .unwrap_err();
+        assert!(e.to_string().contains("ACK 9 outside"), "{e}");
+        let out = sent(&mut tx);
+        assert!(matches!(
+            Message::decode(&out[0]).unwrap(),
+            Message::Error {
+                code: ErrorCode::SeqBackwards,
+                ..
+            }
+        ));
+        assert_eq!(out.len(), 1, "nothing after the ERROR");
+        // Later frames are ignored.
+        tx.handle(&frame(Message::Ack { processed: 1 }), now)
+            .unwrap();
+        assert_eq!(tx.stats().acked, 0);
+    }
+
+    #[test]
+    fn a_welcome_behind_what_was_acked_means_lost_durable_state() {
+        let now = Instant::now();
+        let mut tx = sender(10, 4, now);
+        connect(&mut tx, 0, 4, now);
+        let _ = sent(&mut tx);
+        tx.handle(&frame(Message::Ack { processed: 3 }), now)
+            .unwrap();
+        tx.on_disconnected();
+        tx.on_connected(now);
+        let _ = sent(&mut tx);
+        let e = tx
+            .handle(
+                &frame(Message::Welcome {
+                    processed: 1,
+                    window: 4,
+                }),
+                now,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("durable state was lost"), "{e}");
+    }
+
+    #[test]
+    fn the_servers_error_ends_the_session() {
+        let now = Instant::now();
+        let mut tx = sender(10, 4, now);
+        connect(&mut tx, 0, 4, now);
+        let e = tx
+            .handle(
+                &frame(Message::Error {
+                    code: ErrorCode::WindowExceeded,
+                    reason: "too many",
+                }),
+                now,
+            )
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Peer {
+                code: ErrorCode::WindowExceeded,
+                ..
+            }
+        ));
+        assert!(tx.is_failed());
+    }
+
+    #[test]
+    fn heartbeat_pings_every_interval_and_declares_silence_dead() {
+        let start = Instant::now();
+        let mut tx = sender(0, 1, start);
+        tx.on_connected(start);
+        let _ = sent(&mut tx);
+        assert_eq!(tx.poll_timeout(), Some(start + HB));
+        tx.handle_timeout(start + HB).unwrap();
+        let out = sent(&mut tx);
+        assert!(matches!(
+            Message::decode(&out[0]).unwrap(),
+            Message::Ping { nonce: 1 }
+        ));
+        // Hearing anything pushes death back.
+        tx.handle(&frame(Message::Pong { nonce: 1 }), start + HB)
+            .unwrap();
+        tx.handle_timeout(start + 3 * HB).unwrap();
+        match tx.handle_timeout(start + 4 * HB) {
+            Err(Error::PeerSilent { silent_ms }) => assert_eq!(silent_ms, 300),
+            other => panic!("{other:?}"),
+        }
+        // The driver reconnects; the sender starts over with HELLO.
+        tx.on_disconnected();
+        tx.on_connected(start + 5 * HB);
+        assert!(matches!(
+            Message::decode(&sent(&mut tx)[0]).unwrap(),
+            Message::Hello { .. }
+        ));
+        assert_eq!(tx.stats().reconnects, 1);
+    }
+
+    #[test]
+    fn a_server_that_stops_acking_leaves_exactly_the_unconfirmed_seqs() {
+        let now = Instant::now();
+        let mut tx = sender(100, 8, now);
+        connect(&mut tx, 0, 8, now);
+        let _ = sent(&mut tx);
+        tx.handle(&frame(Message::Ack { processed: 5 }), now)
+            .unwrap();
+        let _ = sent(&mut tx);
+        tx.on_disconnected();
+        assert_eq!(tx.unconfirmed(), 5..13);
     }
 }

@@ -260,7 +260,9 @@ impl Store {
     }
 
     /// Makes every appended line durable (FILE, then journal, each synced).
-    /// Cheap when nothing is pending.
+    /// Cheap when nothing is pending. Afterwards [`durable`](Store::durable)
+    /// says, per session, what may be acknowledged: hand it to
+    /// [`Receiver::on_durable`](crate::receiver::Receiver::on_durable).
     ///
     /// # Errors
     /// [`Error::Store`] when writing or syncing fails; nothing is then
@@ -462,6 +464,54 @@ mod tests {
         assert!(store.append(3, new.generation, 5, b"x").is_err());
         store.sync().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_corrupt_last_entry_is_ignored_and_sessions_recover_independently() {
+        let path = tmp("flip");
+        let mut store = Store::open(&path).unwrap();
+        let a = store.claim(1);
+        let b = store.claim(2);
+        store.append(1, a.generation, 0, b"a0").unwrap();
+        store.append(2, b.generation, 0, b"b0").unwrap();
+        store.sync().unwrap();
+        let before = std::fs::read(journal_path(&path)).unwrap().len();
+        store.append(2, b.generation, 1, b"b1").unwrap();
+        store.append(1, a.generation, 1, b"a1").unwrap();
+        store.sync().unwrap();
+        drop(store);
+        let full = std::fs::read(journal_path(&path)).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(file, b"a0\nb0\nb1\na1\n");
+        for at in before..full.len() {
+            let mut bad = full.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(journal_path(&path), &bad).unwrap();
+            std::fs::write(&path, &file).unwrap();
+            let mut s = Store::open(&path).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"a0\nb0\n", "flip at {at}");
+            assert_eq!(s.claim(1).durable.processed, 1);
+            assert_eq!(s.claim(2).durable.processed, 1);
+        }
+        // Intact: both sessions at 2, and the state survives a second
+        // reopen (the journal was compacted by the first).
+        std::fs::write(journal_path(&path), &full).unwrap();
+        std::fs::write(&path, &file).unwrap();
+        drop(Store::open(&path).unwrap());
+        let mut s = Store::open(&path).unwrap();
+        let mut d = Digest::default();
+        d.update(b"b0");
+        d.update(b"b1");
+        assert_eq!(
+            s.claim(2).durable,
+            Durable {
+                processed: 2,
+                count: 2,
+                digest: d.value()
+            }
+        );
+        assert_eq!(s.claim(1).durable.processed, 2);
+        assert_eq!(s.durable(3), Durable::default());
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn bad_input_gets_an_error_with_the_reason_and_writes_nothing() {
             "truncated hello",
             frame_raw(&[1, 0, 0]),
             ErrorCode::Malformed,
-            "HELLO has 2 bytes",
+            "HELLO truncated: 2 bytes",
         ),
         (
             "wrong version",
