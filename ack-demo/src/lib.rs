@@ -20,6 +20,63 @@
 //! - [`bench`](mod@bench): acknowledged messages/s against the window, loopback and
 //!   through the relay, beside an unacknowledged stream.
 
+//!
+//! # Driving the state machines
+//!
+//! Both machines are sans-IO: they never read the clock, sleep or touch a
+//! socket; every call that depends on time takes `now`. Frames are the
+//! [`framing`] 4-byte big-endian preset ([`framing_config`]); the machines
+//! take and produce frame *contents* (type byte onwards).
+//!
+//! A client driver, per connection:
+//!
+//! ```text
+//! sender.on_connected(now)                  // queues HELLO
+//! loop {
+//!     while sender.poll_transmit(&mut msg) { encode msg as a frame; write }
+//!     if sender.is_done()   { shutdown(Write); read to EOF; close; return }
+//!     if sender.is_failed() { write what is queued (ERROR); give up }
+//!     read frames until sender.poll_timeout():
+//!         frame      -> sender.handle(frame, now)?   (Err: see below)
+//!         timed out -> sender.handle_timeout(now)   (Err(PeerSilent): lost)
+//!         EOF/reset  -> lost
+//! }
+//! lost: sender.on_disconnected(); reconnect with backoff; on_connected again
+//! ```
+//!
+//! `Sender::handle` errors: [`Error::Peer`] (the server's `ERROR`) and
+//! [`Error::Protocol`] / [`Error::CloseMismatch`] leave the sender failed
+//! ([`sender::Sender::is_failed`]); no reconnect helps. Anything else a
+//! driver sees (I/O, EOF, [`Error::PeerSilent`]) is a lost connection: the
+//! next connection's `WELCOME` says what the server has, and the rest of the
+//! window is sent again ([`sender::SenderStats::resent`]). At any moment
+//! [`sender::Sender::unconfirmed`] is the range of seqs sent and not
+//! confirmed processed.
+//!
+//! A server driver, per connection (many connections share one
+//! [`store::Store`]):
+//!
+//! ```text
+//! rx = Receiver::new(config, now)
+//! loop {
+//!     for each frame already received: match rx.handle(frame, now)? {
+//!         Some(Event::Hello { session }) -> store.sync(); c = store.claim(session);
+//!                                           rx.welcome(c.durable, c.appended)
+//!         Some(Event::Deliver { seq, payload }) -> store.append(session, c.generation, seq, payload)
+//!         None -> {}
+//!     }
+//!     before waiting for input: store.sync(); rx.on_durable(store.durable(session))
+//!     while rx.poll_transmit(&mut msg) { write }      // ACK, CLOSE_ACK, PONG, ...
+//!     if rx.is_failed() { shut down writing, drain (bounded), close }
+//!     wait for input until rx.poll_timeout(); on timeout rx.handle_timeout(now)
+//! }
+//! ```
+//!
+//! `ACK`s go out only after [`receiver::Receiver::on_durable`], so one sync
+//! per read batch gives batched, cumulative acks. On a violation
+//! `Receiver::handle` returns [`Error::Protocol`] with the code and reason it
+//! queued as `ERROR`, delivers nothing more, and ignores later input.
+
 pub mod bench;
 pub mod client;
 pub mod error;

@@ -283,7 +283,8 @@ impl Receiver {
     /// Answers `HELLO` with the session's durable state. `appended` is the
     /// next seq the store would take (at least `durable.processed`: messages
     /// appended by an earlier connection and not yet durable are not
-    /// delivered again).
+    /// delivered again). Call it after [`Event::Hello`] and before handing
+    /// over the next frame: until then anything but `PING` is refused.
     pub fn welcome(&mut self, durable: Durable, appended: u64) {
         if self.phase != Phase::AwaitState {
             return;
