@@ -1,0 +1,90 @@
+//! The crate's one error type.
+
+use std::net::SocketAddr;
+
+/// Everything that can go wrong in `buffer-demo`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket call failed; `op` names it.
+    #[error("{op}: {source}")]
+    Socket {
+        /// The call or option that failed (`bind`, `setsockopt(SO_RXQ_OVFL)`, ...).
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Binding the sink's socket failed.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A datagram size outside what the header and the sink's slots allow.
+    #[error("datagram size {size} is outside {min}..={max} bytes")]
+    DatagramSize {
+        /// The size asked for.
+        size: usize,
+        /// The header's length.
+        min: usize,
+        /// The sink's receive slot size.
+        max: usize,
+    },
+    /// A configuration value that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A kernel statistics file could not be read or did not have the expected line.
+    #[error("{path}: {reason}")]
+    Proc {
+        /// The file, e.g. `/proc/net/udp`.
+        path: String,
+        /// What was missing or unreadable.
+        reason: String,
+    },
+    /// Network namespaces cannot be used here (not root, no `ip`, ...).
+    #[error("network namespace unavailable: {reason}")]
+    NetnsUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// An external command (`ip`, `tc`, `iperf3`, `strace`) failed.
+    #[error("`{command}` failed: {detail}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Exit status and stderr, or the spawn error.
+        detail: String,
+    },
+    /// Drawing the chart failed.
+    #[error("chart {path}: {reason}")]
+    Chart {
+        /// The output file.
+        path: String,
+        /// The backend's message.
+        reason: String,
+    },
+    /// Any other I/O error (output files, threads).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn socket(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Socket { op, source }
+    }
+
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}

@@ -1,0 +1,45 @@
+//! Why a UDP receiver drops datagrams under load, where each dropped datagram
+//! went, and a sink that does not drop.
+//!
+//! ```text
+//!  blast ──sendmmsg──> [ socket buffer: SO_RCVBUF ] ──recvmmsg──> receiver ──ring──> processing
+//!   paced, seq +            kernel drops here:            thread          full ring:   (--work-us
+//!   send time, sentinel     SO_RXQ_OVFL, /proc/net/udp,                    drops here   per datagram)
+//!                           RcvbufErrors
+//! ```
+//!
+//! Layers:
+//! - [`wire`]: the datagram header and the sentinel (sans-IO);
+//! - [`account`]: classification and the ledger that must close (sans-IO);
+//! - [`sweep::RateSearch`]: the search for the highest loss-free rate (sans-IO);
+//! - [`sockopt`], [`mmsg`]: `SO_RCVBUF`/`SO_RCVBUFFORCE`, `SO_RXQ_OVFL`,
+//!   `/proc` counters, `recvmmsg`/`sendmmsg` (Linux, `libc`);
+//! - [`sink`], [`loadgen`]: the thin drivers (threads, sockets, clocks);
+//! - [`sweep`], [`plot`], [`netns`], [`versus`]: experiments built on them.
+//!
+//! It does not do GRO/GSO, IPv6 namespaces, or anything but Linux.
+
+pub mod account;
+pub mod error;
+pub mod loadgen;
+pub mod mmsg;
+pub mod netns;
+pub mod sink;
+pub mod sockopt;
+pub mod wire;
+
+pub use account::Ledger;
+pub use error::{Error, Result};
+pub use loadgen::{BlastConfig, BlastReport, blast};
+pub use sink::{Mode, Sink, SinkConfig, SinkReport};
+
+/// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` or
+/// `default`.
+pub fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,230 @@
+//! The datagram header that `blast` writes and the sink checks.
+//!
+//! Every datagram starts with 24 bytes, big-endian; the rest of a data
+//! datagram is padding up to `--size`:
+//!
+//! ```text
+//!  0               4       5       6               8
+//! +---------------+-------+-------+---------------+
+//! | magic "BDm1"  | kind  |   0   | length (u16)  |
+//! +---------------+-------+-------+---------------+
+//! |            seq (u64), or total sent for a sentinel         |
+//! +------------------------------------------------------------+
+//! |            send time, ns since the Unix epoch (u64)        |
+//! +------------------------------------------------------------+
+//! sentinel only (length 32):
+//! |  copy index (u32)             |  copies (u32)              |
+//! ```
+//!
+//! `length` is the whole datagram's length: a datagram whose real length
+//! differs (truncated, padded, someone else's traffic) is *foreign*. The
+//! sentinel is sent (several copies) after the stream and a drain pause; it
+//! carries the number of data datagrams the sender's kernel accepted.
+
+/// The first four bytes of every datagram.
+pub const MAGIC: [u8; 4] = *b"BDm1";
+/// Length of the header, the smallest data datagram.
+pub const HEADER_LEN: usize = 24;
+/// Length of a sentinel datagram.
+pub const SENTINEL_LEN: usize = 32;
+
+const KIND_DATA: u8 = 0;
+const KIND_SENTINEL: u8 = 1;
+
+mod field {
+    use std::ops::Range;
+    pub(super) const MAGIC: Range<usize> = 0..4;
+    pub(super) const KIND: usize = 4;
+    pub(super) const LENGTH: Range<usize> = 6..8;
+    pub(super) const SEQ: Range<usize> = 8..16;
+    pub(super) const SENT_NS: Range<usize> = 16..24;
+    pub(super) const COPY: Range<usize> = 24..28;
+    pub(super) const COPIES: Range<usize> = 28..32;
+}
+
+/// A datagram of ours, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datagram {
+    /// One datagram of the stream.
+    Data {
+        /// Sequence number, 0 for the first datagram.
+        seq: u64,
+        /// Send time, ns since the Unix epoch.
+        sent_ns: u64,
+    },
+    /// The end-of-stream marker.
+    Sentinel {
+        /// Data datagrams the sender's kernel accepted.
+        total: u64,
+        /// Which copy this is, 0-based.
+        copy: u32,
+        /// How many copies are sent.
+        copies: u32,
+    },
+}
+
+/// Why a datagram is not one of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// Shorter than the header.
+    TooShort {
+        /// Bytes received.
+        len: usize,
+    },
+    /// The magic bytes differ.
+    BadMagic,
+    /// The header's length is not the datagram's length.
+    WrongLength {
+        /// Length in the header.
+        declared: usize,
+        /// Length received.
+        actual: usize,
+    },
+    /// A kind byte we do not know.
+    UnknownKind(u8),
+}
+
+fn u64_at(b: &[u8], r: std::ops::Range<usize>) -> u64 {
+    u64::from_be_bytes(b[r].try_into().expect("8 bytes"))
+}
+
+fn u32_at(b: &[u8], r: std::ops::Range<usize>) -> u32 {
+    u32::from_be_bytes(b[r].try_into().expect("4 bytes"))
+}
+
+impl Datagram {
+    /// Parses one received datagram (all of it).
+    pub fn parse(bytes: &[u8]) -> Result<Datagram, Foreign> {
+        if bytes.len() < HEADER_LEN {
+            return Err(Foreign::TooShort { len: bytes.len() });
+        }
+        if bytes[field::MAGIC] != MAGIC {
+            return Err(Foreign::BadMagic);
+        }
+        let declared = u16::from_be_bytes([bytes[6], bytes[7]]) as usize;
+        if declared != bytes.len() {
+            return Err(Foreign::WrongLength {
+                declared,
+                actual: bytes.len(),
+            });
+        }
+        match bytes[field::KIND] {
+            KIND_DATA => Ok(Datagram::Data {
+                seq: u64_at(bytes, field::SEQ),
+                sent_ns: u64_at(bytes, field::SENT_NS),
+            }),
+            KIND_SENTINEL if bytes.len() == SENTINEL_LEN => Ok(Datagram::Sentinel {
+                total: u64_at(bytes, field::SEQ),
+                copy: u32_at(bytes, field::COPY),
+                copies: u32_at(bytes, field::COPIES),
+            }),
+            KIND_SENTINEL => Err(Foreign::WrongLength {
+                declared: SENTINEL_LEN,
+                actual: bytes.len(),
+            }),
+            other => Err(Foreign::UnknownKind(other)),
+        }
+    }
+
+    /// Writes a data header into the first [`HEADER_LEN`] bytes of `buf`;
+    /// the datagram is all of `buf` (at most 65535 bytes, at least the header).
+    pub fn emit_data(buf: &mut [u8], seq: u64, sent_ns: u64) {
+        emit_head(buf, KIND_DATA);
+        buf[field::SEQ].copy_from_slice(&seq.to_be_bytes());
+        buf[field::SENT_NS].copy_from_slice(&sent_ns.to_be_bytes());
+    }
+
+    /// Returns a sentinel datagram.
+    pub fn sentinel(total: u64, copy: u32, copies: u32, sent_ns: u64) -> [u8; SENTINEL_LEN] {
+        let mut buf = [0u8; SENTINEL_LEN];
+        emit_head(&mut buf, KIND_SENTINEL);
+        buf[field::SEQ].copy_from_slice(&total.to_be_bytes());
+        buf[field::SENT_NS].copy_from_slice(&sent_ns.to_be_bytes());
+        buf[field::COPY].copy_from_slice(&copy.to_be_bytes());
+        buf[field::COPIES].copy_from_slice(&copies.to_be_bytes());
+        buf
+    }
+}
+
+fn emit_head(buf: &mut [u8], kind: u8) {
+    assert!(
+        (HEADER_LEN..=u16::MAX as usize).contains(&buf.len()),
+        "datagram length {} outside the header's range",
+        buf.len()
+    );
+    buf[field::MAGIC].copy_from_slice(&MAGIC);
+    buf[field::KIND] = kind;
+    buf[5] = 0;
+    let len = buf.len() as u16;
+    buf[field::LENGTH].copy_from_slice(&len.to_be_bytes());
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    static DATA_64: [u8; 24] = [
+        b'B', b'D', b'm', b'1', 0, 0, 0, 24, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 9,
+    ];
+
+    #[test]
+    fn data_both_ways() {
+        assert_eq!(
+            Datagram::parse(&DATA_64),
+            Ok(Datagram::Data {
+                seq: 0x102,
+                sent_ns: 9
+            })
+        );
+        let mut buf = [0xffu8; 24];
+        Datagram::emit_data(&mut buf, 0x102, 9);
+        assert_eq!(buf, DATA_64);
+    }
+
+    #[test]
+    fn padded_data() {
+        let mut buf = vec![0u8; 1400];
+        Datagram::emit_data(&mut buf, 7, 1);
+        assert_eq!(
+            Datagram::parse(&buf),
+            Ok(Datagram::Data { seq: 7, sent_ns: 1 })
+        );
+        assert_eq!(
+            Datagram::parse(&buf[..1000]),
+            Err(Foreign::WrongLength {
+                declared: 1400,
+                actual: 1000
+            })
+        );
+    }
+
+    #[test]
+    fn sentinel_both_ways() {
+        let s = Datagram::sentinel(1000, 2, 5, 3);
+        assert_eq!(&s[..8], b"BDm1\x01\x00\x00\x20");
+        assert_eq!(&s[24..], &[0, 0, 0, 2, 0, 0, 0, 5]);
+        assert_eq!(
+            Datagram::parse(&s),
+            Ok(Datagram::Sentinel {
+                total: 1000,
+                copy: 2,
+                copies: 5
+            })
+        );
+    }
+
+    #[test]
+    fn foreign() {
+        assert_eq!(Datagram::parse(b"hi"), Err(Foreign::TooShort { len: 2 }));
+        assert_eq!(Datagram::parse(&[0u8; 64]), Err(Foreign::BadMagic));
+        let mut bad = DATA_64;
+        bad[4] = 9;
+        assert_eq!(Datagram::parse(&bad), Err(Foreign::UnknownKind(9)));
+        let mut sentinel_short = DATA_64;
+        sentinel_short[4] = 1;
+        assert!(matches!(
+            Datagram::parse(&sentinel_short),
+            Err(Foreign::WrongLength { .. })
+        ));
+    }
+}
