@@ -24,14 +24,17 @@ pub mod error;
 pub mod loadgen;
 pub mod mmsg;
 pub mod netns;
+pub mod plot;
 pub mod sink;
 pub mod sockopt;
+pub mod sweep;
 pub mod wire;
 
 pub use account::Ledger;
 pub use error::{Error, Result};
 pub use loadgen::{BlastConfig, BlastReport, blast};
 pub use sink::{Mode, Sink, SinkConfig, SinkReport};
+pub use sweep::{SweepTable, short_sweep};
 
 /// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` or
 /// `default`.

@@ -4,9 +4,11 @@
 //! cargo run --release -p buffer-demo --bin buffer-demo -- blast --to 127.0.0.1:7200 --rate 300000 --duration 5
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use buffer_demo::sweep::SweepConfig;
 use buffer_demo::{BlastConfig, Mode, SinkConfig};
 use clap::{Parser, Subcommand};
 
@@ -102,6 +104,37 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sink + blast in-process for every configuration (inline/split x
+    /// SO_RCVBUF 8 KiB/default/4 MiB x batch 1/32) at a grid of rates, then
+    /// a search for each one's highest rate with at most 0.01 % drops.
+    ///
+    /// Writes DIR/results.csv, DIR/results.md, DIR/drops.svg and
+    /// DIR/drops.png (the chart needs the fonts-dejavu-core package or
+    /// BUFFER_DEMO_FONT=path.ttf). Takes a few minutes.
+    Sweep {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Run the sink in its own network namespace behind a veth pair
+        /// (root only), so that `Udp: RcvbufErrors` is its own.
+        #[arg(long)]
+        netns: bool,
+        /// With --netns: a tbf rate limit on the host side (a tc rate, e.g. 200mbit).
+        #[arg(long, requires = "netns")]
+        tbf: Option<String>,
+        /// CPU work per datagram, microseconds.
+        #[arg(long, default_value_t = 1.0)]
+        work_us: f64,
+        /// Seconds of sending per trial.
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+        /// Only the tour's short grid (inline/split x 8 KiB/4 MiB, 3 rates, no search).
+        #[arg(long)]
+        short: bool,
+        /// One JSON object (the whole table) on the last line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -189,6 +222,53 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
                 print_json(&report)?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sweep {
+            out,
+            netns,
+            tbf,
+            work_us,
+            secs,
+            short,
+            json,
+        } => {
+            let mut cfg = SweepConfig::full(work_us);
+            if short {
+                let quick = buffer_demo::sweep::short_sweep_config();
+                cfg.setups = quick.setups;
+                cfg.grid = quick.grid;
+                cfg.search = false;
+            }
+            cfg.secs = secs;
+            cfg.netns = netns;
+            cfg.tbf = tbf;
+            let table = buffer_demo::sweep::sweep(&cfg, |t| {
+                eprintln!(
+                    "{:<32} offered {:>8.0}/s achieved {:>8.0}/s drops {:>9.5} % (queue {}, kernel {}), residual {}",
+                    t.label,
+                    t.offered,
+                    t.achieved,
+                    t.drop_fraction * 100.0,
+                    t.queue_dropped,
+                    t.kernel_dropped,
+                    t.residual.map_or("unknown".into(), |r| r.to_string())
+                )
+            })?;
+            table.write_outputs(&out)?;
+            println!("{table}");
+            println!(
+                "wrote {}/results.csv, results.md, drops.svg, drops.png",
+                out.display()
+            );
+            if json {
+                print_json(&table)?;
+            }
+            let closed = table.trials.iter().all(|t| t.residual == Some(0));
+            Ok(if closed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

@@ -1,4 +1,5 @@
 //! Shared helpers: run a sink and a blast at it, in-process, on 127.0.0.1:0.
+#![allow(dead_code)] // each test file uses a different subset
 
 use std::time::Duration;
 

@@ -1,0 +1,627 @@
+//! Sweeps: sink and blast in-process for a grid of offered rates and
+//! configurations, and a search for the highest rate each configuration
+//! takes with at most 0.01 % drops.
+//!
+//! [`RateSearch`] is sans-IO: it proposes rates and is told the outcomes.
+//! Doubling from the start rate until a trial fails (or halving until one
+//! passes), then geometric bisection until the bracket is within the
+//! precision. A sender that cannot reach the offered rate caps the search
+//! at what it achieved (reported as sender-limited).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::loadgen::{BlastConfig, blast};
+use crate::netns::Netns;
+use crate::sink::{Mode, Sink, SinkConfig};
+
+/// The drop fraction a configuration may have at its maximum rate (0.01 %).
+pub const LOSS_FREE: f64 = 1e-4;
+
+/// A sender reaching less than this fraction of the offered rate is the limit.
+const SENDER_SHORTFALL: f64 = 0.95;
+
+/// The rate search, sans-IO.
+#[derive(Debug, Clone)]
+pub struct RateSearch {
+    min: f64,
+    max: f64,
+    precision: f64,
+    max_trials: usize,
+    trials: usize,
+    best_pass: Option<f64>,
+    lowest_fail: Option<f64>,
+    start: f64,
+    sender_limited: bool,
+}
+
+impl RateSearch {
+    /// Search `min..=max` datagrams/s starting at `start`, until the
+    /// bracket's ratio is within `1 + precision` or `max_trials` ran.
+    pub fn new(start: f64, min: f64, max: f64, precision: f64, max_trials: usize) -> RateSearch {
+        RateSearch {
+            min,
+            max,
+            precision,
+            max_trials,
+            trials: 0,
+            best_pass: None,
+            lowest_fail: None,
+            start: start.clamp(min, max),
+            sender_limited: false,
+        }
+    }
+
+    /// Records a trial: `offered` rate, the sender's `achieved` rate, and
+    /// whether the drops stayed within [`LOSS_FREE`].
+    pub fn record(&mut self, offered: f64, achieved: f64, passed: bool) {
+        self.trials += 1;
+        if passed {
+            let rate = if achieved < SENDER_SHORTFALL * offered {
+                self.sender_limited = true;
+                self.max = self.max.min(achieved);
+                achieved
+            } else {
+                offered
+            };
+            self.best_pass = Some(self.best_pass.map_or(rate, |b: f64| b.max(rate)));
+        } else {
+            self.lowest_fail = Some(self.lowest_fail.map_or(offered, |f: f64| f.min(offered)));
+        }
+    }
+
+    /// The next rate to try, or `None` when the search is done.
+    pub fn next_rate(&self) -> Option<f64> {
+        if self.trials >= self.max_trials {
+            return None;
+        }
+        match (self.best_pass, self.lowest_fail) {
+            (None, None) => Some(self.start),
+            (Some(p), None) if p >= self.max * 0.999 => None,
+            (Some(p), None) => Some((p * 2.0).min(self.max)),
+            (None, Some(f)) if f <= self.min * 1.001 => None,
+            (None, Some(f)) => Some((f / 2.0).max(self.min)),
+            (Some(p), Some(f)) if f <= p * (1.0 + self.precision) => None,
+            (Some(p), Some(f)) => Some((p * f).sqrt()),
+        }
+    }
+
+    /// The highest rate that passed.
+    pub fn best(&self) -> Option<f64> {
+        self.best_pass
+    }
+
+    /// True when the sender, not the sink, set the ceiling.
+    pub fn sender_limited(&self) -> bool {
+        self.sender_limited
+    }
+}
+
+/// One configuration of the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SinkSetup {
+    /// Split or inline.
+    pub mode: Mode,
+    /// `SO_RCVBUF` request (`None`: default).
+    pub rcvbuf: Option<usize>,
+    /// Datagrams per `recvmmsg`.
+    pub batch: usize,
+}
+
+impl SinkSetup {
+    /// Short label, e.g. `split rcvbuf=4M batch=32`.
+    pub fn label(&self) -> String {
+        let buf = match self.rcvbuf {
+            None => "default".to_string(),
+            Some(b) if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
+            Some(b) if b % 1024 == 0 => format!("{}K", b >> 10),
+            Some(b) => b.to_string(),
+        };
+        format!("{} rcvbuf={} batch={}", self.mode, buf, self.batch)
+    }
+}
+
+/// One sink + blast run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    /// The configuration.
+    pub setup: SinkSetup,
+    /// Its label.
+    pub label: String,
+    /// Granted `SO_RCVBUF`.
+    pub rcvbuf_granted: usize,
+    /// Work per datagram, µs.
+    pub work_us: f64,
+    /// Offered rate, datagrams/s.
+    pub offered: f64,
+    /// What the sender achieved.
+    pub achieved: f64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Processed.
+    pub delivered: u64,
+    /// Dropped in the queue.
+    pub queue_dropped: u64,
+    /// Dropped by the kernel at the socket.
+    pub kernel_dropped: u64,
+    /// The ledger's residual (`None`: no sentinel).
+    pub residual: Option<i64>,
+    /// `RcvbufErrors` growth (namespace runs).
+    pub rcvbuf_errors: Option<u64>,
+    /// (sent - delivered) / sent.
+    pub drop_fraction: f64,
+    /// Datagrams per receive call.
+    pub datagrams_per_call: f64,
+    /// Part of the fixed grid (else a search probe).
+    pub grid: bool,
+}
+
+/// How to sweep.
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    /// Configurations to measure.
+    pub setups: Vec<SinkSetup>,
+    /// Work per datagram, µs.
+    pub work_us: f64,
+    /// Seconds of sending per trial.
+    pub secs: f64,
+    /// Datagram size.
+    pub size: usize,
+    /// Fixed offered rates run for every configuration (the chart's grid).
+    pub grid: Vec<f64>,
+    /// Search for the highest loss-free rate after the grid.
+    pub search: bool,
+    /// Search bounds, datagrams/s.
+    pub min_rate: f64,
+    /// Upper bound.
+    pub max_rate: f64,
+    /// Search precision (0.1: within 10 %).
+    pub precision: f64,
+    /// Trials per configuration at most (grid included).
+    pub max_trials: usize,
+    /// Run the sink in its own namespace.
+    pub netns: bool,
+    /// Optional `tbf` rate on the host side of the veth pair (`200mbit`).
+    pub tbf: Option<String>,
+}
+
+impl SweepConfig {
+    /// The grid: inline/split x 8 KiB/default/4 MiB x batch 1/32.
+    pub fn full(work_us: f64) -> SweepConfig {
+        let mut setups = Vec::new();
+        for mode in [Mode::Inline, Mode::Split] {
+            for rcvbuf in [Some(8 * 1024), None, Some(4 << 20)] {
+                for batch in [1, 32] {
+                    setups.push(SinkSetup {
+                        mode,
+                        rcvbuf,
+                        batch,
+                    });
+                }
+            }
+        }
+        SweepConfig {
+            setups,
+            work_us,
+            secs: 1.0,
+            size: 64,
+            grid: vec![50_000.0, 150_000.0, 450_000.0],
+            search: true,
+            min_rate: 5_000.0,
+            max_rate: 2_000_000.0,
+            precision: 0.1,
+            max_trials: 9,
+            netns: false,
+            tbf: None,
+        }
+    }
+}
+
+/// The sweep's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepTable {
+    /// Work per datagram, µs.
+    pub work_us: f64,
+    /// Seconds per trial.
+    pub secs: f64,
+    /// Datagram size.
+    pub size: usize,
+    /// Whether the sink ran in its own namespace.
+    pub netns: bool,
+    /// Per configuration: the highest loss-free rate.
+    pub maxima: Vec<Maximum>,
+    /// Every trial, in the order run.
+    pub trials: Vec<Trial>,
+}
+
+/// The search's answer for one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Maximum {
+    /// The configuration.
+    pub setup: SinkSetup,
+    /// Its label.
+    pub label: String,
+    /// Granted `SO_RCVBUF`.
+    pub rcvbuf_granted: usize,
+    /// Highest offered rate with at most 0.01 % drops (`None`: none passed).
+    pub max_rate: Option<f64>,
+    /// The sender could not offer more.
+    pub sender_limited: bool,
+    /// Trials run.
+    pub trials: usize,
+    /// Every trial's account closed.
+    pub all_closed: bool,
+}
+
+/// Runs one trial: a fresh sink (in `netns` if given), a blast at it.
+pub fn run_trial(
+    setup: SinkSetup,
+    work_us: f64,
+    rate: f64,
+    secs: f64,
+    size: usize,
+    netns: Option<&Netns>,
+) -> Result<Trial> {
+    let sink = Sink::bind(SinkConfig {
+        bind: match netns {
+            Some(ns) => ns.sink_addr(0),
+            None => ([127, 0, 0, 1], 0).into(),
+        },
+        rcvbuf: setup.rcvbuf,
+        mode: setup.mode,
+        batch: setup.batch,
+        work_us,
+        timeout: Some(Duration::from_secs_f64(secs + 30.0)),
+        linger: Duration::from_millis(200),
+        netns: netns.map(|n| n.name().to_string()),
+        ..SinkConfig::default()
+    })?;
+    let granted = sink.rcvbuf().granted;
+    let to = sink.local_addr();
+    let (sink_result, blast_result) = std::thread::scope(|s| {
+        let h = s.spawn(move || sink.run());
+        let b = blast(&BlastConfig {
+            to,
+            rate,
+            size,
+            duration: Duration::from_secs_f64(secs),
+            drain: Duration::from_millis(50),
+            sentinel_gap: Duration::from_millis(5),
+            ..BlastConfig::default()
+        });
+        (h.join().expect("sink thread panicked"), b)
+    });
+    let (r, b) = (sink_result?, blast_result?);
+    let l = &r.ledger;
+    let trial = Trial {
+        setup,
+        label: setup.label(),
+        rcvbuf_granted: granted,
+        work_us,
+        offered: rate,
+        achieved: b.achieved_rate,
+        sent: b.sent,
+        delivered: l.delivered,
+        queue_dropped: l.queue_dropped,
+        kernel_dropped: l.kernel_dropped.unwrap_or(0),
+        residual: l.residual,
+        rcvbuf_errors: l.rcvbuf_errors,
+        drop_fraction: l.drop_fraction().unwrap_or(1.0),
+        datagrams_per_call: r.datagrams_per_call,
+        grid: true,
+    };
+    tracing::info!(
+        label = %trial.label,
+        offered = trial.offered,
+        drops = trial.drop_fraction,
+        residual = ?trial.residual,
+        "trial"
+    );
+    Ok(trial)
+}
+
+/// Runs the sweep; `progress` is called after each trial.
+pub fn sweep(cfg: &SweepConfig, mut progress: impl FnMut(&Trial)) -> Result<SweepTable> {
+    let ns = if cfg.netns {
+        Some(Netns::create(cfg.tbf.as_deref())?)
+    } else {
+        None
+    };
+    let mut table = SweepTable {
+        work_us: cfg.work_us,
+        secs: cfg.secs,
+        size: cfg.size,
+        netns: cfg.netns,
+        maxima: Vec::new(),
+        trials: Vec::new(),
+    };
+    for &setup in &cfg.setups {
+        let mut search = RateSearch::new(
+            cfg.grid.first().copied().unwrap_or(100_000.0),
+            cfg.min_rate,
+            cfg.max_rate,
+            cfg.precision,
+            cfg.max_trials,
+        );
+        let mut granted = 0;
+        let mut all_closed = true;
+        let mut n = 0;
+        let mut one = |rate: f64, grid: bool, search: &mut RateSearch| -> Result<()> {
+            let mut t = run_trial(setup, cfg.work_us, rate, cfg.secs, cfg.size, ns.as_ref())?;
+            t.grid = grid;
+            granted = t.rcvbuf_granted;
+            all_closed &= t.residual == Some(0);
+            n += 1;
+            search.record(t.offered, t.achieved, t.drop_fraction <= LOSS_FREE);
+            progress(&t);
+            table.trials.push(t);
+            Ok(())
+        };
+        for &rate in &cfg.grid {
+            one(rate, true, &mut search)?;
+        }
+        if cfg.search {
+            while let Some(rate) = search.next_rate() {
+                one(rate, false, &mut search)?;
+            }
+            table.maxima.push(Maximum {
+                setup,
+                label: setup.label(),
+                rcvbuf_granted: granted,
+                max_rate: search.best(),
+                sender_limited: search.sender_limited(),
+                trials: n,
+                all_closed,
+            });
+        }
+    }
+    Ok(table)
+}
+
+/// The tour's grid: inline vs split, 8 KiB vs 4 MiB, batch 32, 1 µs of
+/// work, three rates (100k, 300k, 600k/s), 0.3 s each, no search.
+pub fn short_sweep_config() -> SweepConfig {
+    let mut setups = Vec::new();
+    for mode in [Mode::Inline, Mode::Split] {
+        for rcvbuf in [Some(8 * 1024), Some(4 << 20)] {
+            setups.push(SinkSetup {
+                mode,
+                rcvbuf,
+                batch: 32,
+            });
+        }
+    }
+    SweepConfig {
+        setups,
+        secs: 0.3,
+        grid: vec![100_000.0, 300_000.0, 600_000.0],
+        search: false,
+        ..SweepConfig::full(1.0)
+    }
+}
+
+/// Runs [`short_sweep_config`] on 127.0.0.1:0 (12 trials, about 7 s).
+pub fn short_sweep() -> Result<SweepTable> {
+    sweep(&short_sweep_config(), |_| {})
+}
+
+fn pct(f: f64) -> String {
+    if f == 0.0 {
+        "0".into()
+    } else if f < 0.001 {
+        format!("{:.4} %", f * 100.0)
+    } else {
+        format!("{:.2} %", f * 100.0)
+    }
+}
+
+impl SweepTable {
+    /// Markdown: the maxima (when searched), then drop % per configuration
+    /// at each grid rate.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}-byte datagrams, {} us of work per datagram, {} s per trial{}",
+            self.size,
+            self.work_us,
+            self.secs,
+            if self.netns {
+                ", sink in its own network namespace (veth)"
+            } else {
+                ", loopback"
+            }
+        );
+        if !self.maxima.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "| configuration | SO_RCVBUF granted | max rate with <= 0.01 % drops | trials | books closed |"
+            );
+            let _ = writeln!(s, "|---|---:|---:|---:|---|");
+            for m in &self.maxima {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {}{} | {} | {} |",
+                    m.label,
+                    m.rcvbuf_granted,
+                    m.max_rate
+                        .map_or("none passed".into(), |r| format!("{r:.0}/s")),
+                    if m.sender_limited {
+                        " (sender-limited)"
+                    } else {
+                        ""
+                    },
+                    m.trials,
+                    if m.all_closed { "yes" } else { "NO" }
+                );
+            }
+        }
+        let mut rates: Vec<f64> = self
+            .trials
+            .iter()
+            .filter(|t| t.grid)
+            .map(|t| t.offered)
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates.dedup();
+        if !rates.is_empty() {
+            let _ = writeln!(s);
+            let _ = write!(s, "| configuration | SO_RCVBUF granted |");
+            for r in &rates {
+                let _ = write!(s, " drops at {:.0}k/s |", r / 1000.0);
+            }
+            let _ = writeln!(s, " books closed |");
+            let _ = write!(s, "|---|---:|");
+            for _ in &rates {
+                let _ = write!(s, "---:|");
+            }
+            let _ = writeln!(s, "---|");
+            let mut labels: Vec<&str> = Vec::new();
+            for t in &self.trials {
+                if !labels.contains(&t.label.as_str()) {
+                    labels.push(&t.label);
+                }
+            }
+            for label in labels {
+                let of: Vec<&Trial> = self
+                    .trials
+                    .iter()
+                    .filter(|t| t.label == label && t.grid)
+                    .collect();
+                let granted = of.first().map_or(0, |t| t.rcvbuf_granted);
+                let _ = write!(s, "| {label} | {granted} |");
+                for r in &rates {
+                    match of.iter().find(|t| t.offered == *r) {
+                        Some(t) => {
+                            let _ = write!(s, " {} |", pct(t.drop_fraction));
+                        }
+                        None => {
+                            let _ = write!(s, " |");
+                        }
+                    }
+                }
+                let closed = of.iter().all(|t| t.residual == Some(0));
+                let _ = writeln!(s, " {} |", if closed { "yes" } else { "NO" });
+            }
+        }
+        s
+    }
+
+    /// Every trial as CSV, with a header line.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from(
+            "mode,rcvbuf_requested,rcvbuf_granted,batch,work_us,offered,achieved,sent,delivered,queue_dropped,kernel_dropped,residual,rcvbuf_errors,drop_fraction,datagrams_per_call,grid\n",
+        );
+        for t in &self.trials {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{},{:.6},{:.2},{}",
+                t.setup.mode,
+                t.setup.rcvbuf.map_or("default".into(), |b| b.to_string()),
+                t.rcvbuf_granted,
+                t.setup.batch,
+                t.work_us,
+                t.offered,
+                t.achieved,
+                t.sent,
+                t.delivered,
+                t.queue_dropped,
+                t.kernel_dropped,
+                t.residual.map_or("".into(), |r| r.to_string()),
+                t.rcvbuf_errors.map_or("".into(), |r| r.to_string()),
+                t.drop_fraction,
+                t.datagrams_per_call,
+                t.grid
+            );
+        }
+        s
+    }
+
+    /// Writes `results.csv`, `results.md`, `drops.svg` and `drops.png` into `dir`.
+    pub fn write_outputs(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+        let write = |name: &str, text: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(Error::io(format!("write {}", p.display())))
+        };
+        write("results.csv", self.to_csv())?;
+        write("results.md", self.to_markdown())?;
+        crate::plot::chart(self, &dir.join("drops.svg"), &dir.join("drops.png"))
+    }
+}
+
+impl std::fmt::Display for SweepTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_markdown())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// Runs the search against a sink that takes up to `capacity`, with a
+    /// sender that tops out at `sender`.
+    fn search(capacity: f64, sender: f64) -> RateSearch {
+        let mut s = RateSearch::new(100_000.0, 1_000.0, 4_000_000.0, 0.05, 30);
+        while let Some(r) = s.next_rate() {
+            let achieved = r.min(sender);
+            s.record(r, achieved, achieved <= capacity);
+        }
+        s
+    }
+
+    #[test]
+    fn finds_capacity_within_precision() {
+        for cap in [3_000.0, 70_000.0, 250_000.0, 1_300_000.0] {
+            let s = search(cap, f64::MAX);
+            let best = s.best().unwrap();
+            assert!(best <= cap && best >= cap / 1.05, "cap {cap} best {best}");
+            assert!(!s.sender_limited());
+        }
+    }
+
+    #[test]
+    fn sender_caps_the_search() {
+        let s = search(f64::MAX, 600_000.0);
+        assert!(s.sender_limited());
+        assert_eq!(s.best(), Some(600_000.0));
+    }
+
+    #[test]
+    fn nothing_passes() {
+        let s = search(500.0, f64::MAX);
+        assert_eq!(s.best(), None);
+    }
+
+    #[test]
+    fn trial_budget() {
+        let mut s = RateSearch::new(1.0, 1.0, 1e9, 0.0, 3);
+        let mut n = 0;
+        while let Some(r) = s.next_rate() {
+            s.record(r, r, true);
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn labels() {
+        let l = |rcvbuf| {
+            SinkSetup {
+                mode: Mode::Split,
+                rcvbuf,
+                batch: 32,
+            }
+            .label()
+        };
+        assert_eq!(l(Some(4 << 20)), "split rcvbuf=4M batch=32");
+        assert_eq!(l(Some(8192)), "split rcvbuf=8K batch=32");
+        assert_eq!(l(None), "split rcvbuf=default batch=32");
+    }
+}
