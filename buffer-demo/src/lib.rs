@@ -28,6 +28,7 @@ pub mod plot;
 pub mod sink;
 pub mod sockopt;
 pub mod sweep;
+pub mod versus;
 pub mod wire;
 
 pub use account::Ledger;

@@ -135,6 +135,27 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// iperf3 -u -b 0 -l 64, then our blast at its offered rate into our
+    /// split sink, a search for our highest loss-free rate, and (with
+    /// strace) receive syscalls per datagram: printed side by side with the
+    /// targets. Needs iperf3 (and strace).
+    VersusIperf3 {
+        /// Seconds for iperf3 and for our run at its rate.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Seconds per trial of our rate search.
+        #[arg(long, default_value_t = 2.0)]
+        search_secs: f64,
+        /// Do not count iperf3's syscalls with strace.
+        #[arg(long)]
+        no_strace: bool,
+        /// Our sink's SO_RCVBUF request in bytes.
+        #[arg(long, default_value_t = 4 << 20)]
+        rcvbuf: usize,
+        /// One JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -269,6 +290,25 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::VersusIperf3 {
+            secs,
+            search_secs,
+            no_strace,
+            rcvbuf,
+            json,
+        } => {
+            let report = buffer_demo::versus::versus_iperf3(&buffer_demo::versus::VersusConfig {
+                secs,
+                search_secs,
+                strace: !no_strace,
+                rcvbuf: Some(rcvbuf),
+            })?;
+            println!("{report}");
+            if json {
+                print_json(&report)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
