@@ -108,6 +108,7 @@ pub fn run(settings: TourSettings) -> Report {
             Section::failed("ack-demo: acknowledged session through a crash", &e)
         }),
     );
+    sections.push(buffer_section(settings.quick));
     Report {
         sections,
         seconds: start.elapsed().as_secs_f64(),
@@ -244,4 +245,52 @@ fn hostile_header_capacity() -> usize {
     decoder.feed(&(8u32 * 1024 * 1024).to_be_bytes());
     decoder.feed(b"x");
     decoder.capacity()
+}
+
+/// `buffer-demo`: a short sweep, inline vs split, two receive buffers,
+/// three offered rates; every trial's accounting must close.
+fn buffer_section(quick: bool) -> Section {
+    let title = "buffer-demo: UDP sink under load, inline vs split";
+    let mut cfg = buffer_demo::sweep::short_sweep_config();
+    if quick {
+        cfg.secs = 0.1;
+        cfg.grid.truncate(2);
+    }
+    let table = match buffer_demo::sweep::sweep(&cfg, |_| {}) {
+        Ok(t) => t,
+        Err(e) => {
+            return Section {
+                title: title.to_owned(),
+                lines: vec![format!("FAILED: {e}")],
+                passed: false,
+                figures: json!({ "error": e.to_string() }),
+            };
+        }
+    };
+    let open: Vec<String> = table
+        .trials
+        .iter()
+        .filter(|t| t.residual != Some(0))
+        .map(|t| {
+            format!(
+                "{} at {:.0}/s: residual {:?}",
+                t.label, t.offered, t.residual
+            )
+        })
+        .collect();
+    let mut lines: Vec<String> = table.to_markdown().lines().map(str::to_owned).collect();
+    lines.push(if open.is_empty() {
+        format!(
+            "accounting closes in all {} trials: sent = delivered + queue drops + kernel drops",
+            table.trials.len()
+        )
+    } else {
+        format!("accounting did NOT close: {}", open.join("; "))
+    });
+    Section {
+        title: title.to_owned(),
+        passed: open.is_empty(),
+        lines,
+        figures: serde_json::to_value(&table).unwrap_or_default(),
+    }
 }
