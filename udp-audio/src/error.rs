@@ -1,0 +1,128 @@
+//! The crate's one error type.
+//!
+//! Every variant carries the values that explain the failure (lengths found and needed,
+//! counts, the offending line), so a driver can log it as is and count it by [`Error::kind`].
+
+use thiserror::Error;
+
+/// Everything that can go wrong in the sans-IO core.
+///
+/// Bad datagrams from the network come back as the RTP and L16 variants; drivers count them
+/// per [`Error::kind`] and drop the datagram. None of these is ever a panic.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The datagram is shorter than the 12-byte fixed RTP header.
+    #[error("truncated RTP header: {len} bytes, the fixed header needs {needed}")]
+    Truncated {
+        /// Bytes in the datagram.
+        len: usize,
+        /// Bytes the fixed header needs.
+        needed: usize,
+    },
+    /// The version field is not 2: not RTP (or RTP version 0/1).
+    #[error("not RTP: version field is {version}, expected 2")]
+    WrongVersion {
+        /// The two version bits found.
+        version: u8,
+    },
+    /// The CSRC count asks for more bytes than the datagram holds.
+    #[error("CSRC count {count} needs {needed} header bytes, the datagram has {len}")]
+    CsrcBeyondDatagram {
+        /// The CC field.
+        count: u8,
+        /// Bytes the fixed header plus CSRC list need.
+        needed: usize,
+        /// Bytes in the datagram.
+        len: usize,
+    },
+    /// The header extension (its 4-byte head or its declared length) runs past the datagram.
+    #[error("header extension of {words} words needs {needed} bytes, the datagram has {len}")]
+    ExtensionBeyondDatagram {
+        /// The extension length field in 32-bit words (0 when even the extension head is missing).
+        words: u16,
+        /// Bytes needed up to the end of the extension.
+        needed: usize,
+        /// Bytes in the datagram.
+        len: usize,
+    },
+    /// The P bit is set and the padding count is zero or larger than what follows the header.
+    #[error("padding count {padding} is invalid: {available} bytes follow the header")]
+    BadPadding {
+        /// The last byte of the datagram (padding length, counting itself).
+        padding: u8,
+        /// Bytes between the end of the header and the end of the datagram.
+        available: usize,
+    },
+    /// An L16 payload that is not a whole number of sample frames.
+    #[error("L16 payload of {len} bytes is not a whole number of {channels}-channel frames ({frame_bytes} bytes each)")]
+    PartialFrame {
+        /// Payload length in bytes.
+        len: usize,
+        /// Channels in the stream.
+        channels: u16,
+        /// Bytes per sample frame (2 × channels).
+        frame_bytes: usize,
+    },
+    /// A sample buffer handed to the core is not a whole number of frames.
+    #[error("{samples} samples are not a whole number of {channels}-channel frames")]
+    PartialSamples {
+        /// Samples given.
+        samples: usize,
+        /// Channels in the stream.
+        channels: u16,
+    },
+    /// An audio format the core cannot use.
+    #[error("unsupported audio format: {rate} Hz, {channels} channels ({reason})")]
+    BadFormat {
+        /// Sample rate in Hz.
+        rate: u32,
+        /// Channel count.
+        channels: u16,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A header that cannot be emitted as RTP.
+    #[error("cannot build RTP header: {reason}")]
+    BadHeader {
+        /// What is out of range.
+        reason: &'static str,
+    },
+    /// An SDP description that does not describe an L16 audio stream we can receive.
+    #[error("SDP: {reason} (line {line:?})")]
+    Sdp {
+        /// What is wrong.
+        reason: &'static str,
+        /// The offending line, or empty when something is missing.
+        line: String,
+    },
+    /// A configuration value out of range.
+    #[error("bad configuration: {what}")]
+    Config {
+        /// Which value and why.
+        what: String,
+    },
+}
+
+impl Error {
+    /// A short stable name for counting errors by kind in reports (`"truncated"`,
+    /// `"wrong_version"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Truncated { .. } => "truncated",
+            Error::WrongVersion { .. } => "wrong_version",
+            Error::CsrcBeyondDatagram { .. } => "csrc_beyond_datagram",
+            Error::ExtensionBeyondDatagram { .. } => "extension_beyond_datagram",
+            Error::BadPadding { .. } => "bad_padding",
+            Error::PartialFrame { .. } => "partial_frame",
+            Error::PartialSamples { .. } => "partial_samples",
+            Error::BadFormat { .. } => "bad_format",
+            Error::BadHeader { .. } => "bad_header",
+            Error::Sdp { .. } => "sdp",
+            Error::Config { .. } => "config",
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T> = std::result::Result<T, Error>;
