@@ -1,4 +1,5 @@
 //! udp-audio core (docs filled in below).
 pub mod error;
+pub mod l16;
 pub mod rtp;
 pub use error::{Error, Result};
