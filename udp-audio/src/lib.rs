@@ -2,4 +2,5 @@
 pub mod error;
 pub mod l16;
 pub mod rtp;
+pub mod seq;
 pub use error::{Error, Result};
