@@ -96,6 +96,22 @@ pub enum Error {
         /// The offending line, or empty when something is missing.
         line: String,
     },
+    /// A WAV file that cannot be read or written; `reason` names the format found.
+    #[error("WAV {path}: {reason}")]
+    Wav {
+        /// The file.
+        path: String,
+        /// What was found and what was expected.
+        reason: String,
+    },
+    /// An operating-system call failed.
+    #[error("{context}: {message}")]
+    Io {
+        /// What was being done (with the address or path).
+        context: String,
+        /// The OS error text.
+        message: String,
+    },
     /// A configuration value out of range.
     #[error("bad configuration: {what}")]
     Config {
@@ -119,8 +135,17 @@ impl Error {
             Error::BadFormat { .. } => "bad_format",
             Error::BadHeader { .. } => "bad_header",
             Error::Sdp { .. } => "sdp",
+            Error::Wav { .. } => "wav",
+            Error::Io { .. } => "io",
             Error::Config { .. } => "config",
         }
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, err: &std::io::Error) -> Self {
+        Error::Io { context: context.into(), message: err.to_string() }
     }
 }
 

@@ -1,0 +1,1 @@
+//! conceal (being written).

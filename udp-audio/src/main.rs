@@ -1,0 +1,2 @@
+//! `udp-audio` command line (being written).
+fn main() {}
