@@ -55,7 +55,9 @@ pub enum Error {
         available: usize,
     },
     /// An L16 payload that is not a whole number of sample frames.
-    #[error("L16 payload of {len} bytes is not a whole number of {channels}-channel frames ({frame_bytes} bytes each)")]
+    #[error(
+        "L16 payload of {len} bytes is not a whole number of {channels}-channel frames ({frame_bytes} bytes each)"
+    )]
     PartialFrame {
         /// Payload length in bytes.
         len: usize,
@@ -145,7 +147,10 @@ impl Error {
 impl Error {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, err: &std::io::Error) -> Self {
-        Error::Io { context: context.into(), message: err.to_string() }
+        Error::Io {
+            context: context.into(),
+            message: err.to_string(),
+        }
     }
 }
 

@@ -36,10 +36,18 @@ impl AudioFormat {
     /// Checks the values: rate 1..=384000 Hz, 1..=16 channels (whole frames must fit a packet).
     pub fn new(rate: u32, channels: u16) -> Result<Self> {
         if rate == 0 || rate > 384_000 {
-            return Err(Error::BadFormat { rate, channels, reason: "rate must be 1..=384000 Hz" });
+            return Err(Error::BadFormat {
+                rate,
+                channels,
+                reason: "rate must be 1..=384000 Hz",
+            });
         }
         if channels == 0 || channels > 16 {
-            return Err(Error::BadFormat { rate, channels, reason: "channels must be 1..=16" });
+            return Err(Error::BadFormat {
+                rate,
+                channels,
+                reason: "channels must be 1..=16",
+            });
         }
         Ok(AudioFormat { rate, channels })
     }
@@ -78,9 +86,17 @@ pub fn encode(samples: &[i16], out: &mut Vec<u8>) {
 pub fn decode(payload: &[u8], channels: u16, out: &mut Vec<i16>) -> Result<usize> {
     let frame_bytes = 2 * usize::from(channels.max(1));
     if payload.len() % frame_bytes != 0 {
-        return Err(Error::PartialFrame { len: payload.len(), channels, frame_bytes });
+        return Err(Error::PartialFrame {
+            len: payload.len(),
+            channels,
+            frame_bytes,
+        });
     }
-    out.extend(payload.chunks_exact(2).map(|b| i16::from_be_bytes([b[0], b[1]])));
+    out.extend(
+        payload
+            .chunks_exact(2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]])),
+    );
     Ok(payload.len() / frame_bytes)
 }
 
@@ -104,18 +120,26 @@ impl StreamParams {
     /// stereo (3528 bytes) becomes 365 frames (1460 bytes, 8.3 ms).
     pub fn new(format: AudioFormat, ptime_ms: u32, payload_type: Option<u8>) -> Result<Self> {
         if ptime_ms == 0 {
-            return Err(Error::Config { what: "ptime must be at least 1 ms".into() });
+            return Err(Error::Config {
+                what: "ptime must be at least 1 ms".into(),
+            });
         }
         let payload_type = match payload_type {
             Some(pt) if pt > 127 => {
-                return Err(Error::Config { what: format!("payload type {pt} is above 127") });
+                return Err(Error::Config {
+                    what: format!("payload type {pt} is above 127"),
+                });
             }
             Some(pt) => pt,
             None => format.static_payload_type().unwrap_or(DEFAULT_DYNAMIC_PT),
         };
         let wanted = format.frames_in_ms(ptime_ms).max(1);
         let fit = MAX_PAYLOAD / format.frame_bytes();
-        Ok(StreamParams { format, payload_type, frames_per_packet: wanted.min(fit) })
+        Ok(StreamParams {
+            format,
+            payload_type,
+            frames_per_packet: wanted.min(fit),
+        })
     }
 
     /// Payload bytes of a full packet.
@@ -151,7 +175,11 @@ pub fn write_sdp(params: &StreamParams, dest: SocketAddr, session_name: &str) ->
         s,
         "v=0\r\no=- 0 0 IN {net} {addr}\r\ns={name}\r\nc=IN {net} {addr}\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} L16/{rate}/{ch}\r\na=ptime:{ptime}\r\n",
-        name = if session_name.is_empty() { "-" } else { session_name },
+        name = if session_name.is_empty() {
+            "-"
+        } else {
+            session_name
+        },
         port = dest.port(),
         rate = params.format.rate,
         ch = params.format.channels,
@@ -176,7 +204,10 @@ pub struct SdpStream {
 }
 
 fn sdp_err(reason: &'static str, line: &str) -> Error {
-    Error::Sdp { reason, line: line.to_string() }
+    Error::Sdp {
+        reason,
+        line: line.to_string(),
+    }
 }
 
 /// Reads the first `m=audio` stream whose payload type is L16 (by `a=rtpmap` or static 10/11).
@@ -196,7 +227,10 @@ pub fn read_sdp(text: &str) -> Result<SdpStream> {
             let addr = addr.ok_or_else(|| sdp_err("c= line without address", line))?;
             // Multicast may carry "/ttl"; keep the address only.
             let addr = addr.split('/').next().unwrap_or(addr);
-            address = Some(addr.parse().map_err(|_| sdp_err("c= address is not an IP", line))?);
+            address = Some(
+                addr.parse()
+                    .map_err(|_| sdp_err("c= address is not an IP", line))?,
+            );
         } else if let Some(rest) = line.strip_prefix("m=") {
             if media.is_some() {
                 continue; // the first audio stream wins; later m= lines do not override it
@@ -211,10 +245,15 @@ pub fn read_sdp(text: &str) -> Result<SdpStream> {
                 .and_then(|p| p.parse().ok())
                 .ok_or_else(|| sdp_err("m=audio port is not a number", line))?;
             let _proto = it.next();
-            let pts = it.filter_map(|p| p.parse::<u8>().ok()).filter(|p| *p < 128).collect();
+            let pts = it
+                .filter_map(|p| p.parse::<u8>().ok())
+                .filter(|p| *p < 128)
+                .collect();
             media = Some((port, pts));
         } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
-            let (pt, enc) = rest.split_once(char::is_whitespace).ok_or_else(|| sdp_err("a=rtpmap without encoding", line))?;
+            let (pt, enc) = rest
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| sdp_err("a=rtpmap without encoding", line))?;
             let Ok(pt) = pt.parse::<u8>() else {
                 return Err(sdp_err("a=rtpmap payload type is not a number", line));
             };
@@ -228,7 +267,9 @@ pub fn read_sdp(text: &str) -> Result<SdpStream> {
                 .ok_or_else(|| sdp_err("a=rtpmap L16 without a clock rate", line))?;
             let channels = match parts.next() {
                 None => 1,
-                Some(c) => c.parse().map_err(|_| sdp_err("a=rtpmap channel count is not a number", line))?,
+                Some(c) => c
+                    .parse()
+                    .map_err(|_| sdp_err("a=rtpmap channel count is not a number", line))?,
             };
             rtpmaps.push((pt, AudioFormat::new(rate, channels)?));
         } else if let Some(rest) = line.strip_prefix("a=ptime:") {
@@ -239,11 +280,23 @@ pub fn read_sdp(text: &str) -> Result<SdpStream> {
     for pt in pts {
         let format = match rtpmaps.iter().find(|(p, _)| *p == pt) {
             Some((_, f)) => *f,
-            None if pt == PT_L16_STEREO => AudioFormat { rate: 44_100, channels: 2 },
-            None if pt == PT_L16_MONO => AudioFormat { rate: 44_100, channels: 1 },
+            None if pt == PT_L16_STEREO => AudioFormat {
+                rate: 44_100,
+                channels: 2,
+            },
+            None if pt == PT_L16_MONO => AudioFormat {
+                rate: 44_100,
+                channels: 1,
+            },
             None => continue,
         };
-        return Ok(SdpStream { format, payload_type: pt, port, address, ptime_ms });
+        return Ok(SdpStream {
+            format,
+            payload_type: pt,
+            port,
+            address,
+            ptime_ms,
+        });
     }
     Err(sdp_err("no L16 payload type on the m=audio line", ""))
 }
@@ -267,9 +320,16 @@ mod test {
         let mut out = vec![];
         assert_eq!(
             decode(&[0; 6], 2, &mut out),
-            Err(Error::PartialFrame { len: 6, channels: 2, frame_bytes: 4 })
+            Err(Error::PartialFrame {
+                len: 6,
+                channels: 2,
+                frame_bytes: 4
+            })
         );
-        assert!(matches!(decode(&[0; 3], 1, &mut out), Err(Error::PartialFrame { .. })));
+        assert!(matches!(
+            decode(&[0; 3], 1, &mut out),
+            Err(Error::PartialFrame { .. })
+        ));
         assert!(out.is_empty());
     }
 
@@ -297,7 +357,10 @@ mod test {
         let sdp = write_sdp(&params, "127.0.0.1:5004".parse().unwrap(), "udp-audio");
         assert!(sdp.contains("m=audio 5004 RTP/AVP 97\r\n"));
         assert!(sdp.contains("a=rtpmap:97 L16/48000/2\r\n"));
-        assert!(sdp.contains("a=ptime:8\r\n"), "365 frames of 48 kHz is 7.6 ms: {sdp}");
+        assert!(
+            sdp.contains("a=ptime:8\r\n"),
+            "365 frames of 48 kHz is 7.6 ms: {sdp}"
+        );
         let back = read_sdp(&sdp).unwrap();
         assert_eq!(back.format, params.format);
         assert_eq!(back.payload_type, 97);
@@ -316,19 +379,43 @@ mod test {
                    a=tool:libavformat 61.7.100\nm=audio 5004 RTP/AVP 97\nb=AS:256\n\
                    a=rtpmap:97 L16/16000/1\n";
         let s = read_sdp(sdp).unwrap();
-        assert_eq!((s.format.rate, s.format.channels, s.payload_type, s.port), (16_000, 1, 97, 5004));
+        assert_eq!(
+            (s.format.rate, s.format.channels, s.payload_type, s.port),
+            (16_000, 1, 97, 5004)
+        );
         assert_eq!(s.ptime_ms, None);
     }
 
     #[test]
     fn reads_static_types_and_defaults() {
         let s = read_sdp("m=audio 7000 RTP/AVP 0 10\r\n").unwrap();
-        assert_eq!((s.payload_type, s.format), (10, AudioFormat { rate: 44_100, channels: 2 }));
+        assert_eq!(
+            (s.payload_type, s.format),
+            (
+                10,
+                AudioFormat {
+                    rate: 44_100,
+                    channels: 2
+                }
+            )
+        );
         let s = read_sdp("m=audio 7000 RTP/AVP 98\r\na=rtpmap:98 l16/8000\r\n").unwrap();
-        assert_eq!(s.format, AudioFormat { rate: 8000, channels: 1 });
-        assert!(matches!(read_sdp("m=audio 7000 RTP/AVP 0\r\n"), Err(Error::Sdp { .. })));
+        assert_eq!(
+            s.format,
+            AudioFormat {
+                rate: 8000,
+                channels: 1
+            }
+        );
+        assert!(matches!(
+            read_sdp("m=audio 7000 RTP/AVP 0\r\n"),
+            Err(Error::Sdp { .. })
+        ));
         assert!(matches!(read_sdp("v=0\r\n"), Err(Error::Sdp { .. })));
-        assert!(matches!(read_sdp("m=audio x RTP/AVP 96\r\n"), Err(Error::Sdp { .. })));
+        assert!(matches!(
+            read_sdp("m=audio x RTP/AVP 96\r\n"),
+            Err(Error::Sdp { .. })
+        ));
         assert!(read_sdp("m=audio 1 RTP/AVP 96\na=rtpmap:96 L16/0/1\n").is_err());
     }
 }

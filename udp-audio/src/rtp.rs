@@ -70,7 +70,10 @@ impl<'a> RtpPacket<'a> {
     pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
         let len = buf.len();
         if len < HEADER_LEN {
-            return Err(Error::Truncated { len, needed: HEADER_LEN });
+            return Err(Error::Truncated {
+                len,
+                needed: HEADER_LEN,
+            });
         }
         let version = buf[field::FLAGS] >> 6;
         if version != VERSION {
@@ -79,11 +82,19 @@ impl<'a> RtpPacket<'a> {
         let count = buf[field::FLAGS] & 0x0f;
         let mut end = HEADER_LEN + 4 * usize::from(count);
         if end > len {
-            return Err(Error::CsrcBeyondDatagram { count, needed: end, len });
+            return Err(Error::CsrcBeyondDatagram {
+                count,
+                needed: end,
+                len,
+            });
         }
         if buf[field::FLAGS] & 0x10 != 0 {
             if end + 4 > len {
-                return Err(Error::ExtensionBeyondDatagram { words: 0, needed: end + 4, len });
+                return Err(Error::ExtensionBeyondDatagram {
+                    words: 0,
+                    needed: end + 4,
+                    len,
+                });
             }
             let words = be16(&buf[end + 2..end + 4]);
             let needed = end + 4 + 4 * usize::from(words);
@@ -101,7 +112,11 @@ impl<'a> RtpPacket<'a> {
             }
             payload_end = len - usize::from(padding);
         }
-        Ok(RtpPacket { buf, payload_start: end, payload_end })
+        Ok(RtpPacket {
+            buf,
+            payload_start: end,
+            payload_end,
+        })
     }
 
     /// The P bit.
@@ -135,7 +150,9 @@ impl<'a> RtpPacket<'a> {
     /// The contributing sources, in order.
     pub fn csrcs(&self) -> impl Iterator<Item = u32> + 'a {
         let count = usize::from(self.buf[field::FLAGS] & 0x0f);
-        self.buf[HEADER_LEN..HEADER_LEN + 4 * count].chunks_exact(4).map(be32)
+        self.buf[HEADER_LEN..HEADER_LEN + 4 * count]
+            .chunks_exact(4)
+            .map(be32)
     }
     /// The header extension: profile-defined 16 bits and the extension data.
     pub fn extension(&self) -> Option<(u16, &'a [u8])> {
@@ -194,9 +211,10 @@ impl RtpHeader {
             timestamp: packet.timestamp(),
             ssrc: packet.ssrc(),
             csrcs: packet.csrcs().collect(),
-            extension: packet
-                .extension()
-                .map(|(profile, data)| Extension { profile, data: data.to_vec() }),
+            extension: packet.extension().map(|(profile, data)| Extension {
+                profile,
+                data: data.to_vec(),
+            }),
         }
     }
 
@@ -217,10 +235,14 @@ impl RtpHeader {
     /// extension is not a whole number of words or longer than 65535 words.
     pub fn emit(&self, payload: &[u8], padding: u8, out: &mut Vec<u8>) -> Result<()> {
         if self.payload_type > 0x7f {
-            return Err(Error::BadHeader { reason: "payload type above 127" });
+            return Err(Error::BadHeader {
+                reason: "payload type above 127",
+            });
         }
         if self.csrcs.len() > MAX_CSRCS {
-            return Err(Error::BadHeader { reason: "more than 15 CSRCs" });
+            return Err(Error::BadHeader {
+                reason: "more than 15 CSRCs",
+            });
         }
         if let Some(ext) = &self.extension {
             if ext.data.len() % 4 != 0 || ext.data.len() / 4 > usize::from(u16::MAX) {
@@ -294,7 +316,10 @@ mod test {
             timestamp: 16,
             ssrc: 0xcafe_babe,
             csrcs: vec![1, 2],
-            extension: Some(Extension { profile: 0xbede, data: vec![0x10, 0x20, 0x30, 0x40] }),
+            extension: Some(Extension {
+                profile: 0xbede,
+                data: vec![0x10, 0x20, 0x30, 0x40],
+            }),
         }
     }
 
@@ -332,7 +357,8 @@ mod test {
     fn emit_full() {
         let mut out = Vec::new();
         let h = full_header();
-        h.emit(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66], 3, &mut out).unwrap();
+        h.emit(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66], 3, &mut out)
+            .unwrap();
         assert_eq!(out, FULL);
         assert_eq!(h.len(), 28);
     }
@@ -341,18 +367,30 @@ mod test {
     fn truncated() {
         assert_eq!(
             RtpPacket::new_checked(&SIMPLE[..11]),
-            Err(Error::Truncated { len: 11, needed: 12 })
+            Err(Error::Truncated {
+                len: 11,
+                needed: 12
+            })
         );
-        assert!(matches!(RtpPacket::new_checked(&[]), Err(Error::Truncated { len: 0, .. })));
+        assert!(matches!(
+            RtpPacket::new_checked(&[]),
+            Err(Error::Truncated { len: 0, .. })
+        ));
     }
 
     #[test]
     fn wrong_version() {
         let mut b = SIMPLE;
         b[0] = 0x40;
-        assert_eq!(RtpPacket::new_checked(&b), Err(Error::WrongVersion { version: 1 }));
+        assert_eq!(
+            RtpPacket::new_checked(&b),
+            Err(Error::WrongVersion { version: 1 })
+        );
         b[0] = 0x00;
-        assert_eq!(RtpPacket::new_checked(&b), Err(Error::WrongVersion { version: 0 }));
+        assert_eq!(
+            RtpPacket::new_checked(&b),
+            Err(Error::WrongVersion { version: 0 })
+        );
     }
 
     #[test]
@@ -361,7 +399,11 @@ mod test {
         b[0] = 0x81; // CC=1 needs 16 bytes, have 14
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::CsrcBeyondDatagram { count: 1, needed: 16, len: 14 })
+            Err(Error::CsrcBeyondDatagram {
+                count: 1,
+                needed: 16,
+                len: 14
+            })
         );
     }
 
@@ -372,14 +414,22 @@ mod test {
         b[0] = 0x90;
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::ExtensionBeyondDatagram { words: 0, needed: 16, len: 14 })
+            Err(Error::ExtensionBeyondDatagram {
+                words: 0,
+                needed: 16,
+                len: 14
+            })
         );
         // Declared length runs past the end.
         let mut b = FULL.to_vec();
         b[23] = 9;
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::ExtensionBeyondDatagram { words: 9, needed: 60, len: 37 })
+            Err(Error::ExtensionBeyondDatagram {
+                words: 9,
+                needed: 60,
+                len: 37
+            })
         );
     }
 
@@ -389,10 +439,19 @@ mod test {
         *b.last_mut().unwrap() = 10; // only 9 bytes follow the header
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::BadPadding { padding: 10, available: 9 })
+            Err(Error::BadPadding {
+                padding: 10,
+                available: 9
+            })
         );
         *b.last_mut().unwrap() = 0;
-        assert_eq!(RtpPacket::new_checked(&b), Err(Error::BadPadding { padding: 0, available: 9 }));
+        assert_eq!(
+            RtpPacket::new_checked(&b),
+            Err(Error::BadPadding {
+                padding: 0,
+                available: 9
+            })
+        );
         // Padding may eat the whole payload.
         *b.last_mut().unwrap() = 9;
         assert_eq!(RtpPacket::new_checked(&b).unwrap().payload(), &[] as &[u8]);
@@ -403,13 +462,25 @@ mod test {
         let mut out = Vec::new();
         let mut h = simple_header();
         h.payload_type = 128;
-        assert!(matches!(h.emit(&[], 0, &mut out), Err(Error::BadHeader { .. })));
+        assert!(matches!(
+            h.emit(&[], 0, &mut out),
+            Err(Error::BadHeader { .. })
+        ));
         let mut h = simple_header();
         h.csrcs = vec![0; 16];
-        assert!(matches!(h.emit(&[], 0, &mut out), Err(Error::BadHeader { .. })));
+        assert!(matches!(
+            h.emit(&[], 0, &mut out),
+            Err(Error::BadHeader { .. })
+        ));
         let mut h = simple_header();
-        h.extension = Some(Extension { profile: 0, data: vec![1, 2, 3] });
-        assert!(matches!(h.emit(&[], 0, &mut out), Err(Error::BadHeader { .. })));
+        h.extension = Some(Extension {
+            profile: 0,
+            data: vec![1, 2, 3],
+        });
+        assert!(matches!(
+            h.emit(&[], 0, &mut out),
+            Err(Error::BadHeader { .. })
+        ));
     }
 
     proptest! {

@@ -98,7 +98,9 @@ impl SourceValidator {
                 if self.probation == 0 {
                     self.init(seq);
                     self.received += 1;
-                    return SeqOutcome::Validated { extended: self.extended_max() };
+                    return SeqOutcome::Validated {
+                        extended: self.extended_max(),
+                    };
                 }
             } else {
                 self.probation = MIN_SEQUENTIAL - 1;
@@ -112,22 +114,32 @@ impl SourceValidator {
             }
             self.max_seq = seq;
             self.received += 1;
-            SeqOutcome::Valid { extended: self.extended_max() }
+            SeqOutcome::Valid {
+                extended: self.extended_max(),
+            }
         } else if u32::from(udelta) <= SEQ_MOD as u32 - u32::from(MAX_MISORDER) {
             if u32::from(seq) == self.bad_seq {
                 // Two sequential packets after a jump: the other side restarted.
                 self.init(seq);
                 self.received += 1;
                 tracing::debug!(seq, "RTP sequence restarted after a confirmed jump");
-                SeqOutcome::Restarted { extended: self.extended_max() }
+                SeqOutcome::Restarted {
+                    extended: self.extended_max(),
+                }
             } else {
                 self.bad_seq = (u32::from(seq) + 1) & (SEQ_MOD as u32 - 1);
-                tracing::debug!(seq, max_seq = self.max_seq, "RTP sequence jump, packet dropped");
+                tracing::debug!(
+                    seq,
+                    max_seq = self.max_seq,
+                    "RTP sequence jump, packet dropped"
+                );
                 SeqOutcome::BadJump
             }
         } else {
             self.received += 1;
-            SeqOutcome::Valid { extended: self.extend(seq) }
+            SeqOutcome::Valid {
+                extended: self.extend(seq),
+            }
         }
     }
 
@@ -229,7 +241,10 @@ mod test {
     fn validated(first: u16) -> SourceValidator {
         let mut v = SourceValidator::new(first);
         assert_eq!(v.update(first), SeqOutcome::Probation);
-        assert!(matches!(v.update(first.wrapping_add(1)), SeqOutcome::Validated { .. }));
+        assert!(matches!(
+            v.update(first.wrapping_add(1)),
+            SeqOutcome::Validated { .. }
+        ));
         v
     }
 
@@ -268,7 +283,10 @@ mod test {
     #[test]
     fn loss_within_dropout_is_counted() {
         let mut v = validated(100);
-        assert_eq!(v.update(100 + MAX_DROPOUT - 1), SeqOutcome::Valid { extended: 3099 });
+        assert_eq!(
+            v.update(100 + MAX_DROPOUT - 1),
+            SeqOutcome::Valid { extended: 3099 }
+        );
         assert_eq!(v.lost(), 3099 - 100 + 1 - 3);
         let (fraction, expected, lost) = v.take_interval();
         assert_eq!((expected, lost), (2999, 2997));
@@ -294,7 +312,10 @@ mod test {
     #[test]
     fn far_behind_is_a_jump_near_behind_is_reorder() {
         let mut v = validated(5000);
-        assert_eq!(v.update(5001 - MAX_MISORDER + 1), SeqOutcome::Valid { extended: 4902 });
+        assert_eq!(
+            v.update(5001 - MAX_MISORDER + 1),
+            SeqOutcome::Valid { extended: 4902 }
+        );
         assert_eq!(v.update(5001 - MAX_MISORDER), SeqOutcome::BadJump);
         assert_eq!(v.update(5001), SeqOutcome::Valid { extended: 5001 }); // duplicate
     }
@@ -325,7 +346,10 @@ mod test {
     fn jitter_survives_timestamp_wrap() {
         let mut j = JitterEstimator::new();
         for k in 0..20u32 {
-            j.update(u64::from(k) * 160 + 7, (u32::MAX - 800).wrapping_add(k * 160));
+            j.update(
+                u64::from(k) * 160 + 7,
+                (u32::MAX - 800).wrapping_add(k * 160),
+            );
         }
         assert_eq!(j.jitter(), 0.0);
     }
