@@ -1,0 +1,325 @@
+//! Interoperability with the real programs people use: ffmpeg and GStreamer, both ways,
+//! with 16 kHz mono, 44.1 kHz stereo (PT 10) and 48 kHz stereo (dynamic PT). With no loss,
+//! every direction must be bit-identical. `scripts/test` installs ffmpeg and GStreamer.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+const SECS: f64 = 1.5;
+
+/// Lines of a child's stream, delivered through a channel.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for `count` lines containing `needle`; panics with everything seen otherwise.
+fn await_lines(rx: &mpsc::Receiver<String>, needle: &str, count: usize, what: &str) {
+    let mut seen = Vec::new();
+    let mut found = 0;
+    while found < count {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                if line.contains(needle) {
+                    found += 1;
+                }
+                seen.push(line);
+            }
+            Err(_) => panic!("{what}: no {needle:?} line; output:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+fn send_args(input: &Path, to: &str) -> Vec<String> {
+    vec![
+        "send".into(),
+        input.display().to_string(),
+        "--to".into(),
+        to.into(),
+        "--json".into(),
+    ]
+}
+
+/// An even port whose successor is free too (RTP and RTCP), for ffmpeg as a receiver.
+fn free_port_pair() -> u16 {
+    loop {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p % 2 == 0 && p < u16::MAX && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn assert_same_audio(sent: &[i16], received: &Path, rate: u32, channels: u16) {
+    let (got, r, c) = read_samples(received);
+    assert_eq!((r, c), (rate, channels), "format of {}", received.display());
+    assert_eq!(
+        got.len(),
+        sent.len(),
+        "sample count of {}",
+        received.display()
+    );
+    let first_diff = got.iter().zip(sent).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff,
+        None,
+        "{} differs from the input",
+        received.display()
+    );
+}
+
+/// ffmpeg sends with its own SDP; `udp-audio recv --sdp` writes the input back exactly.
+fn ffmpeg_to_us(rate: u32, channels: u16) {
+    require("ffmpeg");
+    let dir = scratch(&format!("ff2us-{rate}-{channels}"));
+    let input = dir.join("in.wav");
+    let sent = write_signal(&input, rate, channels, SECS);
+    // ffmpeg writes its SDP as it starts: take it from a short run to the discard port.
+    let sdp = dir.join("ffmpeg.sdp");
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-t", "0.05", "-i"])
+            .arg(&input)
+            .args(["-c:a", "pcm_s16be", "-f", "rtp", "-sdp_file"])
+            .arg(&sdp)
+            .arg("rtp://127.0.0.1:9"),
+    );
+    let out = dir.join("out.wav");
+    let recv = Recv::start(&[
+        "--sdp",
+        sdp.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--idle-timeout",
+        "0.5",
+    ]);
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-re", "-i"])
+            .arg(&input)
+            .args([
+                "-c:a",
+                "pcm_s16be",
+                "-f",
+                "rtp",
+                &format!("rtp://{}", recv.addr),
+            ]),
+    );
+    let report = recv.finish();
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["late"], 0, "{report}");
+    assert_eq!(report["concealed_ms"], 0.0, "{report}");
+    assert_same_audio(&sent, &out, rate, channels);
+}
+
+/// `udp-audio send --sdp` to `ffmpeg -i ours.sdp out.wav`: bit-identical; our RTCP BYE ends
+/// ffmpeg's input.
+fn us_to_ffmpeg(rate: u32, channels: u16, expect_pt: u8) {
+    require("ffmpeg");
+    let dir = scratch(&format!("us2ff-{rate}-{channels}"));
+    let input = dir.join("in.wav");
+    let sent = write_signal(&input, rate, channels, SECS);
+    let port = free_port_pair();
+    let to = format!("127.0.0.1:{port}");
+    let sdp = dir.join("ours.sdp");
+    let mut args = send_args(&input, &to);
+    args.extend([
+        "--sdp".into(),
+        sdp.display().to_string(),
+        "--sdp-only".into(),
+    ]);
+    run_ok(bin().args(&args));
+    let text = std::fs::read_to_string(&sdp).unwrap();
+    assert!(
+        text.contains(&format!("m=audio {port} RTP/AVP {expect_pt}")),
+        "{text}"
+    );
+    let out = dir.join("out.wav");
+    let mut ff = Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "debug",
+            "-y",
+            "-protocol_whitelist",
+            "file,udp,rtp",
+            "-i",
+        ])
+        .arg(&sdp)
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines_of(ff.stderr.take().unwrap());
+    // Both the RTP and the RTCP socket are open.
+    await_lines(&log, "receive buffer size reported", 2, "ffmpeg");
+    let report = run_ok(bin().args(send_args(&input, &to)));
+    let report: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
+    assert_eq!(report["payload_type"], expect_pt);
+    let status = wait_with_timeout(&mut ff, Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "ffmpeg failed: {}",
+        log.try_iter().collect::<Vec<_>>().join("\n")
+    );
+    assert_same_audio(&sent, &out, rate, channels);
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("child did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ffmpeg_sends_16k_mono_and_we_write_it_exactly() {
+    ffmpeg_to_us(16000, 1);
+}
+
+#[test]
+fn ffmpeg_sends_44k_stereo_and_48k_stereo() {
+    ffmpeg_to_us(44100, 2);
+    ffmpeg_to_us(48000, 2);
+}
+
+#[test]
+fn we_send_16k_mono_and_ffmpeg_writes_it_exactly() {
+    us_to_ffmpeg(16000, 1, 96);
+}
+
+#[test]
+fn we_send_44k_stereo_as_pt_10_and_48k_stereo_as_dynamic() {
+    us_to_ffmpeg(44100, 2, 10);
+    us_to_ffmpeg(48000, 2, 96);
+}
+
+/// GStreamer's `udpsrc ! rtpL16depay` receives our stream exactly. udpsrc's timeout message
+/// tells us it has drained the socket before we stop the pipeline with EOS.
+fn us_to_gstreamer(rate: u32, channels: u16) {
+    require("gst-launch-1.0");
+    let dir = scratch(&format!("us2gst-{rate}-{channels}"));
+    let input = dir.join("in.wav");
+    let sent = write_signal(&input, rate, channels, SECS);
+    let port = free_udp_port();
+    let out = dir.join("out.wav");
+    let pt = if rate == 44100 && channels == 2 {
+        10
+    } else {
+        96
+    };
+    let caps = format!(
+        "application/x-rtp,media=audio,clock-rate={rate},encoding-name=L16,channels={channels},payload={pt}"
+    );
+    let mut gst = Command::new("gst-launch-1.0")
+        .args([
+            "-e",
+            "-m",
+            "udpsrc",
+            &format!("port={port}"),
+            "address=127.0.0.1",
+            "timeout=300000000",
+        ])
+        .arg(format!("caps={caps}"))
+        .args([
+            "!",
+            "rtpL16depay",
+            "!",
+            "audioconvert",
+            "!",
+            "wavenc",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", out.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines_of(gst.stdout.take().unwrap());
+    await_lines(&log, "Setting pipeline to PLAYING", 1, "gst-launch");
+    run_ok(bin().args(send_args(&input, &format!("127.0.0.1:{port}"))));
+    // No data for 300 ms after the stream: everything sent has been read.
+    await_lines(&log, "GstUDPSrcTimeout", 1, "gst-launch");
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(gst.id() as i32, libc::SIGINT) };
+    let status = wait_with_timeout(&mut gst, Duration::from_secs(60));
+    assert!(status.success(), "gst-launch failed");
+    assert_same_audio(&sent, &out, rate, channels);
+}
+
+#[test]
+fn gstreamer_receives_our_16k_mono_and_48k_stereo() {
+    us_to_gstreamer(16000, 1);
+    us_to_gstreamer(48000, 2);
+}
+
+/// GStreamer's `rtpL16pay ! udpsink` (real-time, MTU-filled packets) to our receiver.
+#[test]
+fn gstreamer_sends_44k_and_48k_stereo_to_us() {
+    require("gst-launch-1.0");
+    for (rate, channels) in [(44100u32, 2u16), (48000, 2)] {
+        let dir = scratch(&format!("gst2us-{rate}-{channels}"));
+        let input = dir.join("in.wav");
+        let sent = write_signal(&input, rate, channels, SECS);
+        let out = dir.join("out.wav");
+        let recv = Recv::start(&[
+            "--rate",
+            &rate.to_string(),
+            "--channels",
+            &channels.to_string(),
+            "--out",
+            out.to_str().unwrap(),
+            "--idle-timeout",
+            "0.5",
+        ]);
+        run_ok(
+            Command::new("gst-launch-1.0")
+                .args(["-q", "filesrc"])
+                .arg(format!("location={}", input.display()))
+                .args([
+                    "!",
+                    "wavparse",
+                    "!",
+                    "audioconvert",
+                    "!",
+                    "rtpL16pay",
+                    "!",
+                    "udpsink",
+                ])
+                .args([
+                    format!("host={}", recv.addr.ip()),
+                    format!("port={}", recv.addr.port()),
+                ]),
+        );
+        let report = recv.finish();
+        assert_eq!(report["lost"], 0, "{report}");
+        assert_eq!(report["concealed_ms"], 0.0, "{report}");
+        assert_same_audio(&sent, &out, rate, channels);
+    }
+}
