@@ -305,6 +305,9 @@ pub struct JitterBuffer {
     /// Concealment produced while the buffer was empty, not yet known to be needed.
     pending: Vec<i16>,
     pending_frames: u64,
+    /// The concealer as it was before the provisional concealment began, so a take-back
+    /// leaves the output exactly as if there had been no concealment.
+    pending_from: Option<Box<Concealer>>,
     in_underrun: bool,
     delays: Histogram,
     stats: RecvStats,
@@ -344,6 +347,7 @@ impl JitterBuffer {
             rels: VecDeque::with_capacity(DELAY_WINDOW),
             pending: Vec::new(),
             pending_frames: 0,
+            pending_from: None,
             in_underrun: false,
             delays: Histogram::new(),
             stats: RecvStats::default(),
@@ -519,7 +523,7 @@ impl JitterBuffer {
         }
 
         if let Some(pos) = self.pos {
-            if ext_ts < pos {
+            if ext_ts < pos && !self.take_back_pending(ext_ts, pos) {
                 self.stats.late += 1;
                 return Pushed::Late;
             }
@@ -537,6 +541,40 @@ impl JitterBuffer {
         }
         self.buffer.insert(ext_ts, samples.to_vec());
         Pushed::Accepted
+    }
+
+    /// A packet for tick `ts` came after its playout time `pos`, while the buffer was empty
+    /// and the concealment standing for it is still provisional. With [`Latency::Auto`],
+    /// that concealment becomes a stretch (the device played it, standing for no tick), the
+    /// clock moves back to `ts` and the packet is played: the delay grows to what the network
+    /// needs instead of losing the packet, within `max_ms`. Returns whether it did.
+    fn take_back_pending(&mut self, ts: i64, pos: i64) -> bool {
+        let Latency::Auto { max_ms, .. } = self.cfg.latency else {
+            return false;
+        };
+        let pending_start = pos - self.pending_frames as i64;
+        let (Some(offset), Some(&min_rel)) = (self.offset, self.rels.iter().min()) else {
+            return false;
+        };
+        let back = pos - ts;
+        let new_offset = offset + self.ts_us(back);
+        if ts < pending_start || new_offset - min_rel > i64::from(max_ms) * 1000 {
+            return false;
+        }
+        let keep = (ts - pending_start) as usize;
+        if let Some(from) = &self.pending_from {
+            // Replay the kept part from the saved state: the same samples, and the concealer
+            // left where they end.
+            self.concealer = (**from).clone();
+            self.pending.clear();
+            self.concealer.conceal(keep, &mut self.pending);
+        }
+        self.pending.truncate(keep * self.channels());
+        self.pending_frames = keep as u64;
+        self.offset = Some(new_offset);
+        self.stretched_us += self.ts_us(back);
+        self.pos = Some(ts);
+        true
     }
 
     /// The playout offset the delay policy wants now, µs.
@@ -658,6 +696,9 @@ impl JitterBuffer {
                     break;
                 }
                 let start = self.pending.len();
+                if start == 0 {
+                    self.pending_from = Some(Box::new(self.concealer.clone()));
+                }
                 self.concealer.conceal(n, &mut self.pending);
                 debug_assert_eq!(self.pending.len() - start, n * channels);
                 self.pending_frames += n as u64;
@@ -688,6 +729,7 @@ impl JitterBuffer {
             self.concealed_frames += self.pending_frames;
             self.pending.clear();
             self.pending_frames = 0;
+            self.pending_from = None;
         }
     }
 
@@ -698,6 +740,7 @@ impl JitterBuffer {
         let channels = self.channels();
         self.pending.clear();
         self.pending_frames = 0;
+        self.pending_from = None;
         while let Some((ts, mut samples)) = self.buffer.pop_first() {
             let pos = *self.pos.get_or_insert(ts);
             let frames = (samples.len() / channels) as i64;
@@ -816,6 +859,17 @@ mod test {
         v
     }
 
+    /// Equal sample sequences; on failure names the first difference, not the whole signal.
+    fn assert_same(out: &[i16], want: &[i16]) {
+        let first = out.iter().zip(want).position(|(a, b)| a != b);
+        assert!(
+            first.is_none() && out.len() == want.len(),
+            "output differs: lengths {} and {}, first difference at sample {first:?}",
+            out.len(),
+            want.len()
+        );
+    }
+
     fn simulate(jb: &mut JitterBuffer, events: Vec<(u64, Vec<u8>)>) -> Vec<i16> {
         run_offline(jb, events)
     }
@@ -834,7 +888,7 @@ mod test {
         let mut jb = JitterBuffer::new(cfg(Latency::AUTO, ConcealMode::G711)).unwrap();
         let out = simulate(&mut jb, on_time(&pkts));
         let s = jb.stats();
-        assert_eq!(out, samples);
+        assert_same(&out, &samples);
         assert_eq!((s.received, s.played, s.lost, s.late), (100, 100, 0, 0));
         assert_eq!(s.concealed_ms, 0.0);
         assert!(s.bad.is_empty(), "{:?}", s.bad);
@@ -852,7 +906,7 @@ mod test {
         let mut jb = JitterBuffer::new(cfg(Latency::Fixed(60), ConcealMode::G711)).unwrap();
         let out = simulate(&mut jb, ev);
         let s = jb.stats();
-        assert_eq!(out, samples);
+        assert_same(&out, &samples);
         assert_eq!((s.reordered, s.duplicate, s.late, s.lost), (2, 1, 0, 0));
     }
 
@@ -898,6 +952,34 @@ mod test {
         assert_eq!(&out[21 * 320..], &samples[21 * 320..]);
     }
 
+    /// A sender that stalls and then bursts (ffmpeg does): with automatic latency the stall
+    /// is absorbed by stretching the delay, nothing is late and the output is exact; with a
+    /// fixed latency the stalled packets are late.
+    #[test]
+    fn a_stall_with_an_empty_buffer_stretches_under_auto_latency() {
+        let samples = signal(16000 * 2);
+        let pkts = packets(&samples);
+        let mut ev = on_time(&pkts);
+        // Packets 30..35 are held and arrive together with packet 35.
+        let burst_at = ev[35].0;
+        for e in &mut ev[30..35] {
+            e.0 = burst_at;
+        }
+        let mut jb = JitterBuffer::new(cfg(Latency::AUTO, ConcealMode::G711)).unwrap();
+        let out = simulate(&mut jb, ev.clone());
+        let s = jb.stats();
+        assert_eq!((s.late, s.lost), (0, 0), "{s:?}");
+        assert_eq!(s.concealed_ms, 0.0);
+        assert!(s.stretched_ms >= 80.0, "stretched {} ms", s.stretched_ms);
+        assert_same(&out, &samples);
+
+        let mut jb = JitterBuffer::new(cfg(Latency::Fixed(20), ConcealMode::G711)).unwrap();
+        let out = simulate(&mut jb, ev);
+        let s = jb.stats();
+        assert!(s.late >= 3, "{s:?}");
+        assert_eq!(out.len(), samples.len());
+    }
+
     #[test]
     fn bad_datagrams_are_counted_by_kind() {
         let samples = signal(3200);
@@ -929,7 +1011,7 @@ mod test {
         let mut jb = JitterBuffer::new(cfg(Latency::Fixed(40), ConcealMode::G711)).unwrap();
         let out = simulate(&mut jb, ev);
         let s = jb.stats();
-        assert_eq!(out, samples);
+        assert_same(&out, &samples);
         let kinds: Vec<_> = s.bad.keys().copied().collect();
         assert_eq!(
             kinds,

@@ -1,2 +1,460 @@
-//! `udp-audio` command line (being written).
-fn main() {}
+//! `udp-audio`: stream a WAV file as RTP/L16, receive it through a jitter buffer with loss
+//! concealment, impair the path in user space, and measure what came out.
+//!
+//! ```text
+//! udp-audio recv --listen 127.0.0.1:5004 --rate 16000 --channels 1 --out out.wav
+//! udp-audio send in.wav --to 127.0.0.1:5004 --sdp s.sdp
+//! ```
+//!
+//! This file only parses arguments and prints reports; the work is in the library.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use udp_audio::conceal::ConcealMode;
+use udp_audio::impair::{ImpairConfig, Relay};
+use udp_audio::jitter::{JitterConfig, Latency};
+use udp_audio::l16::{AudioFormat, DEFAULT_PTIME_MS};
+use udp_audio::net::{self, Receiver, RecvOptions, SendOptions};
+use udp_audio::quality::{self, Condition};
+use udp_audio::{Error, Result, eval, synth, wav};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "udp-audio",
+    version,
+    about = "RTP/L16 audio over UDP: a paced streamer, a receiver with an adaptive jitter \
+             buffer and loss concealment, an impairment relay, and objective quality.",
+    long_about = None,
+    after_help = "Logs go to stderr; RUST_LOG=debug shows every decision. \
+                  Every command that reports figures has --json: one JSON object on the last line of stdout."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stream a WAV file as RTP/L16 (RFC 3550/3551), paced by absolute deadlines.
+    Send(SendArgs),
+    /// Receive an RTP/L16 stream through the jitter buffer and write a WAV file.
+    Recv(RecvArgs),
+    /// A user-space impairment relay: loss, bursts, delay, jitter, reordering, duplication.
+    Impair(ImpairArgs),
+    /// Align two WAV files and report SNR and segmental SNR of the second against the first.
+    Eval(EvalArgs),
+    /// The concealment quality matrix: a signal through seeded loss with every mode
+    /// (simulated clock, the same cores as send/recv).
+    Quality(QualityArgs),
+    /// Write a synthetic test signal (speech-like or music-like) to a WAV file.
+    Synth(SynthArgs),
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// The WAV file (16-bit PCM sent as is; 8/24/32-bit integer and float converted).
+    input: PathBuf,
+    /// Destination address, e.g. 127.0.0.1:5004.
+    #[arg(long, value_parser = parse_addr)]
+    to: SocketAddr,
+    /// Packet duration in ms; shortened so a payload fits 1460 bytes.
+    #[arg(long, default_value_t = DEFAULT_PTIME_MS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    ptime: u32,
+    /// RTP payload type; default 10/11 for 44.1 kHz stereo/mono, else 96.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
+    pt: Option<u8>,
+    /// Write an SDP description (opens in ffmpeg, GStreamer's sdpdemux and VLC).
+    #[arg(long, value_name = "FILE")]
+    sdp: Option<PathBuf>,
+    /// Only write the SDP file and exit (needs --sdp).
+    #[arg(long, requires = "sdp")]
+    sdp_only: bool,
+    /// Print the report as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RecvArgs {
+    /// Address to listen on; defaults to the SDP's connection address and port.
+    #[arg(long, value_parser = parse_addr)]
+    listen: Option<SocketAddr>,
+    /// Output WAV file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Take rate, channels and payload type from this SDP file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["rate", "channels"])]
+    sdp: Option<PathBuf>,
+    /// Sample rate (RTP clock), Hz, when there is no SDP.
+    #[arg(long, requires = "channels")]
+    rate: Option<u32>,
+    /// Channels, when there is no SDP.
+    #[arg(long, requires = "rate")]
+    channels: Option<u16>,
+    /// Accept only this payload type (default: the SDP's, or the first packet's).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
+    pt: Option<u8>,
+    /// How missing audio is concealed: silence, repeat, fade or g711 (pitch-based, after
+    /// ITU-T G.711 Appendix I).
+    #[arg(long, default_value = "g711")]
+    conceal: ConcealMode,
+    /// Playout delay: "auto" adapts to the observed delays (0.99 quantile), or a fixed
+    /// delay in ms after the first packet.
+    #[arg(long, default_value = "auto")]
+    latency: Latency,
+    /// End when nothing has arrived for this many seconds after the first datagram.
+    #[arg(long, default_value_t = 2.0, value_parser = parse_secs)]
+    idle_timeout: f64,
+    /// Give up when nothing at all arrives within this many seconds (default: wait).
+    #[arg(long, value_parser = parse_secs)]
+    first_timeout: Option<f64>,
+    /// Print the report as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ImpairArgs {
+    /// Address to receive the stream on.
+    #[arg(long, value_parser = parse_addr)]
+    listen: SocketAddr,
+    /// Address to forward to.
+    #[arg(long, value_parser = parse_addr)]
+    forward: SocketAddr,
+    /// Loss probability, 0..1 (stationary loss rate with --burst).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Mean burst length in packets (Gilbert-Elliott); without it losses are independent.
+    #[arg(long)]
+    burst: Option<f64>,
+    /// Fixed delay, ms.
+    #[arg(long, default_value_t = 0.0)]
+    delay: f64,
+    /// Extra delay uniform in [0, JITTER] ms.
+    #[arg(long, default_value_t = 0.0)]
+    jitter: f64,
+    /// Probability a datagram is held behind the next one to three.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Probability a datagram is sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Seed of the random decisions: the same seed gives the same losses.
+    #[arg(long)]
+    seed: u64,
+    /// End when nothing has arrived for this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_parser = parse_secs)]
+    idle_timeout: Option<f64>,
+    /// Print the report as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// The reference (what was sent).
+    reference: PathBuf,
+    /// The output to judge (what was received).
+    output: PathBuf,
+    /// Print the report as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct QualityArgs {
+    /// Signals to test as NAME=FILE.wav (e.g. speech from espeak-ng); default: synthetic
+    /// speech-like and music-like signals.
+    #[arg(long = "signal", value_name = "NAME=FILE", value_parser = parse_signal)]
+    signals: Vec<(String, PathBuf)>,
+    /// Seconds of each synthetic signal.
+    #[arg(long, default_value_t = 20.0, value_parser = parse_secs)]
+    secs: f64,
+    /// Loss conditions as LOSS or LOSS/BURST, e.g. 0.05 0.1 0.2 0.1/3 (default those).
+    #[arg(long = "loss", value_name = "P[/BURST]", value_parser = parse_condition)]
+    conditions: Vec<Condition>,
+    /// Seed of the losses.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the rows as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SynthArgs {
+    /// speech (voice-like: pitched, formant-filtered syllables and pauses), music (chords),
+    /// or tone.
+    kind: String,
+    /// Output WAV file.
+    out: PathBuf,
+    /// Sample rate, Hz.
+    #[arg(long, default_value_t = 16000)]
+    rate: u32,
+    /// Channels (speech is mono).
+    #[arg(long, default_value_t = 1)]
+    channels: u16,
+    /// Duration, s.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
+    secs: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_addr(s: &str) -> std::result::Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+fn parse_secs(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?}: expected seconds, more than 0 and at most 86400"
+        )),
+    }
+}
+
+fn parse_signal(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=FILE.wav"))?;
+    Ok((name.to_string(), PathBuf::from(path)))
+}
+
+fn parse_condition(s: &str) -> std::result::Result<Condition, String> {
+    let bad =
+        || format!("{s:?}: expected a loss probability such as 0.1, or 0.1/3 for bursts of mean 3");
+    let (loss, burst) = match s.split_once('/') {
+        Some((l, b)) => (l, Some(b.parse::<f64>().map_err(|_| bad())?)),
+        None => (s, None),
+    };
+    let loss: f64 = loss.parse().map_err(|_| bad())?;
+    if !(0.0..1.0).contains(&loss) {
+        return Err(bad());
+    }
+    let name = match burst {
+        Some(b) => format!("bursty {:.0} %, mean burst {b}", loss * 100.0),
+        None => format!("random {:.0} %", loss * 100.0),
+    };
+    Ok(Condition { name, loss, burst })
+}
+
+fn print_report<T: Serialize>(human: &str, value: &T, json: bool) {
+    println!("{human}");
+    if json {
+        match serde_json::to_string(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => tracing::error!("report as JSON: {e}"),
+        }
+    }
+}
+
+fn send(a: SendArgs) -> Result<()> {
+    let opts = SendOptions {
+        to: a.to,
+        ptime_ms: a.ptime,
+        payload_type: a.pt,
+        sdp: a.sdp,
+        progress: true,
+    };
+    if a.sdp_only {
+        let path = net::write_sdp_for(&a.input, &opts)?;
+        eprintln!("wrote {}", path.display());
+        return Ok(());
+    }
+    let stop = net::stop_on_signals();
+    let report = net::send_file(&a.input, &opts, stop)?;
+    print_report(&report.report(), &report, a.json);
+    Ok(())
+}
+
+fn recv(a: RecvArgs) -> Result<()> {
+    let (format, sdp_pt, sdp_addr) = match (&a.sdp, a.rate, a.channels) {
+        (Some(path), _, _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("reading SDP {}", path.display()), &e))?;
+            let s = udp_audio::l16::read_sdp(&text)?;
+            let ip = s.address.unwrap_or([0, 0, 0, 0].into());
+            (
+                s.format,
+                Some(s.payload_type),
+                Some(SocketAddr::new(ip, s.port)),
+            )
+        }
+        (None, Some(rate), Some(channels)) => (AudioFormat::new(rate, channels)?, None, None),
+        _ => {
+            return Err(Error::Config {
+                what: "recv needs the stream's format: --sdp FILE, or --rate R --channels C".into(),
+            });
+        }
+    };
+    let listen = a.listen.or(sdp_addr).ok_or_else(|| Error::Config {
+        what: "recv needs --listen ADDR (or an SDP file giving the address)".into(),
+    })?;
+    let opts = RecvOptions {
+        listen,
+        out: a.out,
+        jitter: JitterConfig {
+            format,
+            payload_type: a.pt.or(sdp_pt),
+            latency: a.latency,
+            conceal: a.conceal,
+        },
+        idle_timeout: Duration::from_secs_f64(a.idle_timeout),
+        first_timeout: a.first_timeout.map(Duration::from_secs_f64),
+        progress: true,
+    };
+    let receiver = Receiver::bind(opts)?;
+    // Tests and scripts read this line to learn the port chosen for port 0.
+    eprintln!(
+        "listening on {} ({} Hz x{}, {})",
+        receiver.local_addr()?,
+        format.rate,
+        format.channels,
+        a.conceal
+    );
+    let stats = receiver.run(net::stop_on_signals())?;
+    print_report(&stats.report(), &stats, a.json);
+    Ok(())
+}
+
+fn impair(a: ImpairArgs) -> Result<()> {
+    let cfg = ImpairConfig {
+        loss: a.loss,
+        burst: a.burst,
+        delay_ms: a.delay,
+        jitter_ms: a.jitter,
+        reorder: a.reorder,
+        duplicate: a.duplicate,
+        seed: a.seed,
+    };
+    let relay = Relay::bind(a.listen, a.forward, cfg)?;
+    eprintln!(
+        "listening on {} forwarding to {}",
+        relay.local_addr(),
+        a.forward
+    );
+    let stats = relay.run(
+        a.idle_timeout.map(Duration::from_secs_f64),
+        net::stop_on_signals(),
+    )?;
+    print_report(&stats.report(), &stats, a.json);
+    Ok(())
+}
+
+fn evaluate(a: EvalArgs) -> Result<()> {
+    let (reference, _) = wav::read_wav(&a.reference)?;
+    let (output, _) = wav::read_wav(&a.output)?;
+    let q = eval::evaluate(&reference, &output)?;
+    let human = format!(
+        "SNR {:.2} dB, segmental SNR {:.2} dB over {} frames; output offset {} frames, {} reference frames missing",
+        q.snr_db, q.seg_snr_db, q.compared_frames, q.offset_frames, q.missing_frames
+    );
+    print_report(&human, &q, a.json);
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct QualityReport {
+    seed: u64,
+    rows: Vec<quality::Row>,
+}
+
+fn quality_matrix(a: QualityArgs) -> Result<()> {
+    let conditions = if a.conditions.is_empty() {
+        quality::default_conditions()
+    } else {
+        a.conditions
+    };
+    let mut signals = Vec::new();
+    if a.signals.is_empty() {
+        signals.push((
+            "speech-like".to_string(),
+            synth::voice_like(16000, a.secs, a.seed),
+        ));
+        signals.push((
+            "music-like".to_string(),
+            synth::music_like(44100, 2, a.secs, a.seed),
+        ));
+    }
+    for (name, path) in a.signals {
+        let (audio, source) = wav::read_wav(&path)?;
+        if source.converted {
+            tracing::info!("{}: {source} converted to 16-bit PCM", path.display());
+        }
+        signals.push((name, audio));
+    }
+    let mut rows = Vec::new();
+    for (name, audio) in &signals {
+        tracing::info!(
+            "{name}: {:.1} s, {} Hz x{}",
+            audio.duration_secs(),
+            audio.rate,
+            audio.channels
+        );
+        rows.extend(quality::matrix(name, audio, &conditions, a.seed)?);
+    }
+    print_report(
+        &quality::markdown(&rows),
+        &QualityReport { seed: a.seed, rows },
+        a.json,
+    );
+    Ok(())
+}
+
+fn synthesize(a: SynthArgs) -> Result<()> {
+    let audio = match a.kind.as_str() {
+        "speech" => synth::voice_like(a.rate, a.secs, a.seed),
+        "music" => synth::music_like(a.rate, a.channels, a.secs, a.seed),
+        "tone" => synth::tone(a.rate, a.channels, a.secs, 440.0),
+        other => {
+            return Err(Error::Config {
+                what: format!("signal kind {other:?}: expected speech, music or tone"),
+            });
+        }
+    };
+    wav::write_wav(&a.out, &audio)?;
+    eprintln!(
+        "wrote {} ({:.2} s, {} Hz x{})",
+        a.out.display(),
+        audio.duration_secs(),
+        audio.rate,
+        audio.channels
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Send(a) => send(a),
+        Command::Recv(a) => recv(a),
+        Command::Impair(a) => impair(a),
+        Command::Eval(a) => evaluate(a),
+        Command::Quality(a) => quality_matrix(a),
+        Command::Synth(a) => synthesize(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("udp-audio: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -17,6 +17,9 @@ use crate::sender::{PacingRecorder, PacingSummary, Packetizer, Schedule};
 use crate::wav::{self, Audio, WavSink};
 use crate::{Error, Result};
 
+/// How long after the end of the stream the RTCP BYE is sent.
+const BYE_DELAY_NS: u64 = 50_000_000;
+
 /// Nanoseconds on CLOCK_MONOTONIC.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -235,7 +238,10 @@ pub fn send_audio(
     if progress {
         eprintln!();
     }
-    // End the session with an RTCP sender report and BYE on the RTCP port (RTP port + 1).
+    // End the session with an RTCP sender report and BYE on the RTCP port (RTP port + 1),
+    // after the last packet's own duration plus a margin: a receiver that reads its RTP and
+    // RTCP sockets in one poll (ffmpeg) would otherwise take the BYE before the last packet.
+    sleep_until_ns(schedule.deadline_ns(k) + BYE_DELAY_NS);
     let mut rtcp_to = opts.to;
     rtcp_to.set_port(opts.to.port().wrapping_add(1));
     let payload_octets = bytes.saturating_sub(k * crate::rtp::HEADER_LEN as u64) as u32;
