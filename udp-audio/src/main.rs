@@ -182,6 +182,9 @@ struct QualityArgs {
     /// Seed of the losses.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also write every output (and each reference) as a WAV file into this directory.
+    #[arg(long, value_name = "DIR")]
+    write: Option<PathBuf>,
     /// Print the rows as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -394,6 +397,10 @@ fn quality_matrix(a: QualityArgs) -> Result<()> {
         }
         signals.push((name, audio));
     }
+    if let Some(dir) = &a.write {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
+    }
     let mut rows = Vec::new();
     for (name, audio) in &signals {
         tracing::info!(
@@ -402,7 +409,13 @@ fn quality_matrix(a: QualityArgs) -> Result<()> {
             audio.rate,
             audio.channels
         );
-        rows.extend(quality::matrix(name, audio, &conditions, a.seed)?);
+        rows.extend(quality::matrix(
+            name,
+            audio,
+            &conditions,
+            a.seed,
+            a.write.as_deref(),
+        )?);
     }
     print_report(
         &quality::markdown(&rows),

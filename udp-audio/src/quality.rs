@@ -15,7 +15,8 @@ use crate::impair::{ImpairConfig, Impairer};
 use crate::jitter::{JitterBuffer, JitterConfig, Latency, RecvStats};
 use crate::l16::{AudioFormat, StreamParams};
 use crate::sender::Packetizer;
-use crate::wav::Audio;
+use crate::wav::{self, Audio};
+use std::path::Path;
 
 /// A loss condition of the matrix.
 #[derive(Debug, Clone, Serialize)]
@@ -106,8 +107,22 @@ pub fn simulate(
     ))
 }
 
-/// Runs every condition × mode for one signal (20 ms packets, `seed` for the losses).
-pub fn matrix(name: &str, audio: &Audio, conditions: &[Condition], seed: u64) -> Result<Vec<Row>> {
+/// Runs every condition × mode for one signal (20 ms packets, `seed` for the losses). With
+/// `write_dir`, each output is also written there as `NAME-CONDITION-MODE.wav` (and the
+/// reference as `NAME-reference.wav`), for other measures such as PESQ.
+pub fn matrix(
+    name: &str,
+    audio: &Audio,
+    conditions: &[Condition],
+    seed: u64,
+    write_dir: Option<&Path>,
+) -> Result<Vec<Row>> {
+    if let Some(dir) = write_dir {
+        wav::write_wav(
+            &dir.join(format!("{}-reference.wav", file_stem(name))),
+            audio,
+        )?;
+    }
     let mut rows = Vec::new();
     for c in conditions {
         for mode in ConcealMode::ALL {
@@ -122,6 +137,15 @@ pub fn matrix(name: &str, audio: &Audio, conditions: &[Condition], seed: u64) ->
             };
             let (out, stats) = simulate(audio, 20, impair, Latency::Fixed(20), mode)?;
             let quality = eval::evaluate(audio, &out)?;
+            if let Some(dir) = write_dir {
+                let file = format!(
+                    "{}-{}-{}.wav",
+                    file_stem(name),
+                    file_stem(&c.name),
+                    mode.name()
+                );
+                wav::write_wav(&dir.join(file), &out)?;
+            }
             let sent = stats.received + stats.lost;
             rows.push(Row {
                 signal: name.to_string(),
@@ -137,6 +161,13 @@ pub fn matrix(name: &str, audio: &Audio, conditions: &[Condition], seed: u64) ->
         }
     }
     Ok(rows)
+}
+
+/// `text` with everything but ASCII letters and digits turned into `_`.
+pub fn file_stem(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// The matrix as a Markdown table: one row per signal and condition, one column pair (SNR,
