@@ -16,7 +16,12 @@
 //!   with meaningless values). Clamping and the silence gate are the usual practice for
 //!   segmental SNR (e.g. Hansen & Pellom 1998; Loizou, *Speech Enhancement*, ch. 10).
 //!
-//! Both are waveform measures: a concealer that continues the pitch slightly out of phase
+//! - Log-spectral distance: per segment, the RMS over frequency bins of the difference of the
+//!   two log power spectra (Hann-windowed FFT of the mono mixes), averaged over the same loud
+//!   segments. It ignores phase, so it judges whether the concealment *sounds like* the
+//!   missing audio (spectrum and level), which is what concealment can achieve.
+//!
+//! SNR and segmental SNR are waveform measures: a concealer that continues the pitch slightly out of phase
 //! scores low even when it sounds fine. They rank concealment modes and loss patterns on the
 //! same signal; they do not predict listening scores the way PESQ or STOI do.
 
@@ -38,6 +43,9 @@ pub const SEG_MAX_DB: f64 = 35.0;
 /// Frames whose reference energy is this far below the loudest frame are left out of the
 /// segmental SNR.
 pub const SEG_SILENCE_DB: f64 = 40.0;
+/// How far below the loudest segment's mean bin power the log-spectral distance floors both
+/// spectra, dB.
+pub const LSD_FLOOR_DB: f64 = 60.0;
 /// Largest lag searched, either way.
 pub const MAX_LAG_SECS: f64 = 2.0;
 
@@ -55,6 +63,9 @@ pub struct Quality {
     pub seg_snr_db: f64,
     /// Reference frames not covered by the output (counted as silence received).
     pub missing_frames: usize,
+    /// Mean log-spectral distance in dB over the loud segments (lower is better; 0 for
+    /// identical signals): a phase-blind measure, see the module docs.
+    pub lsd_db: f64,
 }
 
 /// Aligns `degraded` to `reference` and measures it (see the module docs).
@@ -82,8 +93,11 @@ pub fn evaluate(reference: &Audio, degraded: &Audio) -> Result<Quality> {
         });
     }
     let max_lag = (MAX_LAG_SECS * f64::from(reference.rate)) as usize;
-    let lag = best_lag(&reference.mono_f32(), &degraded.mono_f32(), max_lag);
-    Ok(compare(reference, degraded, lag))
+    let (r, o) = (reference.mono_f32(), degraded.mono_f32());
+    let lag = best_lag(&r, &o, max_lag);
+    let mut q = compare(reference, degraded, lag);
+    q.lsd_db = log_spectral_distance(&r, &o, lag, reference.rate);
+    Ok(q)
 }
 
 /// The lag `L` in [-max_lag, max_lag] (and within the lengths) that maximises
@@ -182,7 +196,66 @@ fn compare(reference: &Audio, degraded: &Audio, lag: i64) -> Quality {
         snr_db: snr_db(signal, error).clamp(-SNR_CAP_DB, SNR_CAP_DB),
         seg_snr_db: seg_snr_db(&segments),
         missing_frames: ref_frames - compared,
+        lsd_db: 0.0,
     }
+}
+
+/// Mean log-spectral distance between the mono mixes, `o` shifted by `lag`: per
+/// [`SEG_FRAME_MS`] segment (Hann window), `sqrt(mean_k (10 log10(P_r[k] / P_o[k]))²)`, with
+/// both power spectra floored [`LSD_FLOOR_DB`] below the loudest segment's mean bin power so
+/// that silence against sound costs a bounded amount. Segments gated as for segmental SNR.
+fn log_spectral_distance(r: &[f32], o: &[f32], lag: i64, rate: u32) -> f64 {
+    let seg = ((u64::from(rate) * u64::from(SEG_FRAME_MS) / 1000) as usize).max(16);
+    let size = seg.next_power_of_two();
+    let mut planner = FftPlanner::<f64>::new();
+    let fft = planner.plan_fft_forward(size);
+    let window: Vec<f64> = (0..seg)
+        .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / seg as f64).cos())
+        .collect();
+    let spectrum = |signal: &[f32], start: i64, buf: &mut Vec<Complex<f64>>| -> Vec<f64> {
+        buf.clear();
+        buf.extend((0..size).map(|n| {
+            let idx = start + n as i64;
+            let v = if n < seg && idx >= 0 && (idx as usize) < signal.len() {
+                f64::from(signal[idx as usize]) * window[n]
+            } else {
+                0.0
+            };
+            Complex::new(v, 0.0)
+        }));
+        fft.process(buf);
+        buf[..size / 2 + 1].iter().map(|c| c.norm_sqr()).collect()
+    };
+    let mut buf = Vec::with_capacity(size);
+    let segments: Vec<(Vec<f64>, Vec<f64>)> = (0..r.len() / seg)
+        .map(|i| {
+            let start = (i * seg) as i64;
+            (
+                spectrum(r, start, &mut buf),
+                spectrum(o, start + lag, &mut buf),
+            )
+        })
+        .collect();
+    let energy = |p: &[f64]| p.iter().sum::<f64>() / p.len() as f64;
+    let loudest = segments.iter().map(|(p, _)| energy(p)).fold(0.0, f64::max);
+    if loudest == 0.0 {
+        return 0.0;
+    }
+    let gate = loudest * 10f64.powf(-SEG_SILENCE_DB / 10.0);
+    let floor = loudest * 10f64.powf(-LSD_FLOOR_DB / 10.0);
+    let (sum, count) = segments.iter().filter(|(p, _)| energy(p) >= gate).fold(
+        (0.0, 0usize),
+        |(sum, n), (pr, po)| {
+            let d: f64 = pr
+                .iter()
+                .zip(po)
+                .map(|(a, b)| (10.0 * ((a + floor) / (b + floor)).log10()).powi(2))
+                .sum::<f64>()
+                / pr.len() as f64;
+            (sum + d.sqrt(), n + 1)
+        },
+    );
+    if count == 0 { 0.0 } else { sum / count as f64 }
 }
 
 /// `10 log10(signal / error)`, +∞ for no error.
@@ -280,9 +353,31 @@ mod test {
                 compared_frames: 48_000,
                 snr_db: SNR_CAP_DB,
                 seg_snr_db: SEG_MAX_DB,
-                missing_frames: 0
+                missing_frames: 0,
+                lsd_db: 0.0,
             }
         );
+    }
+
+    /// Log-spectral distance judges what a gap is filled with by its spectrum: holes filled
+    /// with the previous 20 ms score far better than holes of silence, whereas SNR prefers the
+    /// silence (a copy out of phase counts as double error).
+    #[test]
+    fn log_spectral_distance_prefers_a_plausible_fill_to_silence() {
+        let v = synth::voice_like(16_000, 3.0, 3);
+        let mut holes = v.clone();
+        let mut repeated = v.clone();
+        for start in (3200..v.samples.len() - 320).step_by(3200) {
+            holes.samples[start..start + 320].fill(0);
+            let prev = v.samples[start - 320..start].to_vec();
+            repeated.samples[start..start + 320].copy_from_slice(&prev);
+        }
+        let (h, r) = (
+            evaluate(&v, &holes).unwrap(),
+            evaluate(&v, &repeated).unwrap(),
+        );
+        assert!(h.lsd_db > 1.0, "holes: {h:?}");
+        assert!(r.lsd_db < h.lsd_db / 2.0, "repeated {r:?} holes {h:?}");
     }
 
     #[test]

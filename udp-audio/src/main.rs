@@ -360,8 +360,9 @@ fn evaluate(a: EvalArgs) -> Result<()> {
     let (output, _) = wav::read_wav(&a.output)?;
     let q = eval::evaluate(&reference, &output)?;
     let human = format!(
-        "SNR {:.2} dB, segmental SNR {:.2} dB over {} frames; output offset {} frames, {} reference frames missing",
-        q.snr_db, q.seg_snr_db, q.compared_frames, q.offset_frames, q.missing_frames
+        "SNR {:.2} dB, segmental SNR {:.2} dB, log-spectral distance {:.2} dB over {} frames; \
+         output offset {} frames, {} reference frames missing",
+        q.snr_db, q.seg_snr_db, q.lsd_db, q.compared_frames, q.offset_frames, q.missing_frames
     );
     print_report(&human, &q, a.json);
     Ok(())

@@ -176,7 +176,7 @@ pub fn markdown(rows: &[Row]) -> String {
     let modes: Vec<&str> = ConcealMode::ALL.iter().map(|m| m.name()).collect();
     let mut s = String::from("| signal | loss (measured) |");
     for m in &modes {
-        s.push_str(&format!(" {m} SNR / segSNR |"));
+        s.push_str(&format!(" {m}: SNR / segSNR / LSD |"));
     }
     s.push_str("\n|---|---|");
     for _ in &modes {
@@ -195,8 +195,8 @@ pub fn markdown(rows: &[Row]) -> String {
         for m in &modes {
             match rows[i..].iter().take(modes.len()).find(|x| x.mode == *m) {
                 Some(x) => s.push_str(&format!(
-                    " {:.1} / {:.1} dB |",
-                    x.quality.snr_db, x.quality.seg_snr_db
+                    " {:.1} / {:.1} / {:.2} dB |",
+                    x.quality.snr_db, x.quality.seg_snr_db, x.quality.lsd_db
                 )),
                 None => s.push_str(" - |"),
             }
