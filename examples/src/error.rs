@@ -46,6 +46,9 @@ pub enum Error {
     /// An `ack-demo` run failed.
     #[error(transparent)]
     Ack(#[from] ack_demo::Error),
+    /// A `udp-audio` run failed.
+    #[error(transparent)]
+    Audio(#[from] udp_audio::Error),
     /// Arguments that cannot work together.
     #[error("invalid settings: {0}")]
     Settings(String),

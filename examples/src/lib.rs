@@ -7,9 +7,11 @@
 //! - [`echo`]: `framed-echo`, a mio echo server over [`framing`] and a
 //!   pipelined client that verifies every echo.
 //! - [`ack_tour`]: the tour's `ack-demo` section.
+//! - [`audio_tour`]: the tour's `udp-audio` section.
 //! - [`tour`]: runs every demo on loopback and prints one report.
 
 pub mod ack_tour;
+pub mod audio_tour;
 pub mod echo;
 pub mod error;
 pub mod preset;

@@ -109,6 +109,10 @@ pub fn run(settings: TourSettings) -> Report {
         }),
     );
     sections.push(buffer_section(settings.quick));
+    sections.push(
+        crate::audio_tour::section(settings.quick)
+            .unwrap_or_else(|e| Section::failed(crate::audio_tour::TITLE, &e)),
+    );
     Report {
         sections,
         seconds: start.elapsed().as_secs_f64(),
