@@ -618,8 +618,7 @@ impl JitterBuffer {
         let before = out.len();
         let channels = self.channels();
         let block = (self.rate() / 100).max(1) as usize; // 10 ms
-        loop {
-            let Some(offset) = self.offset else { break };
+        while let Some(offset) = self.offset {
             let pos = match self.pos {
                 Some(p) => p,
                 None => match self.buffer.keys().next() {

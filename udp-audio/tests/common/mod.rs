@@ -161,3 +161,108 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A running child of ours that printed "listening on ADDR ..." on stderr (`recv`, `impair`):
+/// the address it bound and the rest of its stderr, read by a thread so the pipe never fills.
+pub struct Listening {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: mpsc::Receiver<String>,
+    /// Stderr lines before the "listening on" line.
+    pub early: Vec<String>,
+}
+
+impl Listening {
+    /// Spawns `cmd` with piped stdout and stderr and waits (up to 60 s, no sleeping) for its
+    /// "listening on ADDR" line.
+    pub fn spawn(cmd: &mut Command) -> Listening {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut early = Vec::new();
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    let _ = child.kill();
+                    panic!(
+                        "{cmd:?} printed no 'listening on' line: {}",
+                        early.join("\n")
+                    )
+                });
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            early.push(line);
+        };
+        Listening {
+            child,
+            addr,
+            stderr: rx,
+            early,
+        }
+    }
+
+    /// Waits for the child to exit successfully and returns the JSON object on the last
+    /// line of its stdout.
+    pub fn finish_json(self) -> serde_json::Value {
+        let out = self.child.wait_with_output().unwrap();
+        let mut log = self.early;
+        log.extend(self.stderr.try_iter());
+        assert!(out.status.success(), "failed: {}", log.join("\n"));
+        last_json(&String::from_utf8_lossy(&out.stdout), &log.join("\n"))
+    }
+}
+
+/// The JSON object on the last line of `stdout`; `log` explains a failure.
+pub fn last_json(stdout: &str, log: &str) -> serde_json::Value {
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no output; log: {log}"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: last line {last:?}; log: {log}"))
+}
+
+/// Runs a command that must fail cleanly: non-zero exit code (not a signal), no panic.
+/// Returns its stderr.
+pub fn run_fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        matches!(out.status.code(), Some(c) if c != 0),
+        "{cmd:?} should fail with an exit code, got {:?}; stderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{cmd:?} panicked:\n{stderr}"
+    );
+    stderr
+}
+
+/// Writes interleaved 16-bit samples as a WAV file.
+pub fn write_samples(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
