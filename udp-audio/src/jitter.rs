@@ -309,6 +309,9 @@ pub struct JitterBuffer {
     /// leaves the output exactly as if there had been no concealment.
     pending_from: Option<Box<Concealer>>,
     in_underrun: bool,
+    /// Offset and stretch when the current underrun began: an underrun that turns out to be
+    /// the end of the stream is not playout, and [`JitterBuffer::finish`] undoes it.
+    underrun_from: (i64, i64),
     delays: Histogram,
     stats: RecvStats,
     concealed_frames: u64,
@@ -349,6 +352,7 @@ impl JitterBuffer {
             pending_frames: 0,
             pending_from: None,
             in_underrun: false,
+            underrun_from: (0, 0),
             delays: Histogram::new(),
             stats: RecvStats::default(),
             concealed_frames: 0,
@@ -683,6 +687,7 @@ impl JitterBuffer {
             let empty = next.is_none();
             if empty {
                 if !self.in_underrun {
+                    self.underrun_from = (offset, self.stretched_us);
                     self.stats.underruns += 1;
                     self.in_underrun = true;
                 }
@@ -737,6 +742,13 @@ impl JitterBuffer {
     pub fn finish(&mut self, out: &mut Vec<i16>) -> usize {
         let before = out.len();
         let channels = self.channels();
+        if self.in_underrun && self.buffer.is_empty() {
+            // The stream ended: the wait after its last packet was no underrun, and the
+            // clock held while waiting added no delay anyone heard.
+            self.stats.underruns -= 1;
+            (self.offset, self.stretched_us) = (Some(self.underrun_from.0), self.underrun_from.1);
+            self.in_underrun = false;
+        }
         self.pending.clear();
         self.pending_frames = 0;
         self.pending_from = None;
@@ -878,6 +890,30 @@ mod test {
             .enumerate()
             .map(|(k, d)| (1_000_000 + k as u64 * PTIME_US, d.clone()))
             .collect()
+    }
+
+    #[test]
+    fn the_wait_after_the_last_packet_is_not_an_underrun() {
+        let samples = signal(16000);
+        let pkts = packets(&samples);
+        let mut jb = JitterBuffer::new(cfg(Latency::AUTO, ConcealMode::G711)).unwrap();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for (t, d) in on_time(&pkts) {
+            jb.poll(t, &mut out);
+            jb.push(&d, t);
+            jb.poll(t, &mut out);
+            last = t;
+        }
+        // A receiver's idle timeout: two seconds of polling with nothing arriving.
+        for k in 1..=200 {
+            jb.poll(last + k * 10_000, &mut out);
+        }
+        jb.finish(&mut out);
+        let s = jb.stats();
+        assert_same(&out, &samples);
+        assert_eq!((s.underruns, s.stretched_ms), (0, 0.0), "{s:?}");
+        assert!(s.delay_final_ms < 25.0, "{s:?}");
     }
 
     #[test]
