@@ -62,17 +62,7 @@ pub fn write_signal(path: &Path, rate: u32, channels: u16, secs: f64) -> Vec<i16
             samples.push(v.round() as i16);
         }
     }
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in &samples {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
+    write_samples(path, rate, channels, &samples);
     samples
 }
 
