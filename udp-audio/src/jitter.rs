@@ -28,6 +28,12 @@
 //! - **shrink** (less delay): when a frame is missing and is concealed, or a received packet
 //!   is digital silence, the device skips it, so what follows is due earlier.
 //!
+//! - **take back** (more delay, [`Latency::Auto`] only): a packet that comes after its
+//!   playout time while the buffer was empty, and whose concealment is still provisional
+//!   (not yet followed by received audio), gets played: the concealment standing for it
+//!   becomes a stretch instead. A sender that stalls and then bursts (ffmpeg does) loses
+//!   nothing.
+//!
 //! Both are counted in [`RecvStats`] as `stretched_ms` and `shrunk_ms`.
 //!
 //! # What is dropped and counted
