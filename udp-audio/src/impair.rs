@@ -1023,16 +1023,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn same_seed_same_fates_different_seed_different() {
-        let mut rng = ChaCha8Rng::seed_from_u64(99);
+    /// `n` arrival times with seeded gaps uniform in `[0, max_gap_us)`.
+    fn random_arrivals(seed: u64, n: usize, max_gap_us: u64) -> Vec<u64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut t = 0;
-        let arrivals: Vec<u64> = (0..5000)
+        (0..n)
             .map(|_| {
-                t += rng.random_range(0..40_000);
+                t += rng.random_range(0..max_gap_us);
                 t
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_same_fates_different_seed_different() {
+        let arrivals = random_arrivals(99, 5000, 40_000);
         let a = fates(&everything(7), &arrivals);
         assert_eq!(a, fates(&everything(7), &arrivals));
         let b = fates(&everything(8), &arrivals);
@@ -1135,14 +1140,7 @@ mod tests {
 
     #[test]
     fn reorder_counts_follow_the_release_order() {
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mut t = 0;
-        let arrivals: Vec<u64> = (0..4000)
-            .map(|_| {
-                t += rng.random_range(0..30_000);
-                t
-            })
-            .collect();
+        let arrivals = random_arrivals(5, 4000, 30_000);
         for seed in 0..4 {
             let cfg = everything(seed);
             let mut imp = Impairer::new(cfg).unwrap();

@@ -308,6 +308,10 @@ pub struct JitterBuffer {
     offset: Option<i64>,
     /// Recent relative arrivals, µs.
     rels: VecDeque<i64>,
+    /// The fastest of `rels` and, with [`Latency::Auto`], the target offset they give; both
+    /// change only when `rels` does, so they are kept rather than recomputed per frame.
+    min_rel: Option<i64>,
+    auto_target: Option<i64>,
     /// Concealment produced while the buffer was empty, not yet known to be needed.
     pending: Vec<i16>,
     pending_frames: u64,
@@ -354,6 +358,8 @@ impl JitterBuffer {
             pos: None,
             offset: None,
             rels: VecDeque::with_capacity(DELAY_WINDOW),
+            min_rel: None,
+            auto_target: None,
             pending: Vec::new(),
             pending_frames: 0,
             pending_from: None,
@@ -484,6 +490,7 @@ impl JitterBuffer {
         src.min_ext_seq = None;
         src.seen.iter_mut().for_each(|s| *s = i64::MIN);
         self.rels.clear();
+        self.update_delay_stats();
         self.offset = None;
     }
 
@@ -520,6 +527,7 @@ impl JitterBuffer {
             self.rels.pop_front();
         }
         self.rels.push_back(rel);
+        self.update_delay_stats();
         if self.offset.is_none() {
             let initial = match self.cfg.latency {
                 Latency::Fixed(ms) => i64::from(ms) * 1000,
@@ -563,7 +571,7 @@ impl JitterBuffer {
             return false;
         };
         let pending_start = pos - self.pending_frames as i64;
-        let (Some(offset), Some(&min_rel)) = (self.offset, self.rels.iter().min()) else {
+        let (Some(offset), Some(&min_rel)) = (self.offset, self.min_rel.as_ref()) else {
             return false;
         };
         let back = pos - ts;
@@ -587,27 +595,37 @@ impl JitterBuffer {
         true
     }
 
+    /// Recomputes `min_rel` and `auto_target` after `rels` changed.
+    fn update_delay_stats(&mut self) {
+        self.min_rel = self.rels.iter().min().copied();
+        self.auto_target = match (self.cfg.latency, self.min_rel) {
+            (
+                Latency::Auto {
+                    min_ms,
+                    max_ms,
+                    quantile,
+                },
+                Some(min_rel),
+            ) => {
+                let mut sorted: Vec<i64> = self.rels.iter().copied().collect();
+                let rank =
+                    ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+                let (_, q, _) = sorted.select_nth_unstable(rank - 1);
+                Some((*q + MARGIN_US).clamp(
+                    min_rel + i64::from(min_ms) * 1000,
+                    min_rel + i64::from(max_ms) * 1000,
+                ))
+            }
+            _ => None,
+        };
+    }
+
     /// The playout offset the delay policy wants now, µs.
     fn target_offset(&self) -> Option<i64> {
         let offset = self.offset?;
         match self.cfg.latency {
             Latency::Fixed(_) => Some(offset),
-            Latency::Auto {
-                min_ms,
-                max_ms,
-                quantile,
-            } => {
-                let min_rel = *self.rels.iter().min()?;
-                let mut sorted: Vec<i64> = self.rels.iter().copied().collect();
-                let rank =
-                    ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-                let (_, q, _) = sorted.select_nth_unstable(rank - 1);
-                let target = *q + MARGIN_US;
-                Some(target.clamp(
-                    min_rel + i64::from(min_ms) * 1000,
-                    min_rel + i64::from(max_ms) * 1000,
-                ))
-            }
+            Latency::Auto { .. } => self.auto_target,
         }
     }
 
@@ -652,7 +670,7 @@ impl JitterBuffer {
                 self.concealer.good(&mut samples);
                 out.extend_from_slice(&samples);
                 self.stats.played += 1;
-                let min_rel = self.rels.iter().min().copied().unwrap_or(offset);
+                let min_rel = self.min_rel.unwrap_or(offset);
                 self.delays.add(offset - min_rel);
                 self.pos = Some(pos + frames as i64);
                 let silent = samples
@@ -789,7 +807,7 @@ impl JitterBuffer {
         s.jitter_ms = self.jitter.jitter() * 1000.0 / rate;
         s.delay_p50_ms = self.delays.quantile_ms(0.5);
         s.delay_p95_ms = self.delays.quantile_ms(0.95);
-        if let (Some(offset), Some(min_rel)) = (self.offset, self.rels.iter().min()) {
+        if let (Some(offset), Some(min_rel)) = (self.offset, self.min_rel) {
             s.delay_final_ms = (offset - min_rel) as f64 / 1000.0;
         }
         s.stretched_ms = self.stretched_us as f64 / 1000.0;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -13,20 +12,6 @@ use std::time::Duration;
 use common::*;
 
 const SECS: f64 = 1.5;
-
-/// Lines of a child's stream, delivered through a channel.
-fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// Waits for `count` lines containing `needle`; panics with everything seen otherwise.
 fn await_lines(rx: &mpsc::Receiver<String>, needle: &str, count: usize, what: &str) {

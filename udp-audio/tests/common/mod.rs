@@ -9,6 +9,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Lines of a child's stream, delivered through a channel by a reader thread.
+pub fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Our binary.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_udp-audio"))
@@ -92,16 +106,7 @@ impl Recv {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(child.stderr.take().unwrap());
         let addr = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
@@ -171,16 +176,7 @@ impl Listening {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(child.stderr.take().unwrap());
         let mut early = Vec::new();
         let addr = loop {
             let line = rx
