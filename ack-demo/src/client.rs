@@ -180,46 +180,98 @@ fn session(
     report: &mut ClientReport,
     start: Instant,
 ) -> Result<f64, Error> {
-    let mut down_since: Option<Instant> = None;
+    let dead_after = DEAD_AFTER * settings.heartbeat;
+    // The reconnect budget runs from the moment the server stopped
+    // answering. A connect that succeeds does not stop it: a frozen or
+    // overloaded server's kernel still completes handshakes from its
+    // backlog. Only a frame from the server does.
+    let mut unanswered_since = Instant::now();
     let mut backoff = Duration::from_millis(10);
     loop {
-        let stream = match TcpStream::connect(settings.addr) {
+        // With no budget the first connection still gets a bounded connect.
+        let give_up_at = unanswered_since + settings.reconnect_for.max(dead_after);
+        let remaining = give_up_at.saturating_duration_since(Instant::now());
+        let attempt = if remaining.is_zero() {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no time left to connect",
+            ))
+        } else {
+            TcpStream::connect_timeout(&settings.addr, remaining)
+        };
+        let stream = match attempt {
             Ok(s) => s,
             Err(e) => {
-                let since = *down_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= settings.reconnect_for {
-                    return Err(Error::io(format!("connecting to {}", settings.addr), e));
+                if unanswered_since.elapsed() >= settings.reconnect_for {
+                    return Err(Error::io(
+                        format!(
+                            "connecting to {} (gave up after {:.1} s without an answer)",
+                            settings.addr,
+                            unanswered_since.elapsed().as_secs_f64()
+                        ),
+                        e,
+                    ));
                 }
-                debug!(error = %e, ?backoff, "server unreachable; retrying");
+                debug!(error = %e, backoff_ms = backoff.as_millis() as u64, "server unreachable; retrying");
                 // Backoff between attempts: waiting is the point here.
-                std::thread::sleep(backoff);
+                std::thread::sleep(
+                    backoff.min(give_up_at.saturating_duration_since(Instant::now())),
+                );
                 backoff = (backoff * 2).min(Duration::from_millis(500));
                 continue;
             }
         };
         backoff = Duration::from_millis(10);
         sender.on_connected(Instant::now());
-        match connection(settings, sender, report, stream, start)? {
+        let budget_end =
+            (!settings.reconnect_for.is_zero()).then(|| unanswered_since + settings.reconnect_for);
+        let mut answered = false;
+        let ended = connection(
+            settings,
+            sender,
+            report,
+            stream,
+            start,
+            budget_end,
+            &mut answered,
+        )?;
+        match ended {
             Ended::Done { close_ms } => return Ok(close_ms),
             Ended::Lost(e) => {
                 sender.on_disconnected();
-                if settings.reconnect_for.is_zero() {
+                if answered {
+                    unanswered_since = Instant::now();
+                }
+                if settings.reconnect_for.is_zero()
+                    || unanswered_since.elapsed() >= settings.reconnect_for
+                {
                     return Err(e);
                 }
-                warn!(error = %e, unconfirmed = ?sender.unconfirmed(), "connection lost; reconnecting");
-                down_since = Some(Instant::now());
+                let unconfirmed = sender.unconfirmed();
+                warn!(
+                    error = %e,
+                    "connection lost with seqs {} to {} unconfirmed; reconnecting",
+                    unconfirmed.start,
+                    unconfirmed.end.saturating_sub(1)
+                );
             }
         }
     }
 }
 
 /// Drives one connection. `Err` only for failures no reconnect fixes.
+/// Sets `answered` once the server sends anything on it.
+///
+/// `budget_end`: while the server has not answered on this connection, give
+/// up on it at that instant (the reconnect budget is spent).
 fn connection(
     settings: &ClientSettings,
     sender: &mut Sender<DemoPayloads>,
     report: &mut ClientReport,
     mut stream: TcpStream,
     start: Instant,
+    budget_end: Option<Instant>,
+    answered: &mut bool,
 ) -> Result<Ended, Error> {
     let dead_after = DEAD_AFTER * settings.heartbeat;
     let sock = SockRef::from(&stream);
@@ -266,6 +318,7 @@ fn connection(
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
                     handled = true;
+                    *answered = true;
                     if let Err(e) = sender.handle(frame, Instant::now()) {
                         return lost_or_failed(sender, e);
                     }
@@ -279,7 +332,19 @@ fn connection(
         }
         // Wait for input until the next deadline.
         let now = Instant::now();
-        let deadline = sender.poll_timeout().unwrap_or(now + settings.heartbeat);
+        let mut deadline = sender.poll_timeout().unwrap_or(now + settings.heartbeat);
+        if let (false, Some(end)) = (*answered, budget_end) {
+            if now >= end {
+                return Ok(Ended::Lost(Error::io(
+                    "waiting for the server's WELCOME",
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the server accepted the connection but never answered",
+                    ),
+                )));
+            }
+            deadline = deadline.min(end);
+        }
         let wait = deadline
             .saturating_duration_since(now)
             .max(Duration::from_millis(1));

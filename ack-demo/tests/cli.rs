@@ -1,7 +1,11 @@
 //! The `ack-demo` binary as users run it: the benchmark end to end (small),
-//! and errors for bad arguments.
+//! errors for bad arguments, and a client that gives up on a frozen server.
 
-use std::process::Command;
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 fn ack_demo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ack-demo"))
@@ -52,4 +56,97 @@ fn bad_arguments_are_explained() {
     let out = ack_demo(&["client", "--connect", "nowhere"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--connect"));
+}
+
+#[test]
+fn hostile_numbers_are_usage_errors_not_panics() {
+    for args in [
+        &[
+            "client",
+            "--connect",
+            "127.0.0.1:9",
+            "--reconnect-for",
+            "1e30",
+        ][..],
+        &["client", "--connect", "127.0.0.1:9", "--reconnect-for=-1"],
+        &[
+            "client",
+            "--connect",
+            "127.0.0.1:9",
+            "--heartbeat-ms",
+            "18446744073709551615",
+        ],
+        &["bench", "--delay-ms", "1e30"],
+        &["bench", "--delay-ms", "nan"],
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--out",
+            "x",
+            "--heartbeat-ms",
+            "0",
+        ],
+    ] {
+        let out = ack_demo(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let flag = args
+            .iter()
+            .find(|a| a.starts_with("--") && !matches!(**a, "--connect" | "--listen" | "--out"))
+            .unwrap();
+        let flag = flag.split('=').next().unwrap();
+        assert!(
+            err.contains(flag),
+            "{args:?}: the message names {flag}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// A stopped server (SIGSTOP): its kernel still completes handshakes from
+/// the listen backlog, but nothing ever answers. `--reconnect-for 1` must
+/// end the client, however many connects succeed.
+#[test]
+fn a_frozen_server_is_given_up_on_after_the_reconnect_budget() {
+    let dir = common::temp_dir("frozen");
+    let server = common::ServerProcess::start("127.0.0.1:0", &dir.join("out.txt"), &[]);
+    let pid = server.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let client = Command::new(env!("CARGO_BIN_EXE_ack-demo"))
+        .args(["client", "--connect", &server.addr.to_string()])
+        .args([
+            "--count",
+            "100",
+            "--reconnect-for",
+            "1",
+            "--heartbeat-ms",
+            "100",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client_pid = client.id() as libc::pid_t;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(client.wait_with_output().unwrap()));
+    // Generous: the budget is 1 s plus one 300 ms silence bound.
+    let out = rx.recv_timeout(Duration::from_secs(60));
+    // SAFETY: as above; the server is resumed so that its drop can reap it.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let Ok(out) = out else {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(client_pid, libc::SIGKILL) };
+        panic!("the client was still reconnecting to a frozen server after 60 s");
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("never answered") || err.contains("without an answer"),
+        "the error says the server did not answer: {err}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
 }

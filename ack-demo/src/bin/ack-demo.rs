@@ -47,14 +47,15 @@ struct BenchArgs {
     /// Directory for the servers' out files [default: the temp dir].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Delay the relay adds each way, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 1.0)]
-    delay_ms: f64,
-    /// Messages per run are SCALE x window.
-    #[arg(long, default_value_t = 1000)]
+    /// Delay the relay adds each way, in milliseconds (0 to 10000; units
+    /// such as `500us` or `1s` are accepted too).
+    #[arg(long, value_name = "MS", default_value = "1", value_parser = cli_values::millis(0.0, 10_000.0))]
+    delay_ms: Duration,
+    /// Messages per run are SCALE x window (1 to 1000000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     scale: u64,
-    /// Payload bytes per message.
-    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    /// Payload bytes per message (at most 1 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = payload_bytes)]
     size: usize,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
@@ -69,15 +70,17 @@ struct ServerArgs {
     /// The out file; its journal is FILE.journal. Recovered at start.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// Simulated processing time per message, in microseconds.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Simulated processing time per message, in microseconds (at most
+    /// 1000000).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     process_delay_us: u64,
     /// Stop reading each connection after N messages and close it with the
     /// rest unread (shows what a naive sender loses).
     #[arg(long, value_name = "N")]
     stop_reading_after: Option<u64>,
-    /// Heartbeat interval in milliseconds (silence for 3 = dead).
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    /// Heartbeat interval in milliseconds, 1 to 3600000 (silence for 3 =
+    /// dead).
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = heartbeat_ms)]
     heartbeat_ms: u64,
     /// Print the kernel's view of each connection when it ends.
     #[arg(long)]
@@ -92,21 +95,26 @@ struct ClientArgs {
     /// Messages to send (seqs 0..N).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     count: u64,
-    /// Payload bytes per message (at least the length of `msg <N-1> `).
-    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    /// Payload bytes per message (at least the length of `msg <N-1> `, at
+    /// most 1 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = payload_bytes)]
     size: usize,
-    /// Messages in flight (unacknowledged) at most.
-    #[arg(long, value_name = "W", default_value_t = 32)]
+    /// Messages in flight (unacknowledged) at most, 1 to 65536.
+    #[arg(long, value_name = "W", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     window: u32,
     /// Session id; the same id resumes the session where the server's
     /// durable state says it is.
     #[arg(long, value_name = "ID", default_value_t = 1)]
     session: u64,
-    /// Keep reconnecting for this long while the server is down.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
-    reconnect_for: f64,
-    /// Heartbeat interval in milliseconds (silence for 3 = dead).
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    /// Keep reconnecting for this long while the server is down or does not
+    /// answer (seconds, or with a unit: `500ms`, `2m`; at most 7 days). The
+    /// time runs from the server's last answer: a connection the server's
+    /// kernel accepts but the server never answers does not extend it.
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = cli_values::seconds(0.0, 7.0 * 86_400.0))]
+    reconnect_for: Duration,
+    /// Heartbeat interval in milliseconds, 1 to 3600000 (silence for 3 =
+    /// dead).
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = heartbeat_ms)]
     heartbeat_ms: u64,
     /// Show the kernel's view of the socket (SIOCOUTQ, SIOCOUTQNSD,
     /// FIONREAD, TCP_INFO) beside what the application knows.
@@ -137,7 +145,7 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             let mut settings = ServerSettings::new(a.out);
             settings.process_delay = Duration::from_micros(a.process_delay_us);
             settings.stop_reading_after = a.stop_reading_after;
-            settings.heartbeat = heartbeat(a.heartbeat_ms)?;
+            settings.heartbeat = Duration::from_millis(a.heartbeat_ms);
             settings.show_kernel = a.show_kernel;
             let server = Server::bind(a.listen, settings)?;
             println!("listening on {}", server.local_addr());
@@ -145,17 +153,11 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {
-            if !(a.delay_ms.is_finite() && a.delay_ms >= 0.0) {
-                return Err(ack_demo::Error::Settings(format!(
-                    "--delay-ms {} must be >= 0",
-                    a.delay_ms
-                )));
-            }
             let settings = ack_demo::bench::BenchSettings {
                 windows: vec![1, 8, 32, 128],
                 size: a.size,
-                delay: Duration::from_secs_f64(a.delay_ms / 1e3),
-                scale: a.scale.max(1),
+                delay: a.delay_ms,
+                scale: a.scale,
                 dir: a.dir.unwrap_or_else(std::env::temp_dir),
             };
             let report = ack_demo::bench::run(&settings)?;
@@ -195,19 +197,13 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(a) => {
-            if !(a.reconnect_for.is_finite() && a.reconnect_for >= 0.0) {
-                return Err(ack_demo::Error::Settings(format!(
-                    "--reconnect-for {} must be a number of seconds >= 0",
-                    a.reconnect_for
-                )));
-            }
             let mut s = ClientSettings::new(a.connect);
             s.count = a.count;
             s.size = a.size;
             s.window = a.window;
             s.session = a.session;
-            s.reconnect_for = Duration::from_secs_f64(a.reconnect_for);
-            s.heartbeat = heartbeat(a.heartbeat_ms)?;
+            s.reconnect_for = a.reconnect_for;
+            s.heartbeat = Duration::from_millis(a.heartbeat_ms);
             s.show_kernel = a.show_kernel;
             let r = client::run(&s);
             println!(
@@ -244,11 +240,35 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
     }
 }
 
-fn heartbeat(ms: u64) -> Result<Duration, ack_demo::Error> {
-    if ms == 0 {
-        return Err(ack_demo::Error::Settings(
-            "--heartbeat-ms must be at least 1".into(),
-        ));
+/// A heartbeat interval: three of them (the dead-peer bound) must fit any
+/// clock, so at most an hour.
+fn heartbeat_ms(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(ms @ 1..=3_600_000) => Ok(ms),
+        _ => Err(format!(
+            "expected milliseconds from 1 to 3600000, got {s:?}"
+        )),
     }
-    Ok(Duration::from_millis(ms))
+}
+
+/// Payload bytes: what one DATA frame carries at most.
+fn payload_bytes(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= ack_demo::MAX_PAYLOAD => Ok(n),
+        _ => Err(format!(
+            "expected payload bytes from 0 to {}, got {s:?}",
+            ack_demo::MAX_PAYLOAD
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_numeric_flag_refuses_hostile_values() {
+        let failures = cli_values::numeric_flag_failures(&super::Cli::command());
+        assert!(failures.is_empty(), "accepted: {failures:#?}");
+    }
 }
