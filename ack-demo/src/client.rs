@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::heartbeat::DEAD_AFTER;
 use crate::kernel::{self, KernelView};
 use crate::sender::{DemoPayloads, Sender, SenderConfig, SenderStats};
+use crate::wire::Token;
 use crate::{MAX_PAYLOAD, framing_config};
 
 /// What the client does.
@@ -37,6 +38,10 @@ pub struct ClientSettings {
     pub window: u32,
     /// Session id (the same id resumes a session).
     pub session: u64,
+    /// The session's token; `None` draws a fresh one for this run (a new
+    /// session). Resuming a session the server already holds needs the
+    /// token it began with.
+    pub token: Option<Token>,
     /// How long to keep reconnecting while the server is unreachable (0:
     /// fail at the first lost connection).
     pub reconnect_for: Duration,
@@ -55,6 +60,7 @@ impl ClientSettings {
             size: 64,
             window: 32,
             session: 1,
+            token: None,
             reconnect_for: Duration::ZERO,
             heartbeat: Duration::from_secs(1),
             show_kernel: false,
@@ -128,9 +134,17 @@ pub fn run(settings: &ClientSettings) -> ClientReport {
         error: None,
         kernel: Vec::new(),
     };
+    let token = match settings.token.map_or_else(Token::random, Ok) {
+        Ok(t) => t,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            return report;
+        }
+    };
     let mut sender = Sender::new(
         SenderConfig {
             session: settings.session,
+            token,
             window: settings.window,
             count: settings.count,
             heartbeat: settings.heartbeat,

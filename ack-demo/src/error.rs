@@ -24,8 +24,13 @@ pub enum ErrorCode {
     Framing = 8,
     /// The server failed to make messages durable.
     Storage = 9,
-    /// Another connection took over this session.
+    /// Another connection of the session's owner (same token) took over.
     SessionTakenOver = 10,
+    /// `HELLO` for a session bound to another token: refused, the owner's
+    /// session goes on untouched.
+    TokenMismatch = 11,
+    /// The server holds as many sessions as it is allowed to.
+    TooManySessions = 12,
     /// A code this version does not know.
     Other = 0xffff,
 }
@@ -44,6 +49,8 @@ impl ErrorCode {
             8 => ErrorCode::Framing,
             9 => ErrorCode::Storage,
             10 => ErrorCode::SessionTakenOver,
+            11 => ErrorCode::TokenMismatch,
+            12 => ErrorCode::TooManySessions,
             _ => ErrorCode::Other,
         }
     }

@@ -72,6 +72,7 @@ pub fn run(
         session,
         version: VERSION,
         window: u32::MAX,
+        token: crate::wire::Token::random()?,
     });
     let mut payload = Vec::new();
     let mut ok = write_counted(&mut stream, &hello, &mut report);

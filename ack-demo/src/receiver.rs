@@ -20,7 +20,7 @@ use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorCode};
 use crate::heartbeat::Heartbeat;
-use crate::wire::{Digest, Message, VERSION};
+use crate::wire::{Digest, Message, Token, VERSION};
 
 /// What the server has made durable for a session.
 ///
@@ -55,6 +55,8 @@ pub enum Event<'a> {
     Hello {
         /// The session id.
         session: u64,
+        /// The secret the client presents (see [`Token`]).
+        token: Token,
     },
     /// Process this message (exactly once: duplicates are not delivered).
     Deliver {
@@ -175,6 +177,7 @@ impl Receiver {
                     session,
                     version,
                     window,
+                    token,
                 },
             ) => {
                 if version != VERSION {
@@ -192,7 +195,7 @@ impl Receiver {
                 self.session = Some(session);
                 self.asked_window = window;
                 self.phase = Phase::AwaitState;
-                Ok(Some(Event::Hello { session }))
+                Ok(Some(Event::Hello { session, token }))
             }
             (Phase::AwaitHello, msg) => Err(Error::protocol(
                 ErrorCode::UnexpectedMessage,
@@ -435,6 +438,7 @@ mod tests {
             session: 9,
             version: VERSION,
             window,
+            token: Token([1; 16]),
         })
     }
 
@@ -471,7 +475,10 @@ mod tests {
         );
         assert_eq!(
             rx.handle(&hello(window), now).unwrap(),
-            Some(Event::Hello { session: 9 })
+            Some(Event::Hello {
+                session: 9,
+                token: Token([1; 16])
+            })
         );
         let durable = Durable {
             processed,
@@ -579,8 +586,9 @@ mod tests {
             session: 1,
             version: VERSION + 1,
             window: 4,
+            token: Token::default(),
         });
-        rejects(fresh(now), &v2, ErrorCode::Version, "version 2", now);
+        rejects(fresh(now), &v2, ErrorCode::Version, "version 3", now);
         rejects(
             fresh(now),
             &hello(0),

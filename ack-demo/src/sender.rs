@@ -20,7 +20,7 @@ use tracing::{debug, trace, warn};
 
 use crate::error::{Error, ErrorCode};
 use crate::heartbeat::Heartbeat;
-use crate::wire::{Digest, Message, VERSION, demo_payload};
+use crate::wire::{Digest, Message, Token, VERSION, demo_payload};
 
 /// Produces the payload of each seq on demand, so that a run of millions of
 /// messages holds none of them in memory.
@@ -47,6 +47,9 @@ impl Payloads for DemoPayloads {
 pub struct SenderConfig {
     /// Session id; the same id resumes the same session.
     pub session: u64,
+    /// The session's secret, sent in every `HELLO`: draw it with
+    /// [`Token::random`] when the session starts and keep it to resume.
+    pub token: Token,
     /// Most unacknowledged messages (the server may grant fewer).
     pub window: u32,
     /// Messages in the session: seqs `0..count`.
@@ -302,6 +305,7 @@ impl<P: Payloads> Sender<P> {
                 session: self.config.session,
                 version: VERSION,
                 window: self.config.window,
+                token: self.config.token,
             }
             .encode(out);
             return true;
@@ -427,6 +431,7 @@ mod tests {
         Sender::new(
             SenderConfig {
                 session: 5,
+                token: Token([5; 16]),
                 window,
                 count,
                 heartbeat: HB,
@@ -470,7 +475,8 @@ mod tests {
             Message::Hello {
                 session: 5,
                 version: VERSION,
-                window: tx.config.window
+                window: tx.config.window,
+                token: Token([5; 16]),
             }
         );
         assert_eq!(hello.len(), 1, "nothing but HELLO before WELCOME");

@@ -6,6 +6,12 @@
 //! input makes the batch durable ([`Store::sync`]) and sends the `ACK` that
 //! says so. A violation gets `ERROR{code, reason}` and the connection is
 //! closed; other sessions are not affected.
+//!
+//! A `HELLO` claims its session with the client's token
+//! ([`Store::claim`]): a wrong token gets `ERROR{TokenMismatch}` and the
+//! session's owner is not disturbed. When a connection ends its claim is
+//! released ([`Store::release`]), so sessions that never stored a line cost
+//! nothing afterwards.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -13,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use framing::{Decoder, Encoder};
 use serde::Serialize;
@@ -25,7 +31,7 @@ use crate::framing_config;
 use crate::heartbeat::DEAD_AFTER;
 use crate::kernel;
 use crate::receiver::{Event, Receiver, ReceiverConfig};
-use crate::store::Store;
+use crate::store::{RealDisk, Store, StoreOptions};
 use crate::wire::Message;
 
 /// How the server runs.
@@ -44,6 +50,9 @@ pub struct ServerSettings {
     pub max_window: u32,
     /// Print the kernel's view of each connection when it ends.
     pub show_kernel: bool,
+    /// Sessions: expiry, limit; and whether to repair a damaged journal
+    /// at start (see [`crate::store`]).
+    pub store: StoreOptions,
 }
 
 impl ServerSettings {
@@ -56,6 +65,7 @@ impl ServerSettings {
             heartbeat: Duration::from_secs(1),
             max_window: 4096,
             show_kernel: false,
+            store: StoreOptions::default(),
         }
     }
 }
@@ -108,7 +118,12 @@ impl Server {
     /// # Errors
     /// The store's errors; binding failed.
     pub fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<Server, Error> {
-        let store = Store::open(&settings.out)?;
+        let store = Store::open_with(
+            &settings.out,
+            settings.store.clone(),
+            Box::new(RealDisk),
+            SystemTime::now(),
+        )?;
         let listener =
             TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?;
         let addr = listener
@@ -132,6 +147,14 @@ impl Server {
     /// Counters, shared with the running server.
     pub fn stats(&self) -> Arc<ServerStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Sessions the store holds (with lines, or connected).
+    pub fn sessions(&self) -> usize {
+        self.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sessions()
     }
 
     /// A handle that stops [`run`](Server::run).
@@ -210,7 +233,11 @@ impl Connection {
             },
             Instant::now(),
         );
-        let result = self.drive(&mut stream, &mut rx);
+        let mut claim = None;
+        let result = self.drive(&mut stream, &mut rx, &mut claim);
+        if let Some((session, generation)) = claim {
+            self.lock().release(session, generation, SystemTime::now());
+        }
         if self.settings.show_kernel {
             if let Ok(view) = kernel::sample(&stream) {
                 eprintln!("[server {peer}] at close: {view}");
@@ -248,9 +275,14 @@ impl Connection {
         }
     }
 
-    fn drive(&self, stream: &mut TcpStream, rx: &mut Receiver) -> Result<End, Error> {
+    /// Serves the connection; `claim` is the session claimed, if any.
+    fn drive(
+        &self,
+        stream: &mut TcpStream,
+        rx: &mut Receiver,
+        claim: &mut Option<(u64, u64)>,
+    ) -> Result<End, Error> {
         let mut decoder = Decoder::new(framing_config());
-        let mut claim = None;
         let mut pending = false;
         let mut delivered_here = 0u64;
         let mut peer_eof = false;
@@ -266,21 +298,34 @@ impl Connection {
                 };
                 match rx.handle(frame, Instant::now())? {
                     None => {}
-                    Some(Event::Hello { session }) => {
-                        let c = {
+                    Some(Event::Hello { session, token }) => {
+                        let claimed = {
                             let mut store = self.lock();
                             // What an earlier connection left pending
                             // becomes durable first, so the session resumes
                             // from one point.
-                            store.sync()?;
-                            store.claim(session)
+                            store
+                                .sync()
+                                .and_then(|()| store.claim(session, token, SystemTime::now()))
+                        };
+                        let c = match claimed {
+                            Ok(c) => c,
+                            Err(e) => {
+                                match &e {
+                                    Error::Protocol { code, reason } => {
+                                        rx.refuse(*code, reason.clone());
+                                    }
+                                    other => rx.refuse(ErrorCode::Storage, other.to_string()),
+                                }
+                                return Err(e);
+                            }
                         };
                         debug!(session, processed = c.durable.processed, "session claimed");
                         rx.welcome(c.durable, c.appended);
-                        claim = Some((session, c.generation));
+                        *claim = Some((session, c.generation));
                     }
                     Some(Event::Deliver { seq, payload }) => {
-                        let Some((session, generation)) = claim else {
+                        let Some((session, generation)) = *claim else {
                             return Err(Error::protocol(
                                 ErrorCode::UnexpectedMessage,
                                 "DATA without a session",
@@ -291,8 +336,11 @@ impl Connection {
                             thread::sleep(self.settings.process_delay);
                         }
                         if let Err(e) = self.lock().append(session, generation, seq, payload) {
-                            if let Error::Protocol { code, reason } = &e {
-                                rx.refuse(*code, reason.clone());
+                            match &e {
+                                Error::Protocol { code, reason } => {
+                                    rx.refuse(*code, reason.clone());
+                                }
+                                other => rx.refuse(ErrorCode::Storage, other.to_string()),
                             }
                             return Err(e);
                         }
@@ -304,7 +352,7 @@ impl Connection {
                             .stop_reading_after
                             .is_some_and(|n| delivered_here >= n)
                         {
-                            self.make_durable(rx, claim)?;
+                            self.make_durable(rx, *claim)?;
                             flush(stream, rx)?;
                             return Ok(End::StoppedReading);
                         }
@@ -312,7 +360,7 @@ impl Connection {
                 }
             }
             if pending {
-                self.make_durable(rx, claim)?;
+                self.make_durable(rx, *claim)?;
                 pending = false;
             }
             flush(stream, rx)?;

@@ -3,48 +3,186 @@
 //! Processing a message means appending its payload as one line to the out
 //! FILE (every session shares it). A batch is made durable in two steps:
 //!
-//! 1. the batch's lines are written to FILE and `fdatasync`ed;
-//! 2. one journal entry is appended to `FILE.journal` and `fdatasync`ed:
-//!    the new length of FILE and, for every session in the batch, its
-//!    `processed` count, stored `count` and digest.
+//! 1. the batch's lines are written to FILE at the last durable length
+//!    (positioned writes, never `O_APPEND`) and `fdatasync`ed;
+//! 2. one journal entry is written at the end of `FILE.journal` and
+//!    `fdatasync`ed: the new length of FILE and, for every session in the
+//!    batch, its `processed` count, stored `count`, digest, token and time
+//!    of last activity.
 //!
-//! Only then are the messages acknowledged. A journal entry is checksummed
-//! as a whole, so a torn entry (a crash in the middle of step 2) is ignored
-//! entirely. On open the journal is replayed and FILE is truncated to the
-//! length in the last whole entry: lines written after it were never
-//! acknowledged and their clients send them again. A SIGKILL at any point
-//! therefore loses no acknowledged line and repeats none.
+//! Only then are the messages acknowledged. On open the journal is replayed
+//! and FILE is cut to the length in the last whole entry: lines written
+//! after it were never acknowledged and their clients send them again. A
+//! SIGKILL at any point therefore loses no acknowledged line and repeats
+//! none.
+//!
+//! # Failed writes and syncs
+//!
+//! The store never trusts bytes whose write or sync failed. Lines not yet
+//! journaled stay in memory; after a failed (or short) write or a failed
+//! `fdatasync` of FILE, FILE is cut back to its last durable length and the
+//! next [`Store::sync`] writes *all* of them again from memory, at that
+//! length, before syncing: after a failed `fsync` the kernel may have
+//! dropped the dirty pages ("fsyncgate"), so a later `fsync` that succeeds
+//! proves nothing about bytes written before the failure, but it does prove
+//! the bytes written again after it. A failed journal write or sync is cut
+//! back the same way, so that a torn entry is never left in the middle of
+//! the journal. If cutting back fails too, the store is *poisoned*: every
+//! later append and sync fails until the server is restarted and recovers
+//! from the journal. Nothing is acknowledged before both syncs succeed.
+//!
+//! # Journal layout (`AKJ2`)
 //!
 //! ```text
-//! journal entry:
-//! +-----------+-----------+---------------+----------+-------------------------------------+
-//! | "AKJ1"    | body len  | checksum u64  | FILE len | n | n x (session, processed,       |
-//! | 4 bytes   | u32       | (FNV-1a body) | u64      |u32|      count, digest) 4 x u64     |
-//! +-----------+-----------+---------------+----------+-------------------------------------+
+//! entry:
+//! +--------+----------+--------------+------+-----------+----------+----+-----------+
+//! | "AKJ2" | body len | FNV-1a of    | kind | parts     | FILE len | n  | n records |
+//! | 4 B    | u32      | body, u64    | u8   | after, u32| u64      | u32| 64 B each |
+//! +--------+----------+--------------+------+-----------+----------+----+-----------+
+//!                                    '------------------ body ------------------------'
+//! record: session u64 | processed u64 | count u64 | digest u64 | token 16 B |
+//!         last active u64 (Unix seconds) | 8 B reserved (zero)
 //! ```
 //!
-//! On open the journal is rewritten as one entry (written beside it,
-//! synced, renamed over it), so it does not grow across restarts.
+//! The journal is a *base* followed by *appends*. The base is the whole
+//! state at open, split in parts of at most [`BASE_PART_SESSIONS`] sessions
+//! (kind 1; `parts after` counts down to 0 on the last part), so any number
+//! of sessions fits. It is written to `FILE.journal.tmp`, synced and renamed
+//! over the journal: it is never torn. Each [`Store::sync`] appends one
+//! entry (kind 2) for its batch.
+//!
+//! # What recovery accepts, and what it refuses
+//!
+//! - *A torn tail* (a crash while appending the last entry: a short or
+//!   damaged entry with no valid entry after it) is the normal crash case:
+//!   it is dropped silently (a warning in the log) and FILE is cut to the
+//!   previous entry's length. That batch was never acknowledged. (A damaged
+//!   *last* append cannot be told from a torn one; it is folded into the
+//!   base at the next open, which keeps that window short.)
+//! - *Corruption* makes [`Store::open`] refuse, naming the file, the byte
+//!   offset and the recovering command, and changing nothing: a damaged
+//!   base, a damaged entry followed by a valid one (lost acknowledged state
+//!   in the middle), a journal that is missing or empty while FILE holds
+//!   bytes, a journal of another format, or FILE shorter than its journal.
+//! - `--repair` ([`StoreOptions::repair`]) keeps the longest state that
+//!   verifies: the whole base and the valid appends before the first bad
+//!   entry (nothing when the base is bad or the journal is missing). The
+//!   bytes of FILE past that state's length are *moved* to
+//!   `FILE.unverified-<unix time>`, never deleted; FILE is cut there and a
+//!   fresh journal written. Sessions resume from the kept state.
+//!
+//! # Sessions
+//!
+//! A session is bound to the token of the client that first claimed it
+//! ([`Store::claim`]); a claim with another token is refused and changes
+//! nothing. Sessions with lines are journaled (with their token, so it
+//! survives restarts). A session that never stored a line lives only in
+//! memory, while a connection holds it ([`Store::release`] forgets it).
+//! Sessions idle (no connection, no new line) for longer than
+//! [`StoreOptions::session_expiry`] are forgotten; a client that resumes one
+//! afterwards starts it again from seq 0. At most
+//! [`StoreOptions::max_sessions`] sessions are held; a new one beyond that
+//! is refused (`TooManySessions`) once expired ones are dropped.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
 use crate::error::{Error, ErrorCode};
 use crate::receiver::Durable;
-use crate::wire::Digest;
+use crate::wire::{Digest, Token};
 
-const MAGIC: &[u8; 4] = b"AKJ1";
+const MAGIC: &[u8; 4] = b"AKJ2";
+const OLD_MAGIC: &[u8; 4] = b"AKJ1";
 const ENTRY_HEAD: usize = 4 + 4 + 8;
-const SESSION_RECORD: usize = 32;
-/// Sessions in one journal entry at most (bounds a corrupt length field).
-const MAX_SESSIONS_PER_ENTRY: usize = 1 << 20;
+/// kind, parts after, FILE len, n.
+const BODY_HEAD: usize = 1 + 4 + 8 + 4;
+const SESSION_RECORD: usize = 64;
+const KIND_BASE: u8 = 1;
+const KIND_APPEND: u8 = 2;
+/// Sessions in one part of the base at most.
+pub const BASE_PART_SESSIONS: usize = 16 * 1024;
+/// Largest append entry: its body length must fit the u32 field.
+const MAX_APPEND_SESSIONS: usize = (u32::MAX as usize - BODY_HEAD) / SESSION_RECORD;
+
+/// Which of the store's files an operation is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The out file.
+    File,
+    /// `FILE.journal`.
+    Journal,
+}
+
+/// The store's file operations after open: a seam for fault injection.
+/// [`RealDisk`] does them; a test can make a write short, a sync fail, or
+/// the disk full.
+pub trait Disk: Send + fmt::Debug {
+    /// `pwrite(2)`: writes some of `buf` at `offset`, returns how much.
+    fn write_at(
+        &mut self,
+        target: Target,
+        file: &File,
+        buf: &[u8],
+        offset: u64,
+    ) -> io::Result<usize>;
+    /// `fdatasync(2)`.
+    fn sync_data(&mut self, target: Target, file: &File) -> io::Result<()>;
+    /// `ftruncate(2)`.
+    fn set_len(&mut self, target: Target, file: &File, len: u64) -> io::Result<()>;
+}
+
+/// The operating system's file operations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealDisk;
+
+impl Disk for RealDisk {
+    fn write_at(&mut self, _: Target, file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+        file.write_at(buf, offset)
+    }
+    fn sync_data(&mut self, _: Target, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+    fn set_len(&mut self, _: Target, file: &File, len: u64) -> io::Result<()> {
+        file.set_len(len)
+    }
+}
+
+/// How the store treats sessions and a damaged journal.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Forget a session idle (no connection, no new line) this long.
+    pub session_expiry: Duration,
+    /// Sessions held at most (with lines or connected).
+    pub max_sessions: usize,
+    /// Recover from a damaged or missing journal by keeping the state that
+    /// verifies and moving the rest of FILE aside (see the module docs).
+    pub repair: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            session_expiry: DEFAULT_SESSION_EXPIRY,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            repair: false,
+        }
+    }
+}
+
+/// Default for [`StoreOptions::session_expiry`]: 24 hours.
+pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// Default for [`StoreOptions::max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 1 << 20;
 
 /// A session's state in the store.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Session {
     durable: Durable,
     /// Next seq to append (durable or not).
@@ -53,6 +191,43 @@ struct Session {
     digest: Digest,
     /// Bumped by every [`Store::claim`]; appends from an older claim fail.
     generation: u64,
+    token: Token,
+    /// Unix seconds of the last claim, line or release.
+    last_active: u64,
+    /// A connection holds the latest claim.
+    attached: bool,
+}
+
+impl Session {
+    fn new(token: Token, now: u64) -> Session {
+        Session {
+            durable: Durable::default(),
+            appended: 0,
+            count: 0,
+            digest: Digest::default(),
+            generation: 0,
+            token,
+            last_active: now,
+            attached: false,
+        }
+    }
+
+    fn from_record(r: &Record) -> Session {
+        Session {
+            durable: r.durable,
+            appended: r.durable.processed,
+            count: r.durable.count,
+            digest: Digest::from_value(r.durable.digest),
+            generation: 0,
+            token: r.token,
+            last_active: r.last_active,
+            attached: false,
+        }
+    }
+
+    fn holds_nothing(&self) -> bool {
+        self.appended == 0 && self.durable.processed == 0
+    }
 }
 
 /// What a connection gets when it claims a session.
@@ -71,13 +246,23 @@ pub struct Claim {
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
+    journal_path: PathBuf,
     file: File,
     journal: File,
-    /// Length of FILE including lines not yet written out.
-    file_len: u64,
-    pending: Vec<u8>,
+    disk: Box<dyn Disk>,
+    options: StoreOptions,
+    /// FILE length in the last journal entry.
+    durable_len: u64,
+    /// Bytes of whole entries in the journal.
+    journal_len: u64,
+    /// Lines appended after `durable_len`, not yet journaled.
+    unsynced: Vec<u8>,
     sessions: HashMap<u64, Session>,
     dirty: HashSet<u64>,
+    /// Why the store refuses to write (a failure it could not undo).
+    poisoned: Option<String>,
+    /// Unix seconds of the next scan for expired sessions.
+    next_expiry_scan: u64,
     syncs: u64,
 }
 
@@ -94,97 +279,190 @@ fn checksum(bytes: &[u8]) -> u64 {
     d.value()
 }
 
+/// Unix seconds (0 before 1970).
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+/// Writes all of `buf` at `offset`, through `disk`.
+fn write_all_at(
+    disk: &mut dyn Disk,
+    target: Target,
+    file: &File,
+    mut buf: &[u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match disk.write_at(target, file, buf, offset) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if interrupted(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (or creates) FILE and `FILE.journal`, recovering the state of
-    /// every session and cutting FILE back to its last durable length.
+    /// [`open_with`](Store::open_with) with default options, the real disk
+    /// and the current time.
     ///
     /// # Errors
-    /// [`Error::Store`] when a file cannot be opened, read or synced, or
-    /// FILE is shorter than its journal says (data lost outside this
-    /// program).
+    /// As `open_with`.
     pub fn open(path: &Path) -> Result<Store, Error> {
+        Store::open_with(
+            path,
+            StoreOptions::default(),
+            Box::new(RealDisk),
+            SystemTime::now(),
+        )
+    }
+
+    /// Opens (or creates) FILE and `FILE.journal`, recovering the state of
+    /// every session, cutting FILE back to its last durable length and
+    /// forgetting sessions idle since before `now - session_expiry`. Then
+    /// rewrites the journal as a base.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when a file cannot be opened, read or synced, or the
+    /// journal is damaged in a way that could hide acknowledged data (see
+    /// the module docs): the message names the file, the byte offset and
+    /// how to recover; nothing has been changed.
+    pub fn open_with(
+        path: &Path,
+        options: StoreOptions,
+        disk: Box<dyn Disk>,
+        now: SystemTime,
+    ) -> Result<Store, Error> {
         let journal_path = journal_path(path);
         let mut bytes = Vec::new();
-        match File::open(&journal_path) {
+        let journal_exists = match File::open(&journal_path) {
             Ok(mut f) => {
                 f.read_to_end(&mut bytes)
                     .map_err(|e| store_err(&journal_path, format!("reading: {e}")))?;
+                true
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(store_err(&journal_path, format!("opening: {e}"))),
-        }
-        let (entries, valid) = parse_journal(&bytes);
-        if valid < bytes.len() {
-            warn!(
-                journal = %journal_path.display(),
-                torn_bytes = bytes.len() - valid,
-                "ignoring a torn journal entry (crash while writing it)"
-            );
-        }
-        let mut sessions: HashMap<u64, Session> = HashMap::new();
-        let mut durable_len = 0;
-        for entry in &entries {
-            durable_len = entry.file_len;
-            for &(session, d) in &entry.sessions {
-                sessions.insert(
-                    session,
-                    Session {
-                        durable: d,
-                        appended: d.processed,
-                        count: d.count,
-                        digest: Digest::from_value(d.digest),
-                        generation: 0,
-                    },
-                );
-            }
-        }
-
+        };
         let file = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
-            .append(true)
+            .write(true)
             .open(path)
             .map_err(|e| store_err(path, format!("opening: {e}")))?;
         let len = file
             .metadata()
             .map_err(|e| store_err(path, format!("reading its size: {e}")))?
             .len();
+
+        let parsed = parse_journal(&bytes);
+        let problem = match &parsed.problem {
+            _ if bytes.is_empty() && len > 0 => Some(Damage {
+                at: 0,
+                reason: if journal_exists {
+                    format!("is empty while {} holds {len} bytes", path.display())
+                } else {
+                    format!("is missing while {} holds {len} bytes", path.display())
+                },
+            }),
+            Some(Problem::Corrupt(d)) => Some(d.clone()),
+            Some(Problem::Torn { at }) => {
+                warn!(
+                    journal = %journal_path.display(),
+                    at,
+                    torn_bytes = bytes.len() - at,
+                    "ignoring a torn journal entry at its end (crash while writing it)"
+                );
+                None
+            }
+            None => None,
+        };
+        // A damaged base leaves no state that verifies.
+        let state = if parsed.base_damaged {
+            State::default()
+        } else {
+            parsed.state
+        };
+        if let Some(d) = &problem {
+            if !options.repair {
+                return Err(store_err(
+                    &journal_path,
+                    format!(
+                        "{} at byte {}: acknowledged state may be lost, refusing to start. \
+                         Restart with `--repair` to keep the state that verifies ({} sessions, \
+                         {} of {len} bytes of {}) and move the rest of {} aside",
+                        d.reason,
+                        d.at,
+                        state.sessions.len(),
+                        state.file_len,
+                        path.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            warn!(journal = %journal_path.display(), at = d.at, reason = %d.reason,
+                "repairing: keeping the state that verifies");
+        }
+        let durable_len = state.file_len;
         if len < durable_len {
             return Err(store_err(
                 path,
-                format!("holds {len} bytes, its journal says {durable_len} are durable"),
+                format!(
+                    "holds {len} bytes, its journal says {durable_len} are durable: \
+                     acknowledged lines were lost outside this program; restore {} from a backup",
+                    path.display()
+                ),
             ));
         }
         if len > durable_len {
-            info!(
-                file = %path.display(),
-                cut = len - durable_len,
-                "cutting lines that were never acknowledged"
-            );
+            if problem.is_some() {
+                let aside = move_aside(path, &file, durable_len, len, now)?;
+                warn!(file = %path.display(), moved = len - durable_len, aside = %aside.display(),
+                    "moved the bytes that do not verify aside");
+            } else {
+                info!(
+                    file = %path.display(),
+                    cut = len - durable_len,
+                    "cutting lines that were never acknowledged"
+                );
+            }
             file.set_len(durable_len)
                 .map_err(|e| store_err(path, format!("truncating: {e}")))?;
             file.sync_all()
                 .map_err(|e| store_err(path, format!("syncing: {e}")))?;
         }
 
-        // Rewrite the journal as one entry, atomically.
-        let tmp = journal_path.with_extension("journal.tmp");
-        let mut compact = Vec::new();
-        let all: Vec<(u64, Durable)> = sessions.iter().map(|(&s, v)| (s, v.durable)).collect();
-        encode_entry(durable_len, &all, &mut compact);
-        let mut t = File::create(&tmp).map_err(|e| store_err(&tmp, format!("creating: {e}")))?;
-        t.write_all(&compact)
-            .and_then(|()| t.sync_all())
-            .map_err(|e| store_err(&tmp, format!("writing: {e}")))?;
-        std::fs::rename(&tmp, &journal_path)
-            .map_err(|e| store_err(&journal_path, format!("replacing: {e}")))?;
-        if let Some(dir) = journal_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+        let now_s = unix_secs(now);
+        let expiry = options.session_expiry.as_secs();
+        let mut state = state;
+        let before = state.sessions.len();
+        state
+            .sessions
+            .retain(|_, r| r.last_active.saturating_add(expiry) > now_s);
+        if state.sessions.len() < before {
+            info!(
+                expired = before - state.sessions.len(),
+                "forgot sessions idle longer than the expiry"
+            );
         }
+        let sessions: HashMap<u64, Session> = state
+            .sessions
+            .iter()
+            .map(|(&id, r)| (id, Session::from_record(r)))
+            .collect();
+
+        let journal_len = write_base(&journal_path, durable_len, &state.sessions)?;
         let journal = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&journal_path)
             .map_err(|e| store_err(&journal_path, format!("opening: {e}")))?;
         info!(
@@ -195,25 +473,107 @@ impl Store {
         );
         Ok(Store {
             path: path.to_owned(),
+            journal_path,
             file,
             journal,
-            file_len: durable_len,
-            pending: Vec::new(),
+            disk,
+            next_expiry_scan: now_s.saturating_add(expiry_scan_interval(&options)),
+            options,
+            durable_len,
+            journal_len,
+            unsynced: Vec::new(),
             sessions,
             dirty: HashSet::new(),
+            poisoned: None,
             syncs: 0,
         })
     }
 
-    /// Takes a session over for a new connection.
-    pub fn claim(&mut self, session: u64) -> Claim {
-        let s = self.sessions.entry(session).or_default();
+    /// Takes `session` for a new connection presenting `token`. A session
+    /// the store does not know is created and bound to `token`.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] with [`ErrorCode::TokenMismatch`] when the
+    /// session is bound to another token (nothing changes: the owner's
+    /// connection goes on), [`ErrorCode::TooManySessions`] when the store
+    /// is full.
+    pub fn claim(&mut self, session: u64, token: Token, now: SystemTime) -> Result<Claim, Error> {
+        let now_s = unix_secs(now);
+        if now_s >= self.next_expiry_scan {
+            self.expire(now);
+        }
+        if !self.sessions.contains_key(&session) {
+            if self.sessions.len() >= self.options.max_sessions {
+                self.expire(now);
+            }
+            if self.sessions.len() >= self.options.max_sessions {
+                return Err(Error::protocol(
+                    ErrorCode::TooManySessions,
+                    format!(
+                        "the server holds {} sessions, its limit; try again later",
+                        self.sessions.len()
+                    ),
+                ));
+            }
+            self.sessions.insert(session, Session::new(token, now_s));
+        }
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .expect("inserted just above");
+        if s.token != token {
+            return Err(Error::protocol(
+                ErrorCode::TokenMismatch,
+                format!(
+                    "session {session} belongs to another client (its token differs); \
+                     resume it with the token printed when it began"
+                ),
+            ));
+        }
         s.generation += 1;
-        Claim {
+        s.attached = true;
+        s.last_active = s.last_active.max(now_s);
+        Ok(Claim {
             generation: s.generation,
             durable: s.durable,
             appended: s.appended,
+        })
+    }
+
+    /// The connection holding claim `generation` of `session` is gone. A
+    /// session that never stored a line is forgotten; others wait for
+    /// their client (until they expire).
+    pub fn release(&mut self, session: u64, generation: u64, now: SystemTime) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if s.generation != generation {
+            return;
         }
+        s.attached = false;
+        s.last_active = s.last_active.max(unix_secs(now));
+        if s.holds_nothing() && !self.dirty.contains(&session) {
+            self.sessions.remove(&session);
+        }
+    }
+
+    /// Forgets sessions without a connection and without unsynced lines
+    /// that were last active `session_expiry` or more before `now`.
+    /// Returns how many.
+    pub fn expire(&mut self, now: SystemTime) -> usize {
+        let now_s = unix_secs(now);
+        let expiry = self.options.session_expiry.as_secs();
+        let before = self.sessions.len();
+        let dirty = &self.dirty;
+        self.sessions.retain(|id, s| {
+            s.attached || dirty.contains(id) || s.last_active.saturating_add(expiry) > now_s
+        });
+        self.next_expiry_scan = now_s.saturating_add(expiry_scan_interval(&self.options));
+        let gone = before - self.sessions.len();
+        if gone > 0 {
+            info!(expired = gone, "forgot idle sessions");
+        }
+        gone
     }
 
     /// Processes message `seq` of `session`: appends its payload as a line
@@ -222,7 +582,8 @@ impl Store {
     /// # Errors
     /// [`Error::Protocol`] when another connection claimed the session since
     /// (`SessionTakenOver`), the payload holds a newline (`Malformed`: it
-    /// would not be one line), or `seq` is not the next one.
+    /// would not be one line), or `seq` is not the next one;
+    /// [`Error::Store`] when the store is poisoned.
     pub fn append(
         &mut self,
         session: u64,
@@ -230,7 +591,13 @@ impl Store {
         seq: u64,
         payload: &[u8],
     ) -> Result<(), Error> {
-        let s = self.sessions.entry(session).or_default();
+        self.check_poisoned()?;
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return Err(Error::protocol(
+                ErrorCode::UnexpectedMessage,
+                format!("session {session} is not claimed"),
+            ));
+        };
         if s.generation != generation {
             return Err(Error::protocol(
                 ErrorCode::SessionTakenOver,
@@ -249,14 +616,26 @@ impl Store {
                 format!("seq {seq} but the store expects {}", s.appended),
             ));
         }
-        self.pending.extend_from_slice(payload);
-        self.pending.push(b'\n');
-        self.file_len += payload.len() as u64 + 1;
+        self.unsynced.extend_from_slice(payload);
+        self.unsynced.push(b'\n');
         s.appended += 1;
         s.count += 1;
         s.digest.update(payload);
         self.dirty.insert(session);
         Ok(())
+    }
+
+    fn check_poisoned(&self) -> Result<(), Error> {
+        match &self.poisoned {
+            Some(why) => Err(store_err(
+                &self.path,
+                format!(
+                    "refusing to write after a failure that could not be undone ({why}); \
+                     restart the server to recover from the journal"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Makes every appended line durable (FILE, then journal, each synced).
@@ -266,43 +645,86 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Store`] when writing or syncing fails; nothing is then
-    /// acknowledged.
+    /// acknowledged, FILE and journal are cut back to their durable lengths
+    /// and the next call writes every pending line again (see the module
+    /// docs); when cutting back fails the store is poisoned.
     pub fn sync(&mut self) -> Result<(), Error> {
+        self.check_poisoned()?;
         if self.dirty.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(&self.pending)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| store_err(&self.path, format!("writing lines: {e}")))?;
-        self.pending.clear();
+        let file_len = self.durable_len + self.unsynced.len() as u64;
+        if let Err(e) = write_all_at(
+            &mut *self.disk,
+            Target::File,
+            &self.file,
+            &self.unsynced,
+            self.durable_len,
+        )
+        .and_then(|()| self.disk.sync_data(Target::File, &self.file))
+        {
+            self.cut_back(Target::File, &e);
+            return Err(store_err(&self.path, format!("writing lines: {e}")));
+        }
         let mut records = Vec::with_capacity(self.dirty.len());
         for &id in &self.dirty {
             let s = &self.sessions[&id];
             records.push((
                 id,
-                Durable {
-                    processed: s.appended,
-                    count: s.count,
-                    digest: s.digest.value(),
+                Record {
+                    durable: Durable {
+                        processed: s.appended,
+                        count: s.count,
+                        digest: s.digest.value(),
+                    },
+                    token: s.token,
+                    last_active: s.last_active,
                 },
             ));
         }
-        let mut entry = Vec::with_capacity(ENTRY_HEAD + 12 + records.len() * SESSION_RECORD);
-        encode_entry(self.file_len, &records, &mut entry);
-        let jpath = journal_path(&self.path);
-        self.journal
-            .write_all(&entry)
-            .and_then(|()| self.journal.sync_data())
-            .map_err(|e| store_err(&jpath, format!("writing: {e}")))?;
-        for (id, d) in records {
+        debug_assert!(records.len() <= MAX_APPEND_SESSIONS);
+        let mut entry = Vec::with_capacity(ENTRY_HEAD + BODY_HEAD + records.len() * SESSION_RECORD);
+        encode_entry(KIND_APPEND, 0, file_len, &records, &mut entry);
+        if let Err(e) = write_all_at(
+            &mut *self.disk,
+            Target::Journal,
+            &self.journal,
+            &entry,
+            self.journal_len,
+        )
+        .and_then(|()| self.disk.sync_data(Target::Journal, &self.journal))
+        {
+            self.cut_back(Target::Journal, &e);
+            return Err(store_err(&self.journal_path, format!("writing: {e}")));
+        }
+        self.journal_len += entry.len() as u64;
+        self.durable_len = file_len;
+        self.unsynced.clear();
+        for (id, r) in records {
             if let Some(s) = self.sessions.get_mut(&id) {
-                s.durable = d;
+                s.durable = r.durable;
             }
         }
         self.dirty.clear();
         self.syncs += 1;
         Ok(())
+    }
+
+    /// After a failed write or sync of `target`: cut it back to its durable
+    /// length, or poison the store when that fails too.
+    fn cut_back(&mut self, target: Target, error: &io::Error) {
+        let (file, len, path) = match target {
+            Target::File => (&self.file, self.durable_len, &self.path),
+            Target::Journal => (&self.journal, self.journal_len, &self.journal_path),
+        };
+        warn!(file = %path.display(), error = %error, "write or sync failed; nothing acknowledged, cutting back to the durable length");
+        if let Err(e) = self.disk.set_len(target, file, len) {
+            warn!(file = %path.display(), error = %e, "cannot cut back: store poisoned until restart");
+            self.poisoned = Some(format!(
+                "{}: {error}, then cutting it back to {len} bytes: {e}",
+                path.display()
+            ));
+        }
     }
 
     /// What is durable for `session`.
@@ -313,7 +735,7 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Sessions known.
+    /// Sessions held (with lines, or connected).
     pub fn sessions(&self) -> usize {
         self.sessions.len()
     }
@@ -323,10 +745,92 @@ impl Store {
         self.syncs
     }
 
+    /// Whether a failure that could not be undone stops every write.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
     /// The out file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn expiry_scan_interval(options: &StoreOptions) -> u64 {
+    (options.session_expiry.as_secs() / 16).clamp(1, 60)
+}
+
+/// Copies FILE's bytes `from..to` to `FILE.unverified-<unix time>`, synced.
+fn move_aside(
+    path: &Path,
+    file: &File,
+    from: u64,
+    to: u64,
+    now: SystemTime,
+) -> Result<PathBuf, Error> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".unverified-{}", unix_secs(now)));
+    let aside = PathBuf::from(name);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&aside)
+        .map_err(|e| store_err(&aside, format!("creating: {e}")))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = from;
+    while at < to {
+        let want = usize::try_from(to - at).map_or(buf.len(), |n| n.min(buf.len()));
+        let n = match file.read_at(&mut buf[..want], at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if interrupted(&e) => continue,
+            Err(e) => return Err(store_err(path, format!("reading: {e}"))),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|e| store_err(&aside, format!("writing: {e}")))?;
+        at += n as u64;
+    }
+    out.sync_all()
+        .map_err(|e| store_err(&aside, format!("syncing: {e}")))?;
+    Ok(aside)
+}
+
+/// Writes the base for `sessions` beside the journal, syncs it and renames
+/// it over the journal. Returns its length.
+fn write_base(
+    journal_path: &Path,
+    file_len: u64,
+    sessions: &HashMap<u64, Record>,
+) -> Result<u64, Error> {
+    let mut all: Vec<(u64, Record)> = sessions.iter().map(|(&id, r)| (id, *r)).collect();
+    all.sort_unstable_by_key(|&(id, _)| id);
+    let parts: Vec<&[(u64, Record)]> = if all.is_empty() {
+        vec![&[]]
+    } else {
+        all.chunks(BASE_PART_SESSIONS).collect()
+    };
+    let tmp = journal_path.with_extension("journal.tmp");
+    let mut t = File::create(&tmp).map_err(|e| store_err(&tmp, format!("creating: {e}")))?;
+    let mut len = 0u64;
+    let mut entry = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        entry.clear();
+        let after = u32::try_from(parts.len() - 1 - i).unwrap_or(u32::MAX);
+        encode_entry(KIND_BASE, after, file_len, part, &mut entry);
+        t.write_all(&entry)
+            .map_err(|e| store_err(&tmp, format!("writing: {e}")))?;
+        len += entry.len() as u64;
+    }
+    t.sync_all()
+        .map_err(|e| store_err(&tmp, format!("syncing: {e}")))?;
+    std::fs::rename(&tmp, journal_path)
+        .map_err(|e| store_err(journal_path, format!("replacing: {e}")))?;
+    if let Some(dir) = journal_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(len)
 }
 
 /// `FILE.journal` beside FILE.
@@ -336,19 +840,40 @@ pub fn journal_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-struct Entry {
-    file_len: u64,
-    sessions: Vec<(u64, Durable)>,
+/// One session's journaled state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    durable: Durable,
+    token: Token,
+    last_active: u64,
 }
 
-fn encode_entry(file_len: u64, sessions: &[(u64, Durable)], out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(12 + sessions.len() * SESSION_RECORD);
+struct Entry {
+    kind: u8,
+    parts_after: u32,
+    file_len: u64,
+    sessions: Vec<(u64, Record)>,
+}
+
+fn encode_entry(
+    kind: u8,
+    parts_after: u32,
+    file_len: u64,
+    sessions: &[(u64, Record)],
+    out: &mut Vec<u8>,
+) {
+    let mut body = Vec::with_capacity(BODY_HEAD + sessions.len() * SESSION_RECORD);
+    body.push(kind);
+    body.extend_from_slice(&parts_after.to_be_bytes());
     body.extend_from_slice(&file_len.to_be_bytes());
     body.extend_from_slice(&(sessions.len() as u32).to_be_bytes());
-    for (id, d) in sessions {
-        for v in [*id, d.processed, d.count, d.digest] {
+    for (id, r) in sessions {
+        for v in [*id, r.durable.processed, r.durable.count, r.durable.digest] {
             body.extend_from_slice(&v.to_be_bytes());
         }
+        body.extend_from_slice(&r.token.0);
+        body.extend_from_slice(&r.last_active.to_be_bytes());
+        body.extend_from_slice(&[0; 8]);
     }
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -356,50 +881,250 @@ fn encode_entry(file_len: u64, sessions: &[(u64, Durable)], out: &mut Vec<u8>) {
     out.extend_from_slice(&body);
 }
 
-/// Whole entries, and the length of the valid prefix.
-fn parse_journal(bytes: &[u8]) -> (Vec<Entry>, usize) {
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while let Some((entry, len)) = parse_entry(&bytes[at..]) {
-        entries.push(entry);
-        at += len;
-    }
-    (entries, at)
+/// Where and why the journal does not verify.
+#[derive(Debug, Clone)]
+struct Damage {
+    at: usize,
+    reason: String,
 }
 
-fn parse_entry(bytes: &[u8]) -> Option<(Entry, usize)> {
-    if bytes.len() < ENTRY_HEAD || &bytes[..4] != MAGIC {
-        return None;
+enum Problem {
+    /// A damaged entry at the end, nothing valid after it.
+    Torn {
+        at: usize,
+    },
+    Corrupt(Damage),
+}
+
+/// The state the journal's valid prefix describes.
+#[derive(Default)]
+struct State {
+    file_len: u64,
+    sessions: HashMap<u64, Record>,
+}
+
+struct Parsed {
+    /// The state through the last valid entry (the base complete or not).
+    state: State,
+    problem: Option<Problem>,
+    /// The base did not verify: `state` is partial.
+    base_damaged: bool,
+}
+
+/// Replays the journal; see the module docs for what counts as torn.
+fn parse_journal(bytes: &[u8]) -> Parsed {
+    let mut state = State::default();
+    let mut at = 0;
+    // Parts of the base still expected (None before the first).
+    let mut base_left: Option<u32> = None;
+    let corrupt = |state, at, reason: String| Parsed {
+        state,
+        problem: Some(Problem::Corrupt(Damage { at, reason })),
+        base_damaged: true,
+    };
+    while at < bytes.len() {
+        let in_base = base_left != Some(0);
+        match parse_entry(&bytes[at..]) {
+            Ok((entry, len)) => {
+                let expected = match base_left {
+                    None => None,
+                    Some(0) => Some(KIND_APPEND),
+                    Some(_) => Some(KIND_BASE),
+                };
+                let order_ok = match (base_left, entry.kind) {
+                    (None, KIND_BASE) => true,
+                    (Some(n), KIND_BASE) => n > 0 && entry.parts_after == n - 1,
+                    (Some(0), KIND_APPEND) => true,
+                    _ => false,
+                };
+                if !order_ok {
+                    let reason = format!(
+                        "entry of kind {} (parts after {}) where {} was expected",
+                        entry.kind,
+                        entry.parts_after,
+                        match expected {
+                            None | Some(KIND_BASE) => "a part of the base",
+                            _ => "an append",
+                        }
+                    );
+                    return Parsed {
+                        state,
+                        problem: Some(Problem::Corrupt(Damage { at, reason })),
+                        base_damaged: in_base,
+                    };
+                }
+                if entry.kind == KIND_BASE {
+                    base_left = Some(entry.parts_after);
+                    if state.file_len != 0 && entry.file_len != state.file_len {
+                        return corrupt(
+                            state,
+                            at,
+                            "parts of the base disagree on the FILE length".into(),
+                        );
+                    }
+                } else if entry.file_len < state.file_len {
+                    let reason = format!(
+                        "an entry says FILE is {} bytes after one said {}",
+                        entry.file_len, state.file_len
+                    );
+                    return Parsed {
+                        state,
+                        problem: Some(Problem::Corrupt(Damage { at, reason })),
+                        base_damaged: false,
+                    };
+                }
+                state.file_len = entry.file_len;
+                state.sessions.extend(entry.sessions);
+                at += len;
+            }
+            Err(reason) => {
+                if in_base {
+                    let reason = if at == 0 && bytes.starts_with(OLD_MAGIC) {
+                        "is in the older AKJ1 format (before session tokens)".to_owned()
+                    } else {
+                        format!(
+                            "base damaged ({reason}); the base is written whole and renamed \
+                             into place, so it cannot be torn"
+                        )
+                    };
+                    return corrupt(state, at, reason);
+                }
+                if let Some(next) = next_valid_entry(bytes, at + 1) {
+                    return Parsed {
+                        state,
+                        problem: Some(Problem::Corrupt(Damage {
+                            at,
+                            reason: format!(
+                                "damaged entry ({reason}) followed by a valid entry at byte {next}"
+                            ),
+                        })),
+                        base_damaged: false,
+                    };
+                }
+                return Parsed {
+                    state,
+                    problem: Some(Problem::Torn { at }),
+                    base_damaged: false,
+                };
+            }
+        }
     }
-    let body_len = u32::from_be_bytes(bytes[4..8].try_into().ok()?) as usize;
-    let sum = u64::from_be_bytes(bytes[8..16].try_into().ok()?);
-    let body = bytes.get(ENTRY_HEAD..ENTRY_HEAD + body_len)?;
-    if checksum(body) != sum || body.len() < 12 {
-        return None;
+    if !bytes.is_empty() && base_left != Some(0) {
+        return corrupt(
+            state,
+            bytes.len(),
+            "ends inside its base (parts are missing)".into(),
+        );
     }
-    let file_len = u64::from_be_bytes(body[..8].try_into().ok()?);
-    let n = u32::from_be_bytes(body[8..12].try_into().ok()?) as usize;
-    if n > MAX_SESSIONS_PER_ENTRY || body.len() != 12 + n * SESSION_RECORD {
-        return None;
+    Parsed {
+        state,
+        problem: None,
+        base_damaged: false,
     }
+}
+
+/// The first offset at or after `from` where a whole valid entry starts.
+fn next_valid_entry(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while at + MAGIC.len() <= bytes.len() {
+        let i = bytes[at..].windows(MAGIC.len()).position(|w| w == MAGIC)?;
+        at += i;
+        if parse_entry(&bytes[at..]).is_ok() {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(a)
+}
+
+/// One entry and its length, or why the bytes are not one.
+fn parse_entry(bytes: &[u8]) -> Result<(Entry, usize), String> {
+    if bytes.len() < ENTRY_HEAD {
+        return Err(format!(
+            "{} bytes left, an entry header is {ENTRY_HEAD}",
+            bytes.len()
+        ));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(format!("no \"AKJ2\" magic (found {:02x?})", &bytes[..4]));
+    }
+    let body_len = be_u32(bytes, 4) as usize;
+    let sum = be_u64(bytes, 8);
+    let Some(body) = bytes.get(ENTRY_HEAD..ENTRY_HEAD.saturating_add(body_len)) else {
+        return Err(format!(
+            "a body of {body_len} bytes, {} left",
+            bytes.len() - ENTRY_HEAD
+        ));
+    };
+    if checksum(body) != sum {
+        return Err("checksum mismatch".into());
+    }
+    if body.len() < BODY_HEAD {
+        return Err(format!(
+            "a body of {} bytes, at least {BODY_HEAD}",
+            body.len()
+        ));
+    }
+    let kind = body[0];
+    if kind != KIND_BASE && kind != KIND_APPEND {
+        return Err(format!("unknown entry kind {kind}"));
+    }
+    let parts_after = be_u32(body, 1);
+    let file_len = be_u64(body, 5);
+    let n = be_u32(body, 13) as usize;
+    let records = &body[BODY_HEAD..];
+    if records.len() / SESSION_RECORD != n || records.len() % SESSION_RECORD != 0 {
+        return Err(format!(
+            "{n} sessions in {} bytes of records ({SESSION_RECORD} each)",
+            records.len()
+        ));
+    }
+    // `n` is bounded by the bytes present: no allocation beyond them.
     let mut sessions = Vec::with_capacity(n);
-    for rec in body[12..].chunks_exact(SESSION_RECORD) {
-        let v = |i: usize| u64::from_be_bytes(rec[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    for rec in records.chunks_exact(SESSION_RECORD) {
+        let mut token = [0u8; 16];
+        token.copy_from_slice(&rec[32..48]);
         sessions.push((
-            v(0),
-            Durable {
-                processed: v(1),
-                count: v(2),
-                digest: v(3),
+            be_u64(rec, 0),
+            Record {
+                durable: Durable {
+                    processed: be_u64(rec, 8),
+                    count: be_u64(rec, 16),
+                    digest: be_u64(rec, 24),
+                },
+                token: Token(token),
+                last_active: be_u64(rec, 48),
             },
         ));
     }
-    Some((Entry { file_len, sessions }, ENTRY_HEAD + body_len))
+    Ok((
+        Entry {
+            kind,
+            parts_after,
+            file_len,
+            sessions,
+        },
+        ENTRY_HEAD + body_len,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T: Token = Token([7; 16]);
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ack-store-{}-{name}", std::process::id()));
@@ -408,21 +1133,44 @@ mod tests {
         dir.join("out.txt")
     }
 
+    fn now() -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn opts() -> StoreOptions {
+        StoreOptions::default()
+    }
+
+    fn open(path: &Path) -> Result<Store, Error> {
+        Store::open(path)
+    }
+
+    fn repair(path: &Path) -> Result<Store, Error> {
+        let o = StoreOptions {
+            repair: true,
+            ..opts()
+        };
+        Store::open_with(path, o, Box::new(RealDisk), now())
+    }
+
     #[test]
     fn durable_state_survives_reopen_and_unsynced_lines_are_cut() {
         let path = tmp("reopen");
-        let mut store = Store::open(&path).unwrap();
-        let c = store.claim(7);
+        let mut store = open(&path).unwrap();
+        let c = store.claim(7, T, now()).unwrap();
         store.append(7, c.generation, 0, b"msg 0").unwrap();
         store.append(7, c.generation, 1, b"msg 1").unwrap();
         store.sync().unwrap();
         store.append(7, c.generation, 2, b"msg 2").unwrap();
         // Written to FILE but never journaled: as if killed between steps.
-        store.file.write_all(&store.pending).unwrap();
+        store
+            .file
+            .write_at(&store.unsynced, store.durable_len)
+            .unwrap();
         drop(store);
-        let mut store = Store::open(&path).unwrap();
+        let mut store = open(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"msg 0\nmsg 1\n");
-        let c = store.claim(7);
+        let c = store.claim(7, T, now()).unwrap();
         assert_eq!(c.durable.processed, 2);
         assert_eq!(c.appended, 2);
         let mut d = Digest::default();
@@ -434,8 +1182,8 @@ mod tests {
     #[test]
     fn a_journal_torn_at_any_byte_falls_back_to_the_previous_entry() {
         let path = tmp("torn");
-        let mut store = Store::open(&path).unwrap();
-        let c = store.claim(1);
+        let mut store = open(&path).unwrap();
+        let c = store.claim(1, T, now()).unwrap();
         store.append(1, c.generation, 0, b"a").unwrap();
         store.sync().unwrap();
         let before = std::fs::read(journal_path(&path)).unwrap();
@@ -447,8 +1195,12 @@ mod tests {
         for cut in before.len()..full.len() {
             std::fs::write(journal_path(&path), &full[..cut]).unwrap();
             std::fs::write(&path, &file).unwrap();
-            let mut s = Store::open(&path).unwrap();
-            assert_eq!(s.claim(1).durable.processed, 1, "cut at {cut}");
+            let mut s = open(&path).unwrap();
+            assert_eq!(
+                s.claim(1, T, now()).unwrap().durable.processed,
+                1,
+                "cut at {cut}"
+            );
             assert_eq!(std::fs::read(&path).unwrap(), b"a\n", "cut at {cut}");
         }
     }
@@ -456,22 +1208,23 @@ mod tests {
     #[test]
     fn stale_claims_newlines_and_gaps_are_refused_and_write_nothing() {
         let path = tmp("refuse");
-        let mut store = Store::open(&path).unwrap();
-        let old = store.claim(3);
-        let new = store.claim(3);
+        let mut store = open(&path).unwrap();
+        let old = store.claim(3, T, now()).unwrap();
+        let new = store.claim(3, T, now()).unwrap();
         assert!(store.append(3, old.generation, 0, b"x").is_err());
         assert!(store.append(3, new.generation, 0, b"a\nb").is_err());
         assert!(store.append(3, new.generation, 5, b"x").is_err());
+        assert!(store.append(4, 1, 0, b"unclaimed").is_err());
         store.sync().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 
     #[test]
-    fn a_corrupt_last_entry_is_ignored_and_sessions_recover_independently() {
+    fn a_damaged_last_append_is_taken_for_torn_and_sessions_recover_independently() {
         let path = tmp("flip");
-        let mut store = Store::open(&path).unwrap();
-        let a = store.claim(1);
-        let b = store.claim(2);
+        let mut store = open(&path).unwrap();
+        let a = store.claim(1, T, now()).unwrap();
+        let b = store.claim(2, T, now()).unwrap();
         store.append(1, a.generation, 0, b"a0").unwrap();
         store.append(2, b.generation, 0, b"b0").unwrap();
         store.sync().unwrap();
@@ -488,42 +1241,235 @@ mod tests {
             bad[at] ^= 0x10;
             std::fs::write(journal_path(&path), &bad).unwrap();
             std::fs::write(&path, &file).unwrap();
-            let mut s = Store::open(&path).unwrap();
+            let mut s = open(&path).unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), b"a0\nb0\n", "flip at {at}");
-            assert_eq!(s.claim(1).durable.processed, 1);
-            assert_eq!(s.claim(2).durable.processed, 1);
+            assert_eq!(s.claim(1, T, now()).unwrap().durable.processed, 1);
+            assert_eq!(s.claim(2, T, now()).unwrap().durable.processed, 1);
         }
         // Intact: both sessions at 2, and the state survives a second
         // reopen (the journal was compacted by the first).
         std::fs::write(journal_path(&path), &full).unwrap();
         std::fs::write(&path, &file).unwrap();
-        drop(Store::open(&path).unwrap());
-        let mut s = Store::open(&path).unwrap();
+        drop(open(&path).unwrap());
+        let mut s = open(&path).unwrap();
         let mut d = Digest::default();
         d.update(b"b0");
         d.update(b"b1");
         assert_eq!(
-            s.claim(2).durable,
+            s.claim(2, T, now()).unwrap().durable,
             Durable {
                 processed: 2,
                 count: 2,
                 digest: d.value()
             }
         );
-        assert_eq!(s.claim(1).durable.processed, 2);
+        assert_eq!(s.claim(1, T, now()).unwrap().durable.processed, 2);
         assert_eq!(s.durable(3), Durable::default());
     }
 
     #[test]
     fn a_file_shorter_than_its_journal_is_an_error() {
         let path = tmp("short");
-        let mut store = Store::open(&path).unwrap();
-        let c = store.claim(1);
+        let mut store = open(&path).unwrap();
+        let c = store.claim(1, T, now()).unwrap();
         store.append(1, c.generation, 0, b"abc").unwrap();
         store.sync().unwrap();
         drop(store);
         std::fs::write(&path, b"ab").unwrap();
-        let e = Store::open(&path).unwrap_err().to_string();
+        let e = open(&path).unwrap_err().to_string();
         assert!(e.contains("holds 2 bytes, its journal says 4"), "{e}");
+    }
+
+    /// Two sessions with three synced batches; returns FILE's bytes and the
+    /// journal's entry offsets (base, append 1, 2, 3).
+    fn three_batches(path: &Path) -> (Vec<u8>, Vec<usize>) {
+        let mut store = open(path).unwrap();
+        let a = store.claim(1, T, now()).unwrap();
+        let b = store.claim(2, T, now()).unwrap();
+        let mut offsets = vec![0];
+        for seq in 0..3 {
+            offsets.push(std::fs::metadata(journal_path(path)).unwrap().len() as usize);
+            store
+                .append(1, a.generation, seq, format!("a{seq}").as_bytes())
+                .unwrap();
+            store
+                .append(2, b.generation, seq, format!("b{seq}").as_bytes())
+                .unwrap();
+            store.sync().unwrap();
+        }
+        (std::fs::read(path).unwrap(), offsets)
+    }
+
+    #[test]
+    fn a_damaged_entry_followed_by_valid_ones_refuses_to_start_and_repair_keeps_the_prefix() {
+        let path = tmp("middle");
+        let (file, offsets) = three_batches(&path);
+        let journal = std::fs::read(journal_path(&path)).unwrap();
+        let mut bad = journal.clone();
+        bad[offsets[2] + ENTRY_HEAD + 3] ^= 1;
+        std::fs::write(journal_path(&path), &bad).unwrap();
+        let e = open(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("at byte {}", offsets[2])), "{e}");
+        assert!(e.contains("followed by a valid entry"), "{e}");
+        assert!(e.contains("--repair"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), file, "nothing changed");
+        assert_eq!(std::fs::read(journal_path(&path)).unwrap(), bad);
+
+        let mut s = repair(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"a0\nb0\n");
+        assert_eq!(s.claim(1, T, now()).unwrap().durable.processed, 1);
+        let aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".unverified-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"a1\nb1\na2\nb2\n");
+        drop(s);
+        drop(open(&path).unwrap());
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_in_the_base_refuses_to_start() {
+        let path = tmp("base");
+        let mut store = open(&path).unwrap();
+        let c = store.claim(1, T, now()).unwrap();
+        for seq in 0..20 {
+            store.append(1, c.generation, seq, b"line").unwrap();
+        }
+        store.sync().unwrap();
+        drop(store);
+        drop(open(&path).unwrap()); // compacted: the journal is one base part
+        let base = std::fs::read(journal_path(&path)).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        for at in 0..base.len() {
+            let mut bad = base.clone();
+            bad[at] ^= 0x01;
+            std::fs::write(journal_path(&path), &bad).unwrap();
+            let e = open(&path).unwrap_err().to_string();
+            assert!(
+                e.contains("at byte 0") && e.contains("--repair"),
+                "flip at {at}: {e}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), file, "flip at {at}");
+        }
+        std::fs::write(journal_path(&path), &base).unwrap();
+        assert_eq!(open(&path).unwrap().durable(1).processed, 20);
+    }
+
+    #[test]
+    fn a_missing_or_empty_journal_beside_lines_refuses_and_repair_moves_the_lines_aside() {
+        let path = tmp("missing");
+        three_batches(&path);
+        std::fs::remove_file(journal_path(&path)).unwrap();
+        let e = open(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("is missing while") && e.contains("--repair"),
+            "{e}"
+        );
+        std::fs::write(journal_path(&path), b"").unwrap();
+        let e = open(&path).unwrap_err().to_string();
+        assert!(e.contains("is empty while"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap().len(), 18);
+        let s = repair(&path).unwrap();
+        assert_eq!(s.sessions(), 0);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        // A fresh store (no FILE, no journal) is no problem.
+        let fresh = tmp("fresh");
+        assert_eq!(open(&fresh).unwrap().sessions(), 0);
+    }
+
+    #[test]
+    fn tokens_bind_sessions_and_survive_reopen() {
+        let path = tmp("tokens");
+        let other = Token([9; 16]);
+        let mut store = open(&path).unwrap();
+        let c = store.claim(5, T, now()).unwrap();
+        store.append(5, c.generation, 0, b"x").unwrap();
+        store.sync().unwrap();
+        let e = store.claim(5, other, now()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Protocol {
+                    code: ErrorCode::TokenMismatch,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // The owner's claim is still current.
+        store.append(5, c.generation, 1, b"y").unwrap();
+        store.sync().unwrap();
+        drop(store);
+        let mut store = open(&path).unwrap();
+        assert!(store.claim(5, other, now()).is_err());
+        assert_eq!(store.claim(5, T, now()).unwrap().durable.processed, 2);
+    }
+
+    #[test]
+    fn empty_sessions_are_forgotten_on_release_and_idle_ones_expire() {
+        let path = tmp("expire");
+        let o = StoreOptions {
+            session_expiry: Duration::from_secs(3600),
+            max_sessions: 3,
+            repair: false,
+        };
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut store = Store::open_with(&path, o.clone(), Box::new(RealDisk), t0).unwrap();
+        for id in 0..40_000 {
+            let c = store.claim(id, T, t0).unwrap();
+            store.release(id, c.generation, t0);
+        }
+        assert_eq!(store.sessions(), 0, "empty sessions cost nothing once gone");
+        let c = store.claim(1, T, t0).unwrap();
+        store.append(1, c.generation, 0, b"kept").unwrap();
+        store.sync().unwrap();
+        store.release(1, c.generation, t0);
+        let held: Vec<_> = (10..12).map(|id| store.claim(id, T, t0).unwrap()).collect();
+        let e = store.claim(99, T, t0).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Protocol {
+                    code: ErrorCode::TooManySessions,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // An hour later the idle session 1 is gone; connected ones stay.
+        let later = t0 + Duration::from_secs(3601);
+        store.claim(99, T, later).unwrap();
+        assert_eq!(store.durable(1).processed, 0);
+        assert_eq!(store.sessions(), 3);
+        drop((store, held));
+        // Expiry holds across a restart too.
+        let store = Store::open_with(&path, o.clone(), Box::new(RealDisk), t0).unwrap();
+        assert_eq!(store.durable(1).processed, 1);
+        drop(store);
+        let store = Store::open_with(&path, o, Box::new(RealDisk), later).unwrap();
+        assert_eq!(store.sessions(), 0);
+    }
+
+    #[test]
+    fn a_base_of_many_parts_round_trips() {
+        let path = tmp("parts");
+        let mut store = open(&path).unwrap();
+        let n = BASE_PART_SESSIONS as u64 * 2 + 5;
+        for id in 0..n {
+            let c = store.claim(id, T, now()).unwrap();
+            store.append(id, c.generation, 0, b"l").unwrap();
+        }
+        store.sync().unwrap();
+        drop(store);
+        drop(open(&path).unwrap());
+        let bytes = std::fs::read(journal_path(&path)).unwrap();
+        let parsed = parse_journal(&bytes);
+        assert!(parsed.problem.is_none());
+        assert_eq!(parsed.state.sessions.len() as u64, n);
+        let s = open(&path).unwrap();
+        assert_eq!(s.sessions() as u64, n);
+        assert_eq!(s.durable(n - 1).processed, 1);
     }
 }

@@ -11,11 +11,11 @@
 //! 4-byte length prefix, which counts exactly these bytes):
 //!
 //! ```text
-//! HELLO (client opens or resumes a session)                     15 bytes
-//!  0      1                         9             11                15
-//! +------+-------------------------+-------------+-----------------+
-//! | 0x01 | session u64             | version u16 | window u32      |
-//! +------+-------------------------+-------------+-----------------+
+//! HELLO (client opens or resumes a session)                     31 bytes
+//!  0      1                 9             11           15                    31
+//! +------+-----------------+-------------+------------+---------------------+
+//! | 0x01 | session u64     | version u16 | window u32 | token (16 bytes)    |
+//! +------+-----------------+-------------+------------+---------------------+
 //!
 //! WELCOME (server: seqs 0..processed are durable)               13 bytes
 //!  0      1                         9                     13
@@ -83,13 +83,18 @@
 //!   the [`Digest`] of their payloads in seq order; the client checks all
 //!   three against what it sent.
 //! - `WELCOME.window` is the window the server grants (at most the one asked).
+//! - `HELLO.token` is a 128-bit secret the client draws (`getrandom`) when it
+//!   starts a session and presents on every resume: the server binds the
+//!   session to it, and a `HELLO` with another token gets
+//!   `ERROR{TokenMismatch}` while the owner's connection goes on untouched.
+//!   Version 2 added it (version 1 had no token).
 
 use std::fmt;
 
 use crate::error::{Error, ErrorCode};
 
 /// Protocol version spoken here.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Largest `ERROR` reason, in bytes.
 pub const MAX_REASON: usize = 256;
@@ -131,6 +136,8 @@ pub enum Message<'a> {
         version: u16,
         /// Most messages the client will have unacknowledged.
         window: u32,
+        /// The session's secret: binds the session to its owner.
+        token: Token,
     },
     /// Server: seqs `0..processed` of this session are durable.
     Welcome {
@@ -191,7 +198,11 @@ impl fmt::Display for Message<'_> {
                 session,
                 version,
                 window,
-            } => write!(f, "HELLO{{session {session}, v{version}, window {window}}}"),
+                token,
+            } => write!(
+                f,
+                "HELLO{{session {session}, v{version}, window {window}, token {token:?}}}"
+            ),
             Message::Welcome { processed, window } => {
                 write!(f, "WELCOME{{processed {processed}, window {window}}}")
             }
@@ -225,11 +236,13 @@ impl<'a> Message<'a> {
                 session,
                 version,
                 window,
+                token,
             } => {
                 out.push(kind::HELLO);
                 out.extend_from_slice(&session.to_be_bytes());
                 out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&window.to_be_bytes());
+                out.extend_from_slice(&token.0);
             }
             Message::Welcome { processed, window } => {
                 out.push(kind::WELCOME);
@@ -303,11 +316,12 @@ impl<'a> Message<'a> {
         };
         Ok(match kind {
             kind::HELLO => {
-                let mut f = fixed(14, "HELLO")?;
+                let mut f = fixed(30, "HELLO")?;
                 Message::Hello {
                     session: f.u64(),
                     version: f.u16(),
                     window: f.u32(),
+                    token: Token(f.take()),
                 }
             }
             kind::WELCOME => {
@@ -425,6 +439,79 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// A session's secret: 128 random bits the client draws when it starts a
+/// session and presents on every resume (`HELLO.token`).
+///
+/// `Debug` shows only its first 2 bytes, so logs do not leak it; `Display`
+/// and [`Token::to_hex`] give it whole (32 hex digits), for the user who
+/// must keep it to resume.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Token(pub [u8; 16]);
+
+impl Token {
+    /// Draws a fresh token from the kernel's random source
+    /// (`getrandom(2)`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the kernel refuses.
+    pub fn random() -> Result<Token, Error> {
+        let mut bytes = [0u8; 16];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            let rest = &mut bytes[filled..];
+            // SAFETY: the pointer and length describe `rest`, writable.
+            let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::io("drawing a session token (getrandom)", e));
+            }
+            filled += n as usize;
+        }
+        Ok(Token(bytes))
+    }
+
+    /// The 32 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 32 hex digits.
+    ///
+    /// # Errors
+    /// A message naming what is wrong, for a command line.
+    pub fn from_hex(s: &str) -> Result<Token, String> {
+        let s = s.trim();
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "expected a session token of 32 hex digits, got {:?} ({} characters)",
+                truncate_utf8(s, 40),
+                s.chars().count()
+            ));
+        }
+        let mut out = [0u8; 16];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+                .map_err(|e| format!("session token: {e}"))?;
+        }
+        Ok(Token(out))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({:02x}{:02x}..)", self.0[0], self.0[1])
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
 /// Running digest of payloads in seq order: 64-bit FNV-1a over each
 /// payload's length (8 bytes, big-endian) then its bytes, so that
 /// `["ab", "c"]` and `["a", "bc"]` differ. Both sides compute it
@@ -484,6 +571,7 @@ mod tests {
                 session: 7,
                 version: VERSION,
                 window: 32,
+                token: Token([0xa5; 16]),
             },
             Message::Welcome {
                 processed: 3,
@@ -564,10 +652,11 @@ mod tests {
             (
                 Message::Hello {
                     session: 0x0102_0304_0506_0708,
-                    version: 1,
+                    version: 2,
                     window: 32,
+                    token: Token(*b"0123456789abcdef"),
                 },
-                b"\x01\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x00\x00\x20",
+                b"\x01\x01\x02\x03\x04\x05\x06\x07\x08\x00\x02\x00\x00\x00\x200123456789abcdef",
             ),
             (
                 Message::Welcome {
@@ -714,7 +803,7 @@ mod tests {
         fn every_message_round_trips_for_any_fields((kind, a, b, c, bytes) in any_message()) {
             let text = String::from_utf8_lossy(&bytes).into_owned();
             let msg = match kind {
-                1 => Message::Hello { session: a, version: b as u16, window: c as u32 },
+                1 => Message::Hello { session: a, version: b as u16, window: c as u32, token: Token((u128::from(a) << 64 | u128::from(c)).to_be_bytes()) },
                 2 => Message::Welcome { processed: a, window: b as u32 },
                 3 => Message::Data { seq: a, payload: &bytes },
                 4 => Message::Ack { processed: a },
@@ -744,6 +833,22 @@ mod tests {
 
     /// Pinned so that any other implementation can check itself: FNV-1a 64
     /// over `len u64 BE ++ payload` for each payload (computed separately).
+    #[test]
+    fn tokens_round_trip_through_hex_and_bad_hex_is_named() {
+        let t = Token::random().unwrap();
+        assert_eq!(Token::from_hex(&t.to_hex()).unwrap(), t);
+        assert_ne!(Token::random().unwrap(), t, "two draws differ");
+        assert_eq!(t.to_hex().len(), 32);
+        assert!(
+            !format!("{t:?}").contains(&t.to_hex()[4..]),
+            "Debug hides it"
+        );
+        for bad in ["", "12", "zz", &"0".repeat(33), &"g".repeat(32)] {
+            let e = Token::from_hex(bad).unwrap_err();
+            assert!(e.contains("32 hex digits"), "{bad:?}: {e}");
+        }
+    }
+
     #[test]
     fn digest_known_value() {
         assert_eq!(Digest::default().value(), 0xcbf2_9ce4_8422_2325);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ack_demo::Error;
 use ack_demo::receiver::{Durable, Event, Receiver, ReceiverConfig};
 use ack_demo::sender::{DemoPayloads, Sender, SenderConfig};
-use ack_demo::wire::{Message, VERSION};
+use ack_demo::wire::{Message, Token, VERSION};
 use proptest::prelude::*;
 
 const HB: Duration = Duration::from_millis(100);
@@ -43,8 +43,9 @@ fn encode(kind: u8, a: u64, b: u64, c: u64) -> Vec<u8> {
     let msg = match kind {
         1 => Message::Hello {
             session: a,
-            version: if c % 8 == 0 { 2 } else { VERSION },
+            version: if c % 8 == 0 { VERSION + 1 } else { VERSION },
             window: (b % 5) as u32,
+            token: Token([a as u8; 16]),
         },
         2 => Message::Welcome {
             processed: a,
@@ -170,7 +171,7 @@ proptest! {
         let start = Instant::now();
         let mut now = start;
         let mut tx = Sender::new(
-            SenderConfig { session: 1, window: 4, count: 8, heartbeat: HB },
+            SenderConfig { session: 1, token: Token([1; 16]), window: 4, count: 8, heartbeat: HB },
             DemoPayloads { size: 8 },
             now,
         );

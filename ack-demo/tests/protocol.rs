@@ -15,7 +15,7 @@ use ack_demo::ErrorCode;
 use ack_demo::client::{self, ClientSettings};
 use ack_demo::relay::Relay;
 use ack_demo::server::{Server, ServerSettings, ServerStats, frame};
-use ack_demo::wire::{Message, VERSION};
+use ack_demo::wire::{Message, Token, VERSION};
 use common::{expected_line, lines, temp_dir};
 use framing::io::FramedReader;
 
@@ -45,6 +45,7 @@ fn hello(session: u64) -> Vec<u8> {
         session,
         version: VERSION,
         window: 8,
+        token: Token([session as u8; 16]),
     })
 }
 
@@ -151,6 +152,7 @@ fn bad_input_gets_an_error_with_the_reason_and_writes_nothing() {
                 session: 6,
                 version: 99,
                 window: 8,
+                token: Token::default(),
             }),
             ErrorCode::Version,
             "version 99",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ack_demo::receiver::{Durable, Event, Receiver, ReceiverConfig};
 use ack_demo::sender::{DemoPayloads, Payloads, Sender, SenderConfig};
-use ack_demo::wire::Digest;
+use ack_demo::wire::{Digest, Token};
 use proptest::prelude::*;
 
 const SESSION: u64 = 7;
@@ -181,6 +181,7 @@ impl Sim {
         faults.sort_by_key(|&(at, _)| at);
         let sender = Sender::new(
             SenderConfig {
+                token: Token([3; 16]),
                 session: SESSION,
                 window: plan.window,
                 count: plan.count,
@@ -335,7 +336,7 @@ impl Sim {
             progressed = true;
             match conn.rx.handle(&frame, self.now) {
                 Ok(None) => {}
-                Ok(Some(Event::Hello { session })) => {
+                Ok(Some(Event::Hello { session, .. })) => {
                     assert_eq!(session, SESSION);
                     if self.plan.sync_on_hello {
                         self.store.sync();

@@ -85,6 +85,19 @@ struct ServerArgs {
     /// Print the kernel's view of each connection when it ends.
     #[arg(long)]
     show_kernel: bool,
+    /// Start even though the journal is damaged or missing: keep the state
+    /// that verifies, move the rest of FILE to FILE.unverified-<time>.
+    #[arg(long)]
+    repair: bool,
+    /// Forget a session idle (no connection, no new line) this long
+    /// (seconds, or with a unit: `90m`).
+    #[arg(long, value_name = "DURATION", default_value = "86400",
+          value_parser = cli_values::seconds(1.0, 10.0 * 365.0 * 86400.0))]
+    session_expiry: Duration,
+    /// Sessions held at most; a new one beyond is refused.
+    #[arg(long, value_name = "N", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    max_sessions: u64,
 }
 
 #[derive(Args)]
@@ -106,6 +119,11 @@ struct ClientArgs {
     /// durable state says it is.
     #[arg(long, value_name = "ID", default_value_t = 1)]
     session: u64,
+    /// The session's token (32 hex digits), printed on stderr when the
+    /// session began: needed to resume a session the server holds. Without
+    /// it a fresh token is drawn (a new session).
+    #[arg(long, value_name = "HEX", value_parser = ack_demo::wire::Token::from_hex)]
+    token: Option<ack_demo::wire::Token>,
     /// Keep reconnecting for this long while the server is down or does not
     /// answer (seconds, or with a unit: `500ms`, `2m`; at most 7 days). The
     /// time runs from the server's last answer: a connection the server's
@@ -147,6 +165,9 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             settings.stop_reading_after = a.stop_reading_after;
             settings.heartbeat = Duration::from_millis(a.heartbeat_ms);
             settings.show_kernel = a.show_kernel;
+            settings.store.repair = a.repair;
+            settings.store.session_expiry = a.session_expiry;
+            settings.store.max_sessions = usize::try_from(a.max_sessions).unwrap_or(usize::MAX);
             let server = Server::bind(a.listen, settings)?;
             println!("listening on {}", server.local_addr());
             server.run();
@@ -202,6 +223,18 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             s.size = a.size;
             s.window = a.window;
             s.session = a.session;
+            let token = match a.token {
+                Some(t) => t,
+                None => {
+                    let t = ack_demo::wire::Token::random()?;
+                    eprintln!(
+                        "ack-demo: session {} token {t}; resume it with --session {} --token {t}",
+                        a.session, a.session
+                    );
+                    t
+                }
+            };
+            s.token = Some(token);
             s.reconnect_for = a.reconnect_for;
             s.heartbeat = Duration::from_millis(a.heartbeat_ms);
             s.show_kernel = a.show_kernel;
