@@ -18,30 +18,72 @@
 //! and, in a namespace of its own, `RcvbufErrors` are independent witnesses.
 //! Nothing here touches a socket or a clock.
 
+use std::net::SocketAddr;
+
 use serde::Serialize;
 
 use crate::wire::{Datagram, Foreign};
 
+/// The stream a sink counts: the sender's per-run nonce and its source
+/// address. Datagrams with another nonce or from another address are
+/// foreign, whatever they say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StreamId {
+    /// The nonce the sender put in every datagram.
+    pub nonce: u64,
+    /// The address the stream's datagrams come from.
+    pub source: SocketAddr,
+}
+
+/// What the sink is told about its stream in advance; what it is not told
+/// it learns from the first data datagram that fits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The stream's nonce, when known.
+    pub nonce: Option<u64>,
+    /// The sender's source address, when known.
+    pub source: Option<SocketAddr>,
+}
+
 /// What [`Tally::on_datagram`] made of one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// A data datagram: hand it to the processing.
+    /// A data datagram of the stream: hand it to the processing.
     Data {
         /// Its sequence number.
         seq: u64,
         /// Its send time, ns since the Unix epoch.
         sent_ns: u64,
     },
-    /// A sentinel copy.
+    /// A sentinel copy of the stream.
     Sentinel {
-        /// The first copy received.
+        /// The first copy accepted.
         first: bool,
+    },
+    /// A sentinel of the stream whose total is below what already arrived
+    /// from it: not taken (the sink keeps waiting for a true one).
+    Rejected {
+        /// The total it claimed.
+        total: u64,
+        /// Data datagrams known to have been sent (received, or the highest
+        /// seq + 1).
+        known: u64,
+    },
+    /// One of our datagrams, but not of the stream (another nonce or source,
+    /// or a sentinel before any data): foreign.
+    OtherStream {
+        /// Its nonce.
+        nonce: u64,
+        /// Where it came from.
+        source: Option<SocketAddr>,
+        /// It was a sentinel.
+        sentinel: bool,
     },
     /// Not one of ours (counted, otherwise ignored).
     Foreign(Foreign),
 }
 
-/// What the first sentinel copy said, and how many copies followed.
+/// What the first accepted sentinel copy said, and what followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SentinelSeen {
     /// Data datagrams the sender's kernel accepted.
@@ -54,6 +96,19 @@ pub struct SentinelSeen {
     pub copies_received: u32,
     /// The socket's drop counter (`SO_RXQ_OVFL`) on the first copy received.
     pub drops_at_first: u64,
+    /// Later copies of the stream whose total differed from the first.
+    pub conflicts: u32,
+    /// The first differing total.
+    pub conflicting_total: Option<u64>,
+}
+
+/// A stream sentinel that was refused because its total was too low.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RejectedSentinel {
+    /// The total it claimed.
+    pub total: u64,
+    /// Data datagrams known to have been sent when it arrived.
+    pub known: u64,
 }
 
 /// Receive-side counters, fed one datagram at a time by the receiving thread.
@@ -61,35 +116,89 @@ pub struct SentinelSeen {
 pub struct Tally {
     /// Every datagram taken out of the socket.
     pub received: u64,
-    /// Data datagrams taken out of the socket.
+    /// Data datagrams of the stream taken out of the socket.
     pub data: u64,
-    /// Datagrams that were not ours.
+    /// Datagrams that were not the stream's: not ours at all, or of another
+    /// stream ([`Tally::other_stream`]).
     pub foreign: u64,
+    /// Of the foreign ones: ours by their header, but another nonce or
+    /// source (or a sentinel before the stream began).
+    pub other_stream: u64,
+    /// Of those: sentinels.
+    pub other_sentinels: u64,
+    /// Sentinels of the stream refused for a total below what arrived.
+    pub rejected_sentinels: u64,
     /// Data datagrams after the first sentinel copy (should stay 0).
     pub late: u64,
     /// Data datagrams whose seq was below one seen before.
     pub out_of_order: u64,
     /// Highest `SO_RXQ_OVFL` value seen (the socket's drops so far).
     pub kernel_drops: u64,
+    expect: Expect,
+    stream: Option<StreamId>,
     next_seq: u64,
     ovfl_last: u32,
     ovfl_wraps: u64,
     sentinel: Option<SentinelSeen>,
+    last_rejected: Option<RejectedSentinel>,
 }
 
 impl Tally {
-    /// A tally with nothing received.
+    /// A tally that learns its stream from the first data datagram.
     pub fn new() -> Tally {
         Tally::default()
     }
 
-    /// Classifies one datagram; `ovfl` is its `SO_RXQ_OVFL` value (absent
-    /// while the socket has dropped nothing).
-    pub fn on_datagram(&mut self, bytes: &[u8], ovfl: Option<u32>) -> Verdict {
+    /// A tally told (part of) its stream in advance; with both the nonce
+    /// and the source it learns nothing.
+    pub fn expecting(expect: Expect) -> Tally {
+        let stream = match expect {
+            Expect {
+                nonce: Some(nonce),
+                source: Some(source),
+            } => Some(StreamId { nonce, source }),
+            _ => None,
+        };
+        Tally {
+            expect,
+            stream,
+            ..Tally::default()
+        }
+    }
+
+    /// Classifies one datagram from `source` (`None`: not an IP address);
+    /// `ovfl` is its `SO_RXQ_OVFL` value (absent while the socket has
+    /// dropped nothing).
+    pub fn on_datagram(
+        &mut self,
+        bytes: &[u8],
+        source: Option<SocketAddr>,
+        ovfl: Option<u32>,
+    ) -> Verdict {
         self.received += 1;
         let drops = self.observe_ovfl(ovfl.unwrap_or(0));
-        match Datagram::parse(bytes) {
-            Ok(Datagram::Data { seq, sent_ns }) => {
+        let datagram = match Datagram::parse(bytes) {
+            Ok(d) => d,
+            Err(why) => {
+                self.foreign += 1;
+                return Verdict::Foreign(why);
+            }
+        };
+        let is_sentinel = matches!(datagram, Datagram::Sentinel { .. });
+        if !self.of_stream(datagram.nonce(), source, is_sentinel) {
+            self.foreign += 1;
+            self.other_stream += 1;
+            if is_sentinel {
+                self.other_sentinels += 1;
+            }
+            return Verdict::OtherStream {
+                nonce: datagram.nonce(),
+                source,
+                sentinel: is_sentinel,
+            };
+        }
+        match datagram {
+            Datagram::Data { seq, sent_ns, .. } => {
                 self.data += 1;
                 if self.sentinel.is_some() {
                     self.late += 1;
@@ -97,35 +206,63 @@ impl Tally {
                 if seq < self.next_seq {
                     self.out_of_order += 1;
                 } else {
-                    self.next_seq = seq + 1;
+                    self.next_seq = seq.saturating_add(1);
                 }
                 Verdict::Data { seq, sent_ns }
             }
-            Ok(Datagram::Sentinel {
+            Datagram::Sentinel {
                 total,
                 copy,
                 copies,
-            }) => match &mut self.sentinel {
-                Some(seen) => {
-                    seen.copies_received += 1;
-                    Verdict::Sentinel { first: false }
+                ..
+            } => {
+                let known = self.data.max(self.next_seq);
+                if total < known {
+                    self.rejected_sentinels += 1;
+                    self.last_rejected = Some(RejectedSentinel { total, known });
+                    return Verdict::Rejected { total, known };
                 }
-                None => {
-                    self.sentinel = Some(SentinelSeen {
-                        total,
-                        first_copy: copy,
-                        copies,
-                        copies_received: 1,
-                        drops_at_first: drops,
-                    });
-                    Verdict::Sentinel { first: true }
+                match &mut self.sentinel {
+                    Some(seen) => {
+                        seen.copies_received = seen.copies_received.saturating_add(1);
+                        if total != seen.total {
+                            seen.conflicts = seen.conflicts.saturating_add(1);
+                            seen.conflicting_total.get_or_insert(total);
+                        }
+                        Verdict::Sentinel { first: false }
+                    }
+                    None => {
+                        self.sentinel = Some(SentinelSeen {
+                            total,
+                            first_copy: copy,
+                            copies,
+                            copies_received: 1,
+                            drops_at_first: drops,
+                            conflicts: 0,
+                            conflicting_total: None,
+                        });
+                        Verdict::Sentinel { first: true }
+                    }
                 }
-            },
-            Err(why) => {
-                self.foreign += 1;
-                Verdict::Foreign(why)
             }
         }
+    }
+
+    /// True when a datagram with `nonce` from `source` is the stream's;
+    /// the first data datagram that fits what is expected names the stream.
+    /// A sentinel never does: a stream is known by its data first.
+    fn of_stream(&mut self, nonce: u64, source: Option<SocketAddr>, sentinel: bool) -> bool {
+        if let Some(id) = self.stream {
+            return id.nonce == nonce && source == Some(id.source);
+        }
+        let Some(source) = source else { return false };
+        let fits = self.expect.nonce.is_none_or(|n| n == nonce)
+            && self.expect.source.is_none_or(|s| s == source);
+        if fits && !sentinel {
+            self.stream = Some(StreamId { nonce, source });
+            return true;
+        }
+        false
     }
 
     /// The cumulative counter is a `u32` in the cmsg: extend it across wraps.
@@ -139,15 +276,26 @@ impl Tally {
         drops
     }
 
-    /// The sentinel, once a copy arrived.
+    /// The stream being counted, once known.
+    pub fn stream(&self) -> Option<StreamId> {
+        self.stream
+    }
+
+    /// The sentinel, once a copy of the stream's was accepted.
     pub fn sentinel(&self) -> Option<SentinelSeen> {
         self.sentinel
     }
 
+    /// The last sentinel refused for a total below what arrived.
+    pub fn last_rejected(&self) -> Option<RejectedSentinel> {
+        self.last_rejected
+    }
+
     /// True once every copy of the sentinel has arrived.
     pub fn all_sentinels_in(&self) -> bool {
-        self.sentinel
-            .is_some_and(|s| s.first_copy + s.copies_received >= s.copies)
+        self.sentinel.is_some_and(|s| {
+            u64::from(s.first_copy) + u64::from(s.copies_received) >= u64::from(s.copies)
+        })
     }
 }
 
@@ -194,8 +342,20 @@ pub struct Ledger {
     pub rxq_ovfl_last: u64,
     /// Data datagrams taken out of the socket.
     pub received: u64,
-    /// Foreign datagrams (wrong size, no header).
+    /// Datagrams that were not the stream's (wrong size, no header, or
+    /// another stream's).
     pub foreign: u64,
+    /// Of the foreign: ours by their header but another nonce or source,
+    /// or a sentinel before any data.
+    pub other_stream: u64,
+    /// Of those: sentinels (forged, stray or from another run).
+    pub other_sentinels: u64,
+    /// Sentinels of the stream refused: their total was below what arrived.
+    pub rejected_sentinels: u64,
+    /// The last refused sentinel.
+    pub last_rejected: Option<RejectedSentinel>,
+    /// The stream counted (nonce and source), once known.
+    pub stream: Option<StreamId>,
     /// Data datagrams after the sentinel.
     pub late: u64,
     /// Data datagrams below a seq seen before.
@@ -211,11 +371,14 @@ impl Ledger {
         let sentinel = t.sentinel();
         let kernel_dropped = sentinel.map(|s| s.drops_at_first.saturating_sub(s.first_copy.into()));
         let residual = sentinel.map(|s| {
-            s.total as i64
-                - obs.delivered as i64
-                - obs.queue_dropped as i64
-                - kernel_dropped.unwrap_or(0) as i64
-                - obs.before_socket.unwrap_or(0) as i64
+            // i128: a total near u64::MAX must not wrap; the result is
+            // clamped into i64 (a residual that large is an alarm anyway).
+            let r = i128::from(s.total)
+                - i128::from(obs.delivered)
+                - i128::from(obs.queue_dropped)
+                - i128::from(kernel_dropped.unwrap_or(0))
+                - i128::from(obs.before_socket.unwrap_or(0));
+            r.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
         });
         let proc_drops_data = match (obs.proc_drops, sentinel) {
             (Some(p), Some(s)) => {
@@ -237,15 +400,21 @@ impl Ledger {
             rxq_ovfl_last: t.kernel_drops,
             received: t.data,
             foreign: t.foreign,
+            other_stream: t.other_stream,
+            other_sentinels: t.other_sentinels,
+            rejected_sentinels: t.rejected_sentinels,
+            last_rejected: t.last_rejected(),
+            stream: t.stream(),
             late: t.late,
             out_of_order: t.out_of_order,
             sentinel,
         }
     }
 
-    /// True when a sentinel arrived and the residual is 0.
+    /// True when a sentinel of the stream arrived, its copies agree on the
+    /// total, and the residual is 0.
     pub fn closes(&self) -> bool {
-        self.residual == Some(0)
+        self.residual == Some(0) && self.sentinel.is_some_and(|s| s.conflicts == 0)
     }
 
     /// Fraction of sent datagrams not delivered (0 when nothing was sent).
@@ -263,6 +432,10 @@ impl Ledger {
 impl std::fmt::Display for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let opt = |v: Option<u64>| v.map_or_else(|| "unknown".to_string(), |v| v.to_string());
+        match self.stream {
+            Some(id) => writeln!(f, "stream: nonce {:016x} from {}", id.nonce, id.source)?,
+            None => writeln!(f, "stream: none seen")?,
+        }
         writeln!(f, "account (data datagrams):")?;
         writeln!(f, "  sent (sentinel)              {:>12}", opt(self.sent))?;
         writeln!(f, "  delivered (processed)        {:>12}", self.delivered)?;
@@ -304,10 +477,36 @@ impl std::fmt::Display for Ledger {
                 .map_or_else(|| "n/a (shared namespace)".to_string(), |v| v.to_string()),
             self.rxq_ovfl_last
         )?;
+        if let Some(s) = self.sentinel
+            && s.conflicts > 0
+        {
+            writeln!(
+                f,
+                "SENTINELS CONFLICT: the first said {} sent, {} later cop{} said otherwise (first: {})",
+                s.total,
+                s.conflicts,
+                if s.conflicts == 1 { "y" } else { "ies" },
+                s.conflicting_total.unwrap_or(0)
+            )?;
+        }
+        if let Some(r) = self.last_rejected {
+            writeln!(
+                f,
+                "refused {} sentinel{} of the stream: the last claimed {} sent, but {} had arrived",
+                self.rejected_sentinels,
+                if self.rejected_sentinels == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                r.total,
+                r.known
+            )?;
+        }
         write!(
             f,
-            "other: {} foreign, {} late, {} out of order",
-            self.foreign, self.late, self.out_of_order
+            "other: {} foreign ({} of another stream, {} of them sentinels), {} late, {} out of order",
+            self.foreign, self.other_stream, self.other_sentinels, self.late, self.out_of_order
         )
     }
 }
@@ -316,36 +515,44 @@ impl std::fmt::Display for Ledger {
 mod test {
     use super::*;
 
+    const NONCE: u64 = 0x5eed;
+
+    fn src() -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 4000)))
+    }
+
     fn data(seq: u64) -> Vec<u8> {
         let mut b = vec![0u8; 64];
-        Datagram::emit_data(&mut b, seq, 0);
+        Datagram::emit_data(&mut b, NONCE, seq, 0);
         b
+    }
+
+    fn sentinel(total: u64, copy: u32, copies: u32) -> [u8; crate::wire::SENTINEL_LEN] {
+        Datagram::sentinel(NONCE, total, copy, copies, 0)
     }
 
     #[test]
     fn closes_with_every_term() {
         let mut t = Tally::new();
         for seq in 0..10 {
-            t.on_datagram(&data(seq), None);
+            t.on_datagram(&data(seq), src(), None);
         }
         // 5 datagrams dropped by the kernel, then 10 more arrive carrying it.
         for seq in 15..25 {
-            t.on_datagram(&data(seq), Some(5));
+            t.on_datagram(&data(seq), src(), Some(5));
         }
         assert_eq!(
-            t.on_datagram(b"junk", Some(5)),
+            t.on_datagram(b"junk", src(), Some(5)),
             Verdict::Foreign(Foreign::TooShort { len: 4 })
         );
         // copy 0 of 3 lost too: the counter says 6.
-        let s = Datagram::sentinel(25, 1, 3, 0);
         assert_eq!(
-            t.on_datagram(&s, Some(6)),
+            t.on_datagram(&sentinel(25, 1, 3), src(), Some(6)),
             Verdict::Sentinel { first: true }
         );
         assert!(!t.all_sentinels_in());
-        let s = Datagram::sentinel(25, 2, 3, 0);
         assert_eq!(
-            t.on_datagram(&s, Some(6)),
+            t.on_datagram(&sentinel(25, 2, 3), src(), Some(6)),
             Verdict::Sentinel { first: false }
         );
         assert!(t.all_sentinels_in());
@@ -362,16 +569,24 @@ mod test {
         assert_eq!(l.proc_drops_data, Some(5));
         assert_eq!(l.residual, Some(0));
         assert_eq!(l.foreign, 1);
+        assert_eq!(
+            l.stream,
+            Some(StreamId {
+                nonce: NONCE,
+                source: src().unwrap()
+            })
+        );
         assert!(l.closes());
         assert_eq!(l.drop_fraction(), Some(8.0 / 25.0));
         assert!(l.to_string().contains("the books close"));
+        assert!(l.to_string().contains("nonce 0000000000005eed"));
     }
 
     #[test]
     fn residual_when_not_explained() {
         let mut t = Tally::new();
-        t.on_datagram(&data(0), None);
-        t.on_datagram(&Datagram::sentinel(3, 0, 1, 0), None);
+        t.on_datagram(&data(0), src(), None);
+        t.on_datagram(&sentinel(3, 0, 1), src(), None);
         let l = Ledger::close(&Observations {
             tally: t,
             delivered: 1,
@@ -391,18 +606,137 @@ mod test {
     #[test]
     fn ovfl_wraps() {
         let mut t = Tally::new();
-        t.on_datagram(&data(0), Some(u32::MAX));
-        t.on_datagram(&data(1), Some(2));
+        t.on_datagram(&data(0), src(), Some(u32::MAX));
+        t.on_datagram(&data(1), src(), Some(2));
         assert_eq!(t.kernel_drops, (1u64 << 32) | 2);
     }
 
     #[test]
     fn late_and_out_of_order() {
         let mut t = Tally::new();
-        t.on_datagram(&data(5), None);
-        t.on_datagram(&data(3), None);
-        t.on_datagram(&Datagram::sentinel(6, 0, 1, 0), None);
-        t.on_datagram(&data(6), None);
+        t.on_datagram(&data(5), src(), None);
+        t.on_datagram(&data(3), src(), None);
+        t.on_datagram(&sentinel(6, 0, 1), src(), None);
+        t.on_datagram(&data(6), src(), None);
         assert_eq!((t.out_of_order, t.late), (1, 1));
+    }
+
+    #[test]
+    fn a_sentinel_before_any_data_is_foreign() {
+        let mut t = Tally::new();
+        let forged = Datagram::sentinel(1, 1_000_000_000_000, 0, 1, 0);
+        assert!(matches!(
+            t.on_datagram(&forged, src(), None),
+            Verdict::OtherStream { sentinel: true, .. }
+        ));
+        assert_eq!(t.sentinel(), None);
+        assert_eq!((t.foreign, t.other_sentinels), (1, 1));
+    }
+
+    #[test]
+    fn other_nonce_or_source_never_counts() {
+        let mut t = Tally::new();
+        t.on_datagram(&data(0), src(), None);
+        let other_src = Some(SocketAddr::from(([127, 0, 0, 1], 4001)));
+        let mut other_nonce = vec![0u8; 64];
+        Datagram::emit_data(&mut other_nonce, NONCE + 1, 1, 0);
+        assert!(matches!(
+            t.on_datagram(&data(1), other_src, None),
+            Verdict::OtherStream {
+                sentinel: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.on_datagram(&other_nonce, src(), None),
+            Verdict::OtherStream { .. }
+        ));
+        assert!(matches!(
+            t.on_datagram(&sentinel(1, 0, 1), other_src, None),
+            Verdict::OtherStream { sentinel: true, .. }
+        ));
+        assert!(matches!(
+            t.on_datagram(&sentinel(1, 0, 1), None, None),
+            Verdict::OtherStream { .. }
+        ));
+        assert_eq!((t.data, t.other_stream, t.sentinel()), (1, 4, None));
+    }
+
+    #[test]
+    fn told_nonce_ignores_data_of_another() {
+        let mut t = Tally::expecting(Expect {
+            nonce: Some(NONCE),
+            source: None,
+        });
+        let mut early = vec![0u8; 64];
+        Datagram::emit_data(&mut early, 7, 0, 0);
+        let intruder = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
+        assert!(matches!(
+            t.on_datagram(&early, intruder, None),
+            Verdict::OtherStream { .. }
+        ));
+        assert!(matches!(
+            t.on_datagram(&data(0), src(), None),
+            Verdict::Data { .. }
+        ));
+        assert_eq!(t.stream().unwrap().source, src().unwrap());
+    }
+
+    #[test]
+    fn a_total_below_what_arrived_is_refused() {
+        let mut t = Tally::new();
+        for seq in 0..10 {
+            t.on_datagram(&data(seq), src(), None);
+        }
+        assert_eq!(
+            t.on_datagram(&sentinel(4, 0, 1), src(), None),
+            Verdict::Rejected {
+                total: 4,
+                known: 10
+            }
+        );
+        assert_eq!(t.sentinel(), None);
+        assert_eq!(
+            t.on_datagram(&sentinel(10, 0, 1), src(), None),
+            Verdict::Sentinel { first: true }
+        );
+        let l = Ledger::close(&Observations {
+            tally: t,
+            delivered: 10,
+            ..Default::default()
+        });
+        assert!(l.closes());
+        assert_eq!(l.rejected_sentinels, 1);
+        assert!(l.to_string().contains("claimed 4 sent, but 10 had arrived"));
+    }
+
+    #[test]
+    fn conflicting_totals_keep_the_books_open() {
+        let mut t = Tally::new();
+        t.on_datagram(&data(0), src(), None);
+        t.on_datagram(&sentinel(1, 0, 2), src(), None);
+        t.on_datagram(&sentinel(u64::MAX, 1, 2), src(), None);
+        let l = Ledger::close(&Observations {
+            tally: t,
+            delivered: 1,
+            ..Default::default()
+        });
+        assert_eq!(l.residual, Some(0));
+        assert!(!l.closes());
+        assert_eq!(l.sentinel.unwrap().conflicting_total, Some(u64::MAX));
+        assert!(l.to_string().contains("SENTINELS CONFLICT"));
+    }
+
+    #[test]
+    fn huge_total_does_not_wrap() {
+        let mut t = Tally::new();
+        t.on_datagram(&data(0), src(), None);
+        t.on_datagram(&sentinel(u64::MAX, 0, 1), src(), None);
+        let l = Ledger::close(&Observations {
+            tally: t,
+            delivered: 1,
+            ..Default::default()
+        });
+        assert_eq!(l.residual, Some(i64::MAX));
     }
 }

@@ -65,6 +65,13 @@ pub enum Error {
         /// The backend's message.
         reason: String,
     },
+    /// A stop was requested (SIGINT, SIGTERM or [`crate::stop::Stop::request`])
+    /// before the run finished.
+    #[error("interrupted before {what} finished")]
+    Interrupted {
+        /// What was running.
+        what: &'static str,
+    },
     /// Any other I/O error (output files, threads).
     #[error("{context}: {source}")]
     Io {

@@ -15,6 +15,7 @@
 //! - [`sockopt`], [`mmsg`]: `SO_RCVBUF`/`SO_RCVBUFFORCE`, `SO_RXQ_OVFL`,
 //!   `/proc` counters, `recvmmsg`/`sendmmsg` (Linux, `libc`);
 //! - [`sink`], [`loadgen`]: the thin drivers (threads, sockets, clocks);
+//! - [`stop`]: SIGINT/SIGTERM as a flag every run loop checks;
 //! - [`sweep`], [`plot`], [`netns`], [`versus`]: experiments built on them.
 //!
 //! It does not do GRO/GSO, IPv6 namespaces, or anything but Linux.
@@ -27,6 +28,7 @@ pub mod netns;
 pub mod plot;
 pub mod sink;
 pub mod sockopt;
+pub mod stop;
 pub mod sweep;
 pub mod versus;
 pub mod wire;
@@ -35,6 +37,7 @@ pub use account::Ledger;
 pub use error::{Error, Result};
 pub use loadgen::{BlastConfig, BlastReport, blast};
 pub use sink::{Mode, Sink, SinkConfig, SinkReport};
+pub use stop::Stop;
 pub use sweep::{SweepTable, short_sweep};
 
 /// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` or

@@ -15,7 +15,21 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::{Error, Result};
 use crate::mmsg::{SLOT, SendBatch, interrupted};
+use crate::stop::Stop;
 use crate::wire::{Datagram, HEADER_LEN};
+
+/// The highest offered rate taken, datagrams/s: well above what one sender
+/// thread reaches on loopback (a few million/s), far below where the
+/// arithmetic of the pacing would lose precision.
+pub const MAX_RATE: f64 = 50_000_000.0;
+/// The longest stream, seconds.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// Most datagrams per `sendmmsg` (the kernel's `UIO_MAXIOV`).
+pub const MAX_BATCH: usize = 1024;
+/// Most sentinel copies.
+pub const MAX_SENTINEL_COPIES: u32 = 1000;
+/// Longest drain pause or gap between sentinel copies.
+pub const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 /// Absolute-deadline pacing, sans-IO: plain numbers in, instants out.
 #[derive(Debug, Clone, Copy)]
@@ -25,17 +39,20 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// Datagrams at `rate` per second from `start`; `rate <= 0` means unpaced.
+    /// Datagrams at `rate` per second from `start`; `rate <= 0` (or NaN)
+    /// means unpaced.
     pub fn new(start: Instant, rate: f64) -> Pacer {
         Pacer { start, rate }
     }
 
-    /// When datagram `k` (0-based) is due.
+    /// When datagram `k` (0-based) is due (at most a year after the start,
+    /// whatever `k` and the rate).
     pub fn due(&self, k: u64) -> Instant {
-        if self.rate <= 0.0 {
-            self.start
+        if self.rate > 0.0 {
+            let secs = (k as f64 / self.rate).min(365.0 * 86_400.0);
+            self.start + Duration::from_secs_f64(secs)
         } else {
-            self.start + Duration::from_secs_f64(k as f64 / self.rate)
+            self.start
         }
     }
 
@@ -45,16 +62,49 @@ impl Pacer {
     }
 }
 
+/// How long past `duration` a paced stream that fell behind may go on to
+/// send what was due: a tenth of the duration, from 1 s to 10 s (a loaded
+/// machine's sender catches up a short burst; a rate it cannot reach at
+/// all is cut there).
+pub fn grace(duration: Duration) -> Duration {
+    (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// A fresh stream nonce from the OS (`getrandom`).
+pub fn random_nonce() -> Result<u64> {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let rc =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if interrupted(&e) {
+                continue;
+            }
+            return Err(Error::Socket {
+                op: "getrandom",
+                source: e,
+            });
+        }
+        filled += rc as usize;
+    }
+    Ok(u64::from_be_bytes(buf))
+}
+
 /// How a blast is set up.
 #[derive(Debug, Clone)]
 pub struct BlastConfig {
     /// Where to send.
     pub to: SocketAddr,
-    /// Datagrams per second; 0 sends as fast as the kernel takes them.
+    /// Datagrams per second, up to [`MAX_RATE`]; 0 sends as fast as the
+    /// kernel takes them.
     pub rate: f64,
     /// Bytes per datagram, header included.
     pub size: usize,
-    /// How long to send (at a set rate, exactly `rate * duration` datagrams).
+    /// How long to send (at a set rate, `rate * duration` datagrams, unless
+    /// the sender cannot keep up: it stops [`grace`] after the duration).
     pub duration: Duration,
     /// Datagrams per `sendmmsg`.
     pub batch: usize,
@@ -64,6 +114,10 @@ pub struct BlastConfig {
     pub sentinel_copies: u32,
     /// Gap between sentinel copies.
     pub sentinel_gap: Duration,
+    /// The stream's nonce; `None` draws one with `getrandom`.
+    pub nonce: Option<u64>,
+    /// Stops the stream early (the sentinel still goes out).
+    pub stop: Stop,
 }
 
 impl Default for BlastConfig {
@@ -77,6 +131,8 @@ impl Default for BlastConfig {
             drain: Duration::from_millis(100),
             sentinel_copies: 5,
             sentinel_gap: Duration::from_millis(10),
+            nonce: None,
+            stop: Stop::new(),
         }
     }
 }
@@ -86,12 +142,23 @@ impl Default for BlastConfig {
 pub struct BlastReport {
     /// Destination.
     pub to: SocketAddr,
+    /// The address the stream came from.
+    pub source: SocketAddr,
+    /// The stream's nonce.
+    pub nonce: u64,
     /// Offered rate (0: unpaced).
     pub rate: f64,
     /// Bytes per datagram.
     pub size: usize,
     /// Datagrams the kernel accepted (the sentinel's total).
     pub sent: u64,
+    /// Datagrams due at the offered rate over the duration (`None`: unpaced).
+    pub due: Option<u64>,
+    /// The stream stopped at its deadline before every due datagram went
+    /// out: the sender could not keep up with the offered rate.
+    pub sender_limited: bool,
+    /// A stop was requested before the stream ended.
+    pub interrupted: bool,
     /// `sendmmsg` calls.
     pub send_calls: u64,
     /// Send calls that failed (e.g. ECONNREFUSED: nobody listening).
@@ -108,8 +175,10 @@ impl std::fmt::Display for BlastReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "blast to {}: {} datagrams of {} B in {:.3} s = {:.0}/s (offered {}), {} sendmmsg calls, {} errors, max lateness {:.0} us",
+            "blast {} -> {} (nonce {:016x}): {} datagrams of {} B in {:.3} s = {:.0}/s (offered {}), {} sendmmsg calls, {} errors, max lateness {:.0} us",
+            self.source,
             self.to,
+            self.nonce,
             self.sent,
             self.size,
             self.secs,
@@ -122,7 +191,24 @@ impl std::fmt::Display for BlastReport {
             self.send_calls,
             self.send_errors,
             self.max_late_us
-        )
+        )?;
+        if self.sender_limited {
+            write!(
+                f,
+                "\nSENDER-LIMITED: {} of the {} datagrams due at {:.0}/s went out before the deadline; this sender reaches about {:.0}/s",
+                self.sent,
+                self.due.unwrap_or(0),
+                self.rate,
+                self.achieved_rate
+            )?;
+        }
+        if self.interrupted {
+            write!(
+                f,
+                "\ninterrupted: the stream was cut short (the sentinel went out)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -132,8 +218,7 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Sends the paced stream, then the sentinel copies.
-pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
+fn check(cfg: &BlastConfig) -> Result<()> {
     if !(HEADER_LEN..=SLOT).contains(&cfg.size) {
         return Err(Error::DatagramSize {
             size: cfg.size,
@@ -141,12 +226,49 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
             max: SLOT,
         });
     }
-    if cfg.batch == 0 || !cfg.rate.is_finite() || cfg.rate < 0.0 {
-        return Err(Error::Config(format!(
-            "--batch {} / --rate {} out of range",
-            cfg.batch, cfg.rate
-        )));
+    let bad = |what: String| Err(Error::Config(what));
+    if !(1..=MAX_BATCH).contains(&cfg.batch) {
+        return bad(format!("--batch {} is outside 1..={MAX_BATCH}", cfg.batch));
     }
+    if !(cfg.rate.is_finite() && (0.0..=MAX_RATE).contains(&cfg.rate)) {
+        return bad(format!(
+            "--rate {} is outside 0..={MAX_RATE} datagrams/s (0: unpaced)",
+            cfg.rate
+        ));
+    }
+    if cfg.duration.is_zero() || cfg.duration > MAX_DURATION {
+        return bad(format!(
+            "--duration {:?} is outside (0, {:?}]",
+            cfg.duration, MAX_DURATION
+        ));
+    }
+    if !(1..=MAX_SENTINEL_COPIES).contains(&cfg.sentinel_copies) {
+        return bad(format!(
+            "{} sentinel copies is outside 1..={MAX_SENTINEL_COPIES}",
+            cfg.sentinel_copies
+        ));
+    }
+    if cfg.drain > MAX_PAUSE || cfg.sentinel_gap > MAX_PAUSE {
+        return bad(format!(
+            "drain and sentinel gap must be at most {MAX_PAUSE:?}"
+        ));
+    }
+    if cfg.rate > 0.0 && (cfg.rate * cfg.duration.as_secs_f64()).round() < 1.0 {
+        return bad(format!(
+            "--rate {} for {:?} is less than one datagram",
+            cfg.rate, cfg.duration
+        ));
+    }
+    Ok(())
+}
+
+/// Sends the paced stream, then the sentinel copies.
+pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
+    check(cfg)?;
+    let nonce = match cfg.nonce {
+        Some(n) => n,
+        None => random_nonce()?,
+    };
     let socket = Socket::new(
         Domain::for_address(cfg.to),
         Type::DGRAM,
@@ -158,6 +280,11 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
     socket
         .connect(&cfg.to.into())
         .map_err(Error::socket("connect"))?;
+    let source = socket
+        .local_addr()
+        .map_err(Error::socket("getsockname"))?
+        .as_socket()
+        .ok_or_else(|| Error::Config("local address is not IP".into()))?;
     let fd = socket.as_raw_fd();
     let mut batch = SendBatch::new(cfg.batch, cfg.size);
     let limit = if cfg.rate > 0.0 {
@@ -167,28 +294,48 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
     };
     let start = Instant::now();
     let end = start + cfg.duration;
+    // A paced stream that fell behind may finish what was due a little late;
+    // never longer, whatever the rate.
+    let deadline = match limit {
+        Some(_) => end + grace(cfg.duration),
+        None => end,
+    };
     let pacer = Pacer::new(start, cfg.rate);
     let (mut sent, mut calls, mut errors) = (0u64, 0u64, 0u64);
     let mut max_late = Duration::ZERO;
     let mut last_sent_at = start;
+    let mut sender_limited = false;
+    let mut interrupted_run = false;
     loop {
+        if cfg.stop.requested() {
+            interrupted_run = true;
+            break;
+        }
+        let now = Instant::now();
         let want = match limit {
             Some(l) if sent >= l => break,
+            Some(_) if now >= deadline => {
+                sender_limited = true;
+                break;
+            }
             Some(l) => (l - sent).min(cfg.batch as u64) as usize,
-            None if Instant::now() >= end => break,
+            // At least one call, so that even a late start sends something.
+            None if calls > 0 && now >= end => break,
             None => cfg.batch,
         };
-        let now = Instant::now();
-        let wait = pacer.wait(sent + want as u64 - 1, now);
+        let last = sent + want as u64 - 1;
+        let wait = pacer.wait(last, now);
         if !wait.is_zero() {
-            std::thread::sleep(wait);
+            if cfg.stop.sleep(wait) {
+                interrupted_run = true;
+                break;
+            }
         } else {
-            max_late =
-                max_late.max(now.saturating_duration_since(pacer.due(sent + want as u64 - 1)));
+            max_late = max_late.max(now.saturating_duration_since(pacer.due(last)));
         }
         let stamp = now_ns();
         for i in 0..want {
-            Datagram::emit_data(batch.slot(i), sent + i as u64, stamp);
+            Datagram::emit_data(batch.slot(i), nonce, sent + i as u64, stamp);
         }
         let mut from = 0;
         while from < want {
@@ -216,25 +363,46 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
         last_sent_at = Instant::now();
     }
     let secs = last_sent_at.duration_since(start).as_secs_f64();
-    std::thread::sleep(cfg.drain);
+    let achieved_rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
+    if sender_limited {
+        tracing::warn!(
+            sent,
+            due = limit,
+            offered = cfg.rate,
+            achieved = achieved_rate,
+            "the sender could not keep up with the offered rate: stream cut at its deadline"
+        );
+    }
+    // The sentinel goes out even after a stop: the sink can still close
+    // the books on what was sent.
+    std::thread::sleep(cfg.drain.min(Duration::from_millis(if interrupted_run {
+        50
+    } else {
+        u64::MAX
+    })));
     for copy in 0..cfg.sentinel_copies {
         if copy > 0 {
             std::thread::sleep(cfg.sentinel_gap);
         }
-        let s = Datagram::sentinel(sent, copy, cfg.sentinel_copies, now_ns());
+        let s = Datagram::sentinel(nonce, sent, copy, cfg.sentinel_copies, now_ns());
         if let Err(e) = socket.send(&s) {
             tracing::debug!(error = %e, copy, "sentinel send failed");
         }
     }
     let report = BlastReport {
         to: cfg.to,
+        source,
+        nonce,
         rate: cfg.rate,
         size: cfg.size,
         sent,
+        due: limit,
+        sender_limited,
+        interrupted: interrupted_run,
         send_calls: calls,
         send_errors: errors,
         secs,
-        achieved_rate: if secs > 0.0 { sent as f64 / secs } else { 0.0 },
+        achieved_rate,
         max_late_us: max_late.as_secs_f64() * 1e6,
     };
     tracing::info!(%report, "blast done");

@@ -6,6 +6,7 @@
 //! the kernel a stale pointer.
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 /// Largest datagram a receive slot holds; longer ones arrive truncated (and
@@ -20,6 +21,7 @@ const CMSG_WORDS: usize = 8;
 pub struct RecvBatch {
     bufs: Vec<u8>,
     cmsgs: Vec<u64>,
+    addrs: Vec<libc::sockaddr_storage>,
     iovecs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     filled: usize,
@@ -34,9 +36,12 @@ impl RecvBatch {
         let zero_iov: libc::iovec = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let zero_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        // SAFETY: all-zero bytes are a valid `sockaddr_storage` (AF_UNSPEC).
+        let zero_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         RecvBatch {
             bufs: vec![0; n * SLOT],
             cmsgs: vec![0; n * CMSG_WORDS],
+            addrs: vec![zero_addr; n],
             iovecs: vec![zero_iov; n],
             hdrs: vec![zero_hdr; n],
             filled: 0,
@@ -63,8 +68,8 @@ impl RecvBatch {
                 iov_len: SLOT,
             };
             let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = std::ptr::null_mut();
-            h.msg_namelen = 0;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iovecs[i];
             h.msg_iovlen = 1;
             h.msg_control = cmsg.cast();
@@ -73,8 +78,8 @@ impl RecvBatch {
             self.hdrs[i].msg_len = 0;
         }
         self.filled = 0;
-        // SAFETY: `hdrs` holds n initialised headers whose iovecs and control
-        // buffers point into `self.bufs`/`self.cmsgs`, which outlive the call
+        // SAFETY: `hdrs` holds n initialised headers whose iovecs, names and
+        // control buffers point into `self.bufs`/`self.addrs`/`self.cmsgs`, which outlive the call
         // and are not otherwise borrowed; a null timeout is allowed.
         let rc = unsafe {
             libc::recvmmsg(
@@ -99,6 +104,40 @@ impl RecvBatch {
         let len = (self.hdrs[i].msg_len as usize).min(SLOT);
         let bytes = &self.bufs[i * SLOT..i * SLOT + len];
         (bytes, self.ovfl(i))
+    }
+
+    /// Where datagram `i` of the last call came from (`None` for an address
+    /// family other than IPv4/IPv6).
+    pub fn source(&self, i: usize) -> Option<SocketAddr> {
+        assert!(i < self.filled, "datagram {i} of {}", self.filled);
+        let len = self.hdrs[i].msg_hdr.msg_namelen as usize;
+        let storage = &self.addrs[i];
+        match i32::from(storage.ss_family) {
+            libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the kernel wrote a `sockaddr_in` (family AF_INET,
+                // length checked) into this storage, which is aligned for it.
+                let a = unsafe {
+                    &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+                };
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                )))
+            }
+            libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, a `sockaddr_in6`.
+                let a = unsafe {
+                    &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                };
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
     }
 
     fn ovfl(&self, i: usize) -> Option<u32> {

@@ -1,26 +1,35 @@
 //! A network namespace for the sink, behind a veth pair (Linux, root).
 //!
 //! ```text
-//!  host namespace                      namespace bd<pid>n<k>
-//!  blast ──> bdh<pid>n<k> ═══ veth ═══ bds<pid>n<k> ──> sink socket
-//!            169.254.X.Y+1/30          169.254.X.Y+2/30
+//!  host namespace                      namespace bdemo<k>
+//!  blast ──> bdh<k> ═══════ veth ═══════ bds<k> ──> sink socket
+//!            169.254.X.Y+1/30            169.254.X.Y+2/30
 //!            [tbf qdisc, optional]
 //! ```
 //!
 //! In its own namespace the sink's socket is the only UDP receiver, so the
 //! namespace's `Udp: RcvbufErrors` counts its drops alone: a third witness
 //! beside `SO_RXQ_OVFL` and `/proc/net/udp`. Link-local addresses keep the
-//! pair off every real network; the namespace and the pair are deleted on
-//! drop. Commands are `ip` and `tc` from iproute2.
+//! pair off every real network. Commands are `ip` and `tc` from iproute2.
+//!
+//! Slot `k` (0..16256) names the namespace, both interfaces and the /30.
+//! A run claims a slot with `ip netns add bdemo<k>`, which fails when the
+//! name exists (an exclusive create in `/run/netns`), so two runs at once,
+//! in any processes, never get the same slot; a slot whose /30 is already
+//! on a host interface (someone else's, or a leftover) is given back and
+//! the next one tried. Whatever this run created is deleted on drop, also
+//! when a later setup step failed.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{Error, Result};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// Slots: one /30 each in 169.254.1.0 - 169.254.254.255.
+const SLOTS: u32 = 254 * 64;
+/// Slots tried before giving up.
+const TRIES: u32 = 256;
 
 /// A namespace with a veth pair to the host; removed on drop.
 #[derive(Debug)]
@@ -29,6 +38,8 @@ pub struct Netns {
     host_if: String,
     host_addr: Ipv4Addr,
     sink_addr: Ipv4Addr,
+    /// This run created the veth pair (so drop deletes it).
+    link_created: bool,
 }
 
 /// Why namespaces cannot be used here, or `None` when they can.
@@ -43,7 +54,13 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
+/// Runs a command; `Err` carries its stderr.
 fn run(args: &[&str]) -> Result<()> {
+    output(args).map(|_| ())
+}
+
+/// Runs a command and returns its stdout.
+fn output(args: &[&str]) -> Result<String> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -52,7 +69,7 @@ fn run(args: &[&str]) -> Result<()> {
             detail: e.to_string(),
         })?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(Error::Command {
             command: args.join(" "),
@@ -65,6 +82,26 @@ fn run(args: &[&str]) -> Result<()> {
     }
 }
 
+/// The error says the name was taken.
+fn exists(e: &Error) -> bool {
+    matches!(e, Error::Command { detail, .. } if detail.contains("File exists"))
+}
+
+/// The addresses of slot `k`: (host end, sink end).
+fn slot_addrs(k: u32) -> (Ipv4Addr, Ipv4Addr) {
+    let (third, fourth) = (1 + k / 64, (k % 64) * 4);
+    (
+        Ipv4Addr::new(169, 254, third as u8, (fourth + 1) as u8),
+        Ipv4Addr::new(169, 254, third as u8, (fourth + 2) as u8),
+    )
+}
+
+/// A starting slot that differs between runs (not derived from the pid,
+/// whose values repeat modulo the slot count).
+fn first_slot() -> u32 {
+    crate::loadgen::random_nonce().map_or(std::process::id(), |n| (n % u64::from(SLOTS)) as u32)
+}
+
 impl Netns {
     /// Creates the namespace and the veth pair; with `tbf_rate` (a `tc` rate
     /// such as `200mbit`) the host side gets a token-bucket qdisc.
@@ -72,30 +109,51 @@ impl Netns {
         if let Some(why) = unavailable() {
             return Err(Error::NetnsUnavailable { reason: why });
         }
-        let k = NEXT.fetch_add(1, Ordering::Relaxed);
-        let pid = std::process::id();
-        let name = format!("bd{pid}n{k}");
-        let host_if = format!("bdh{pid}n{k}");
-        let sink_if = format!("bds{pid}n{k}");
-        if host_if.len() > 15 {
-            return Err(Error::Config(format!("interface name {host_if} too long")));
+        let first = first_slot();
+        for i in 0..TRIES {
+            let k = (first + i) % SLOTS;
+            match Netns::claim(k, tbf_rate)? {
+                Some(ns) => return Ok(ns),
+                None => continue,
+            }
         }
-        // A /30 per (pid, k) inside 169.254.1.0 - 169.254.254.255.
-        let idx = (pid.wrapping_mul(8).wrapping_add(k)) % (254 * 64);
-        let (third, fourth) = (1 + idx / 64, (idx % 64) * 4);
-        let host_addr = Ipv4Addr::new(169, 254, third as u8, (fourth + 1) as u8);
-        let sink_addr = Ipv4Addr::new(169, 254, third as u8, (fourth + 2) as u8);
-        run(&["ip", "netns", "add", &name])?;
-        let ns = Netns {
+        Err(Error::NetnsUnavailable {
+            reason: format!(
+                "no free slot among {TRIES} tried (bdemo<k> namespaces or their addresses in use)"
+            ),
+        })
+    }
+
+    /// Tries slot `k`: `None` when it is taken (nothing of it left behind).
+    fn claim(k: u32, tbf_rate: Option<&str>) -> Result<Option<Netns>> {
+        let name = format!("bdemo{k}");
+        let sink_if = format!("bds{k}");
+        let (host_addr, sink_addr) = slot_addrs(k);
+        match run(&["ip", "netns", "add", &name]) {
+            Ok(()) => {}
+            Err(e) if exists(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        // From here on, dropping `ns` deletes what was made.
+        let mut ns = Netns {
             name,
-            host_if,
+            host_if: format!("bdh{k}"),
             host_addr,
             sink_addr,
+            link_created: false,
         };
-        let n = ns.name.as_str();
         let host = format!("{host_addr}/30");
         let sink = format!("{sink_addr}/30");
-        run(&[
+        let taken = output(&["ip", "-4", "-o", "addr", "show", "to", &host])?;
+        if !taken.trim().is_empty() {
+            tracing::info!(
+                slot = k,
+                on = taken.trim(),
+                "address range in use, next slot"
+            );
+            return Ok(None);
+        }
+        match run(&[
             "ip",
             "link",
             "add",
@@ -105,7 +163,12 @@ impl Netns {
             "peer",
             "name",
             &sink_if,
-        ])?;
+        ]) {
+            Ok(()) => ns.link_created = true,
+            Err(e) if exists(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let n = ns.name.as_str();
         run(&["ip", "link", "set", &sink_if, "netns", n])?;
         run(&["ip", "addr", "add", &host, "dev", &ns.host_if])?;
         run(&["ip", "link", "set", &ns.host_if, "up"])?;
@@ -130,7 +193,12 @@ impl Netns {
             ])?;
         }
         tracing::info!(name = %ns.name, %host_addr, %sink_addr, "namespace up");
-        Ok(ns)
+        Ok(Some(ns))
+    }
+
+    /// The host end's interface name.
+    pub fn host_if(&self) -> &str {
+        &self.host_if
     }
 
     /// The namespace's name (for `ip netns exec`, [`in_netns`]).
@@ -166,7 +234,13 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Deleting the namespace destroys its veth end, and with it the pair.
+        // Deleting one end of the pair deletes both, at once; deleting the
+        // namespace alone would leave the pair until its last socket closed.
+        if self.link_created
+            && let Err(e) = run(&["ip", "link", "del", &self.host_if])
+        {
+            tracing::warn!(error = %e, "veth pair not removed");
+        }
         if let Err(e) = run(&["ip", "netns", "del", &self.name]) {
             tracing::warn!(error = %e, "namespace not removed");
         }

@@ -21,11 +21,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::account::{Ledger, Observations, Tally, Verdict};
+use crate::account::{Expect, Ledger, Observations, Tally, Verdict};
 use crate::error::{Error, Result};
 use crate::mmsg::{RecvBatch, interrupted, timed_out};
 use crate::netns;
 use crate::sockopt::{self, Rcvbuf};
+use crate::stop::Stop;
+
+/// Most datagrams per `recvmmsg` (the kernel's `UIO_MAXIOV`).
+pub const MAX_BATCH: usize = 1024;
+/// Largest application queue, datagrams (16 bytes each).
+pub const MAX_QUEUE: usize = 1 << 24;
+/// Most CPU work per datagram, microseconds (one second).
+pub const MAX_WORK_US: f64 = 1_000_000.0;
 
 /// Where the per-datagram work runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -76,6 +84,11 @@ pub struct SinkConfig {
     /// datagram). Applied only when the granted buffer holds at least four
     /// batches of 1 KiB per datagram; zero disables it.
     pub nap: Duration,
+    /// What is known of the stream in advance (nonce, source); the rest is
+    /// learnt from its first data datagram.
+    pub expect: Expect,
+    /// Stops the receiver early (the report then says so).
+    pub stop: Stop,
 }
 
 impl Default for SinkConfig {
@@ -93,6 +106,8 @@ impl Default for SinkConfig {
             timeout: None,
             netns: None,
             nap: Duration::from_micros(50),
+            expect: Expect::default(),
+            stop: Stop::new(),
         }
     }
 }
@@ -134,6 +149,8 @@ pub struct SinkReport {
     pub peak_queue_depth: usize,
     /// Peak resident memory of the process, KiB.
     pub peak_rss_kib: Option<u64>,
+    /// A stop was requested before the sentinel arrived.
+    pub interrupted: bool,
 }
 
 impl std::fmt::Display for SinkReport {
@@ -164,7 +181,11 @@ impl std::fmt::Display for SinkReport {
             self.latency_max_us,
             self.peak_queue_depth,
             self.peak_rss_kib.map_or("?".into(), |k| k.to_string())
-        )
+        )?;
+        if self.interrupted {
+            write!(f, "\ninterrupted: stopped before the sentinel arrived")?;
+        }
+        Ok(())
     }
 }
 
@@ -205,6 +226,7 @@ struct ReceiverOut {
     queue_dropped: u64,
     naps: u64,
     inline: Processed,
+    interrupted: bool,
 }
 
 #[derive(Default)]
@@ -261,14 +283,21 @@ impl Sink {
     /// Creates and binds the socket (inside `config.netns` if set), sets the
     /// receive buffer and `SO_RXQ_OVFL`.
     pub fn bind(config: SinkConfig) -> Result<Sink> {
-        if config.batch == 0 || config.queue == 0 {
-            return Err(Error::Config(
-                "--batch and --queue must be at least 1".into(),
-            ));
-        }
-        if !(config.work_us >= 0.0 && config.work_us.is_finite()) {
+        if !(1..=MAX_BATCH).contains(&config.batch) {
             return Err(Error::Config(format!(
-                "--work-us {} is not a duration",
+                "--batch {} is outside 1..={MAX_BATCH}",
+                config.batch
+            )));
+        }
+        if !(1..=MAX_QUEUE).contains(&config.queue) {
+            return Err(Error::Config(format!(
+                "--queue {} is outside 1..={MAX_QUEUE}",
+                config.queue
+            )));
+        }
+        if !(config.work_us.is_finite() && (0.0..=MAX_WORK_US).contains(&config.work_us)) {
+            return Err(Error::Config(format!(
+                "--work-us {} is outside 0..={MAX_WORK_US} microseconds",
                 config.work_us
             )));
         }
@@ -405,7 +434,10 @@ impl Sink {
             let started = Instant::now();
             let mut last = (started, 0u64);
             loop {
-                let wait = cfg.progress.unwrap_or(Duration::from_secs(3600));
+                let wait = cfg
+                    .progress
+                    .filter(|p| !p.is_zero())
+                    .unwrap_or(Duration::from_secs(3600));
                 match done_rx.recv_timeout(wait) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         last = progress_line(&live, cfg, last);
@@ -418,7 +450,7 @@ impl Sink {
                 Some(p) => p.join().expect("processing thread panicked"),
                 None => Processed::default(),
             };
-            if cfg.progress.is_some() {
+            if cfg.progress.is_some_and(|p| !p.is_zero()) {
                 progress_line(&live, cfg, last);
                 if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                     eprintln!();
@@ -457,6 +489,7 @@ impl Sink {
             _ => 0.0,
         };
         let report = SinkReport {
+            interrupted: out.interrupted,
             local_addr: self.local_addr,
             mode: cfg.mode,
             batch: cfg.batch,
@@ -534,7 +567,7 @@ fn receive(
     let fd = socket.as_raw_fd();
     let mut batch = RecvBatch::new(cfg.batch);
     let mut out = ReceiverOut {
-        tally: Tally::new(),
+        tally: Tally::expecting(cfg.expect),
         recv_calls: 0,
         first_data: None,
         sentinel_at: None,
@@ -542,6 +575,7 @@ fn receive(
         queue_dropped: 0,
         naps: 0,
         inline: Processed::default(),
+        interrupted: false,
     };
     let nap = if granted / 1024 >= 4 * cfg.batch {
         cfg.nap
@@ -559,6 +593,10 @@ fn receive(
             tracing::warn!("no sentinel before the timeout");
             break;
         }
+        if cfg.stop.requested() {
+            out.interrupted = out.sentinel_at.is_none();
+            break;
+        }
         let n = match batch.recv(fd) {
             Ok(n) => n,
             Err(e) if timed_out(&e) || interrupted(&e) => continue,
@@ -572,7 +610,8 @@ fn receive(
         out.recv_calls += 1;
         for i in 0..n {
             let (bytes, ovfl) = batch.get(i);
-            match out.tally.on_datagram(bytes, ovfl) {
+            let source = batch.source(i);
+            match out.tally.on_datagram(bytes, source, ovfl) {
                 Verdict::Data { seq, sent_ns } => {
                     if out.first_data.is_none() {
                         out.first_data = Some(Instant::now());
@@ -589,6 +628,31 @@ fn receive(
                 }
                 Verdict::Sentinel { first: true } => out.sentinel_at = Some(Instant::now()),
                 Verdict::Sentinel { first: false } => {}
+                Verdict::Rejected { total, known } => {
+                    tracing::warn!(
+                        total,
+                        known,
+                        "sentinel refused: its total is below what arrived"
+                    )
+                }
+                Verdict::OtherStream {
+                    nonce,
+                    source,
+                    sentinel: true,
+                } => {
+                    tracing::warn!(
+                        nonce = format_args!("{nonce:016x}"),
+                        ?source,
+                        "sentinel of another stream ignored"
+                    )
+                }
+                Verdict::OtherStream { nonce, source, .. } => {
+                    tracing::debug!(
+                        nonce = format_args!("{nonce:016x}"),
+                        ?source,
+                        "datagram of another stream"
+                    )
+                }
                 Verdict::Foreign(why) => {
                     tracing::debug!(?why, len = bytes.len(), "foreign datagram")
                 }

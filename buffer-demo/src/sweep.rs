@@ -14,10 +14,17 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::account::Expect;
 use crate::error::{Error, Result};
-use crate::loadgen::{BlastConfig, blast};
+use crate::loadgen::{BlastConfig, MAX_RATE, blast, random_nonce};
 use crate::netns::Netns;
-use crate::sink::{Mode, Sink, SinkConfig};
+use crate::sink::{MAX_WORK_US, Mode, Sink, SinkConfig};
+use crate::stop::Stop;
+
+/// The longest trial, seconds.
+pub const MAX_TRIAL_SECS: f64 = 600.0;
+/// Most trials per configuration.
+pub const MAX_TRIALS: usize = 1000;
 
 /// The drop fraction a configuration may have at its maximum rate (0.01 %).
 pub const LOSS_FREE: f64 = 1e-4;
@@ -187,6 +194,9 @@ pub struct SweepConfig {
     pub netns: bool,
     /// Optional `tbf` rate on the host side of the veth pair (`200mbit`).
     pub tbf: Option<String>,
+    /// Stops the sweep between (or inside) trials: the table then holds
+    /// the trials that finished.
+    pub stop: Stop,
 }
 
 impl SweepConfig {
@@ -217,6 +227,7 @@ impl SweepConfig {
             max_trials: 9,
             netns: false,
             tbf: None,
+            stop: Stop::new(),
         }
     }
 }
@@ -232,6 +243,8 @@ pub struct SweepTable {
     pub size: usize,
     /// Whether the sink ran in its own namespace.
     pub netns: bool,
+    /// A stop was requested: the table holds only the trials that finished.
+    pub interrupted: bool,
     /// Per configuration: the highest loss-free rate.
     pub maxima: Vec<Maximum>,
     /// Every trial, in the order run.
@@ -257,7 +270,20 @@ pub struct Maximum {
     pub all_closed: bool,
 }
 
-/// Runs one trial: a fresh sink (in `netns` if given), a blast at it.
+/// The trial length `secs` as a duration, when it is one we run.
+fn trial_duration(secs: f64) -> Result<Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= MAX_TRIAL_SECS) {
+        return Err(Error::Config(format!(
+            "trial length {secs} s is outside (0, {MAX_TRIAL_SECS}] s"
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Runs one trial: a fresh sink (in `netns` if given), a blast at it. The
+/// sink is told the blast's nonce, so nothing else sent to its port can
+/// close its books. Returns [`Error::Interrupted`] when `stop` was
+/// requested meanwhile.
 pub fn run_trial(
     setup: SinkSetup,
     work_us: f64,
@@ -265,7 +291,10 @@ pub fn run_trial(
     secs: f64,
     size: usize,
     netns: Option<&Netns>,
+    stop: &Stop,
 ) -> Result<Trial> {
+    let duration = trial_duration(secs)?;
+    let nonce = random_nonce()?;
     let sink = Sink::bind(SinkConfig {
         bind: match netns {
             Some(ns) => ns.sink_addr(0),
@@ -275,9 +304,14 @@ pub fn run_trial(
         mode: setup.mode,
         batch: setup.batch,
         work_us,
-        timeout: Some(Duration::from_secs_f64(secs + 30.0)),
+        timeout: Some(duration + Duration::from_secs(30)),
         linger: Duration::from_millis(200),
         netns: netns.map(|n| n.name().to_string()),
+        expect: Expect {
+            nonce: Some(nonce),
+            source: None,
+        },
+        stop: stop.clone(),
         ..SinkConfig::default()
     })?;
     let granted = sink.rcvbuf().granted;
@@ -288,14 +322,19 @@ pub fn run_trial(
             to,
             rate,
             size,
-            duration: Duration::from_secs_f64(secs),
+            duration,
             drain: Duration::from_millis(50),
             sentinel_gap: Duration::from_millis(5),
+            nonce: Some(nonce),
+            stop: stop.clone(),
             ..BlastConfig::default()
         });
         (h.join().expect("sink thread panicked"), b)
     });
     let (r, b) = (sink_result?, blast_result?);
+    if stop.requested() || r.interrupted || b.interrupted {
+        return Err(Error::Interrupted { what: "the trial" });
+    }
     let l = &r.ledger;
     let trial = Trial {
         setup,
@@ -324,21 +363,82 @@ pub fn run_trial(
     Ok(trial)
 }
 
-/// Runs the sweep; `progress` is called after each trial.
-pub fn sweep(cfg: &SweepConfig, mut progress: impl FnMut(&Trial)) -> Result<SweepTable> {
+fn check(cfg: &SweepConfig) -> Result<()> {
+    trial_duration(cfg.secs)?;
+    let rate_ok = |r: f64| r.is_finite() && r > 0.0 && r <= MAX_RATE;
+    if let Some(r) = cfg.grid.iter().find(|r| !rate_ok(**r)) {
+        return Err(Error::Config(format!(
+            "grid rate {r} is outside (0, {MAX_RATE}] datagrams/s"
+        )));
+    }
+    if !(rate_ok(cfg.min_rate) && rate_ok(cfg.max_rate) && cfg.min_rate <= cfg.max_rate) {
+        return Err(Error::Config(format!(
+            "search bounds {}..={} are not rates within (0, {MAX_RATE}]",
+            cfg.min_rate, cfg.max_rate
+        )));
+    }
+    if !(cfg.precision.is_finite() && cfg.precision > 0.0) || cfg.max_trials > MAX_TRIALS {
+        return Err(Error::Config(format!(
+            "search precision {} must be above 0, trials {} at most {MAX_TRIALS}",
+            cfg.precision, cfg.max_trials
+        )));
+    }
+    if !(cfg.work_us.is_finite() && (0.0..=MAX_WORK_US).contains(&cfg.work_us)) {
+        return Err(Error::Config(format!(
+            "work {} us is outside 0..={MAX_WORK_US}",
+            cfg.work_us
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the sweep; `progress` is called after each trial. With
+/// `cfg.netns` it creates the namespace (and removes it, however the
+/// sweep ends); see [`sweep_in`] to bring one's own.
+pub fn sweep(cfg: &SweepConfig, progress: impl FnMut(&Trial)) -> Result<SweepTable> {
+    check(cfg)?;
     let ns = if cfg.netns {
         Some(Netns::create(cfg.tbf.as_deref())?)
     } else {
         None
     };
+    sweep_in(cfg, ns.as_ref(), progress)
+}
+
+/// Runs the sweep with the sink in `ns` (when given; `cfg.netns` and
+/// `cfg.tbf` are then not used). A stop request ends it after the trial
+/// under way, which is left out: the table says `interrupted`.
+pub fn sweep_in(
+    cfg: &SweepConfig,
+    ns: Option<&Netns>,
+    mut progress: impl FnMut(&Trial),
+) -> Result<SweepTable> {
+    check(cfg)?;
     let mut table = SweepTable {
         work_us: cfg.work_us,
         secs: cfg.secs,
         size: cfg.size,
-        netns: cfg.netns,
+        netns: ns.is_some(),
+        interrupted: false,
         maxima: Vec::new(),
         trials: Vec::new(),
     };
+    match run_setups(cfg, ns, &mut progress, &mut table) {
+        Ok(()) => Ok(table),
+        Err(Error::Interrupted { .. }) => {
+            table.interrupted = true;
+            Ok(table)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn run_setups(
+    cfg: &SweepConfig,
+    ns: Option<&Netns>,
+    progress: &mut impl FnMut(&Trial),
+    table: &mut SweepTable,
+) -> Result<()> {
     for &setup in &cfg.setups {
         let mut search = RateSearch::new(
             cfg.grid.first().copied().unwrap_or(100_000.0),
@@ -351,7 +451,7 @@ pub fn sweep(cfg: &SweepConfig, mut progress: impl FnMut(&Trial)) -> Result<Swee
         let mut all_closed = true;
         let mut n = 0;
         let mut one = |rate: f64, grid: bool, search: &mut RateSearch| -> Result<()> {
-            let mut t = run_trial(setup, cfg.work_us, rate, cfg.secs, cfg.size, ns.as_ref())?;
+            let mut t = run_trial(setup, cfg.work_us, rate, cfg.secs, cfg.size, ns, &cfg.stop)?;
             t.grid = grid;
             granted = t.rcvbuf_granted;
             all_closed &= t.residual == Some(0);
@@ -379,7 +479,7 @@ pub fn sweep(cfg: &SweepConfig, mut progress: impl FnMut(&Trial)) -> Result<Swee
             });
         }
     }
-    Ok(table)
+    Ok(())
 }
 
 /// The tour's grid: inline vs split, 8 KiB vs 4 MiB, batch 32, 1 µs of
@@ -436,6 +536,13 @@ impl SweepTable {
                 ", loopback"
             }
         );
+        if self.interrupted {
+            let _ = writeln!(
+                s,
+                "INTERRUPTED: only the {} trials that finished are shown",
+                self.trials.len()
+            );
+        }
         if !self.maxima.is_empty() {
             let _ = writeln!(s);
             let _ = writeln!(

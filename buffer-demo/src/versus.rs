@@ -8,39 +8,142 @@
 //! 4. Optionally (`strace`), receive syscalls per datagram: iperf3's server
 //!    under `strace -f -c` (a separate, slower run) against our sink's own
 //!    count of `recvmmsg` calls.
+//!
+//! Every iperf3 (and strace) process runs in a process group of its own
+//! under a [`Guarded`] handle that kills the whole group and reaps it when
+//! dropped: on success, on error, and on a stop request (SIGINT/SIGTERM
+//! through [`Stop`]), which every wait here checks. Each child also gets
+//! `PR_SET_PDEATHSIG` = SIGKILL, so that it dies with us even when we are
+//! killed with SIGKILL; the server also gets `--idle-timeout`, so that one
+//! left behind by a killed strace (whose tracee is detached, not killed)
+//! ends by itself.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::account::Expect;
 use crate::error::{Error, Result};
-use crate::loadgen::{BlastConfig, blast};
+use crate::loadgen::{BlastConfig, MAX_RATE, blast, random_nonce};
 use crate::sink::{Mode, Sink, SinkConfig};
-use crate::sweep::{LOSS_FREE, RateSearch, SinkSetup, run_trial};
+use crate::stop::{POLL, Stop};
+use crate::sweep::{LOSS_FREE, MAX_TRIAL_SECS, RateSearch, SinkSetup, run_trial};
+
+/// The longest iperf3 run, seconds.
+pub const MAX_SECS: u64 = 3600;
 
 /// How to compare.
 #[derive(Debug, Clone)]
 pub struct VersusConfig {
-    /// Seconds for iperf3 and for our run at its rate.
-    pub secs: f64,
-    /// Seconds per search trial.
-    pub search_secs: f64,
+    /// Whole seconds for iperf3 (its `-t`, where 0 would mean for ever) and
+    /// for our run at its rate: 1..=[`MAX_SECS`].
+    pub secs: u64,
+    /// Length of each search trial.
+    pub search_secs: Duration,
     /// Count iperf3's receive syscalls with strace (a separate run).
     pub strace: bool,
     /// Our sink's receive buffer request.
     pub rcvbuf: Option<usize>,
+    /// Stops the comparison (children are killed and reaped).
+    pub stop: Stop,
 }
 
 impl Default for VersusConfig {
     fn default() -> VersusConfig {
         VersusConfig {
-            secs: 5.0,
-            search_secs: 2.0,
+            secs: 5,
+            search_secs: Duration::from_secs(2),
             strace: true,
             rcvbuf: Some(4 << 20),
+            stop: Stop::new(),
         }
+    }
+}
+
+/// A child process in a process group of its own; dropping it kills the
+/// group (SIGKILL) and reaps the child.
+pub struct Guarded {
+    child: Child,
+    line: String,
+}
+
+impl Guarded {
+    /// Spawns `args` (program first) in a new process group, with
+    /// `PR_SET_PDEATHSIG` = SIGKILL (it fires when the spawning *thread*
+    /// ends: spawn from the thread that outlives the child).
+    pub fn spawn(args: &[&str], stdout: Stdio) -> Result<Guarded> {
+        let line = args.join(" ");
+        let parent = std::process::id();
+        let mut cmd = Command::new(args[0]);
+        cmd.args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes async-signal-safe system calls (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| Error::Command {
+            command: line.clone(),
+            detail: e.to_string(),
+        })?;
+        tracing::debug!(pid = child.id(), %line, "child started");
+        Ok(Guarded { child, line })
+    }
+
+    /// The child's pid (also its process group id).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the child to exit, at most `limit`, checking `stop`
+    /// every [`POLL`].
+    pub fn wait(&mut self, limit: Duration, stop: &Stop) -> Result<ExitStatus> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(Error::io("waitpid"))? {
+                return Ok(status);
+            }
+            if stop.requested() {
+                return Err(Error::Interrupted { what: "iperf3" });
+            }
+            if Instant::now() >= until {
+                return Err(Error::Command {
+                    command: self.line.clone(),
+                    detail: format!("still running after {limit:?}"),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as libc::pid_t;
+        // The whole group: strace's tracee, or anything iperf3 forked.
+        // SAFETY: kill has no memory preconditions; ESRCH (group gone) is fine.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        tracing::debug!(pid = pgid, line = %self.line, "child reaped");
     }
 }
 
@@ -88,21 +191,16 @@ pub struct VersusReport {
     pub rcvbuf: Option<usize>,
 }
 
-fn command_error(cmd: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::Command {
-        command: cmd.to_string(),
-        detail: e.to_string(),
-    }
-}
-
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::io("bind a probe port"))?;
     Ok(l.local_addr().map_err(Error::io("probe port"))?.port())
 }
 
 /// Runs an iperf3 server (once, `-1`) with `prefix` before it, waits for
-/// "Server listening", then the UDP client. Returns the client's JSON.
-fn iperf3_pair(prefix: &[&str], secs: f64) -> Result<serde_json::Value> {
+/// "Server listening", then the UDP client for `secs` whole seconds.
+/// Returns the client's JSON. Both children are killed and reaped on every
+/// way out.
+fn iperf3_pair(prefix: &[&str], secs: u64, stop: &Stop) -> Result<serde_json::Value> {
     let port = free_port()?.to_string();
     let mut args: Vec<&str> = prefix.to_vec();
     args.extend([
@@ -110,22 +208,19 @@ fn iperf3_pair(prefix: &[&str], secs: f64) -> Result<serde_json::Value> {
         "-s",
         "-1",
         "--forceflush",
+        "--idle-timeout",
+        "60",
         "-p",
         &port,
         "-B",
         "127.0.0.1",
     ]);
     let line = args.join(" ");
-    let mut server = Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(command_error(&line))?;
+    let mut server = Guarded::spawn(&args, Stdio::piped())?;
     // A reader thread signals "Server listening", then drains the rest so
-    // the server never blocks on a full pipe.
-    let out = BufReader::new(server.stdout.take().expect("piped"));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    // the server never blocks on a full pipe; it ends when the pipe closes.
+    let out = BufReader::new(server.child.stdout.take().expect("piped"));
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
     std::thread::spawn(move || {
         for text in out.lines() {
             let Ok(text) = text else { break };
@@ -134,16 +229,31 @@ fn iperf3_pair(prefix: &[&str], secs: f64) -> Result<serde_json::Value> {
             }
         }
     });
-    if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-        let _ = server.kill();
-        let _ = server.wait();
-        return Err(Error::Command {
-            command: line,
-            detail: "did not say \"Server listening\" within 20 s".into(),
-        });
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ready_rx.recv_timeout(POLL) {
+            Ok(()) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::Command {
+                    command: line,
+                    detail: "exited before saying \"Server listening\"".into(),
+                });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.requested() {
+            return Err(Error::Interrupted { what: "iperf3" });
+        }
+        if Instant::now() >= until {
+            return Err(Error::Command {
+                command: line,
+                detail: "did not say \"Server listening\" within 20 s".into(),
+            });
+        }
     }
-    let t = format!("{secs}");
+    let t = secs.to_string();
     let client_args = [
+        "iperf3",
         "-c",
         "127.0.0.1",
         "-p",
@@ -157,15 +267,22 @@ fn iperf3_pair(prefix: &[&str], secs: f64) -> Result<serde_json::Value> {
         &t,
         "--json",
     ];
-    let client_line = format!("iperf3 {}", client_args.join(" "));
-    let client = Command::new("iperf3")
-        .args(client_args)
-        .output()
-        .map_err(command_error(&client_line))?;
-    let _ = server.wait();
-    serde_json::from_slice(&client.stdout).map_err(|e| Error::Command {
+    let client_line = client_args.join(" ");
+    let mut client = Guarded::spawn(&client_args, Stdio::piped())?;
+    let mut stdout = client.child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    // iperf3 ends its test after `secs`; the rest is generous slack for a
+    // loaded machine, not a wait we expect.
+    let status = client.wait(Duration::from_secs(secs + 30), stop)?;
+    let json = reader.join().unwrap_or_default();
+    server.wait(Duration::from_secs(10), stop)?;
+    serde_json::from_slice(&json).map_err(|e| Error::Command {
         command: client_line,
-        detail: format!("{}: {e}", client.status),
+        detail: format!("{status}: {e}"),
     })
 }
 
@@ -201,17 +318,42 @@ pub fn parse_strace_calls(text: &str, names: &[&str]) -> u64 {
 
 /// Runs the comparison. Needs `iperf3` (and `strace` when asked).
 pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
-    let v = iperf3_pair(&[], cfg.secs)?;
+    if !(1..=MAX_SECS).contains(&cfg.secs) {
+        return Err(Error::Config(format!(
+            "--secs {} is outside 1..={MAX_SECS} (whole seconds: iperf3 -t 0 runs for ever)",
+            cfg.secs
+        )));
+    }
+    let search_secs = cfg.search_secs.as_secs_f64();
+    if !(search_secs > 0.0 && search_secs <= MAX_TRIAL_SECS) {
+        return Err(Error::Config(format!(
+            "--search-secs {search_secs} is outside (0, {MAX_TRIAL_SECS}]"
+        )));
+    }
+    let stop = &cfg.stop;
+    let v = iperf3_pair(&[], cfg.secs, stop)?;
     let iperf3 = parse_iperf3(&v).ok_or_else(|| Error::Command {
         command: "iperf3 -c ... --json".into(),
         detail: "no end.sum_received / sum_sent in its JSON".into(),
     })?;
     tracing::info!(?iperf3, "iperf3 done");
+    if !(iperf3.offered_rate.is_finite() && iperf3.offered_rate > 0.0) {
+        return Err(Error::Command {
+            command: "iperf3 -c ... --json".into(),
+            detail: format!("its offered rate {} is not a rate", iperf3.offered_rate),
+        });
+    }
 
+    let nonce = random_nonce()?;
     let sink = Sink::bind(SinkConfig {
         rcvbuf: cfg.rcvbuf,
         mode: Mode::Split,
-        timeout: Some(Duration::from_secs_f64(cfg.secs + 30.0)),
+        timeout: Some(Duration::from_secs(cfg.secs + 30)),
+        expect: Expect {
+            nonce: Some(nonce),
+            source: None,
+        },
+        stop: stop.clone(),
         ..SinkConfig::default()
     })?;
     let to = sink.local_addr();
@@ -219,14 +361,21 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
         let h = s.spawn(move || sink.run());
         let b = blast(&BlastConfig {
             to,
-            rate: iperf3.offered_rate,
+            rate: iperf3.offered_rate.min(MAX_RATE),
             size: 64,
-            duration: Duration::from_secs_f64(cfg.secs),
+            duration: Duration::from_secs(cfg.secs),
+            nonce: Some(nonce),
+            stop: stop.clone(),
             ..BlastConfig::default()
         });
         (h.join().expect("sink thread panicked"), b)
     });
     let (r, b) = (r?, b?);
+    if stop.requested() {
+        return Err(Error::Interrupted {
+            what: "our run at iperf3's rate",
+        });
+    }
 
     let setup = SinkSetup {
         mode: Mode::Split,
@@ -235,7 +384,7 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
     };
     let mut search = RateSearch::new(iperf3.delivered_rate, 10_000.0, 4_000_000.0, 0.05, 8);
     while let Some(rate) = search.next_rate() {
-        let t = run_trial(setup, 0.0, rate, cfg.search_secs, 64, None)?;
+        let t = run_trial(setup, 0.0, rate, search_secs, 64, None, stop)?;
         tracing::info!(rate, drops = t.drop_fraction, "search trial");
         search.record(t.offered, t.achieved, t.drop_fraction <= LOSS_FREE);
     }
@@ -253,7 +402,8 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
                 "-e",
                 "trace=read,recv,recvfrom,recvmsg,recvmmsg",
             ],
-            cfg.secs.min(2.0),
+            cfg.secs.min(2),
+            stop,
         )?;
         let text = std::fs::read_to_string(&file).map_err(Error::io(format!("read {f}")))?;
         let _ = std::fs::remove_file(&file);

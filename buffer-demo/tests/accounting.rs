@@ -72,7 +72,7 @@ fn queue_full_drops_counted_exactly() {
 #[test]
 fn foreign_datagrams_are_counted_and_harmless() {
     let mut wrong_len = vec![0u8; 64];
-    buffer_demo::wire::Datagram::emit_data(&mut wrong_len, 0, 0);
+    buffer_demo::wire::Datagram::emit_data(&mut wrong_len, 1, 0, 0);
     let truncated = &wrong_len[..40];
     let mut bad_kind = wrong_len.clone();
     bad_kind[4] = 7;

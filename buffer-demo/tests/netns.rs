@@ -49,7 +49,16 @@ fn netns_sweep_trial_with_tbf() {
         rcvbuf: Some(4 << 20),
         batch: 32,
     };
-    let t = buffer_demo::sweep::run_trial(setup, 0.0, 20_000.0, 0.05, 64, Some(&ns)).unwrap();
+    let t = buffer_demo::sweep::run_trial(
+        setup,
+        0.0,
+        20_000.0,
+        0.05,
+        64,
+        Some(&ns),
+        &buffer_demo::Stop::new(),
+    )
+    .unwrap();
     assert_eq!(t.residual, Some(0), "{t:?}");
     assert_eq!(t.rcvbuf_errors, Some(t.kernel_dropped), "{t:?}");
     assert!(ns.qdisc_drops().is_some());

@@ -8,9 +8,32 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use buffer_demo::account::Expect;
+use buffer_demo::netns::Netns;
 use buffer_demo::sweep::SweepConfig;
-use buffer_demo::{BlastConfig, Mode, SinkConfig};
+use buffer_demo::{BlastConfig, Error, Mode, SinkConfig, Stop};
+use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
+use cli_values::{float_in, seconds};
+
+/// Exit code after SIGINT/SIGTERM, once the report is printed.
+const INTERRUPTED: u8 = 130;
+
+/// A stream nonce as `blast` prints it: 16 hex digits, `0x` allowed.
+fn nonce(s: &str) -> Result<u64, String> {
+    let t = s.strip_prefix("0x").unwrap_or(s);
+    if t.len() != 16 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "expected a stream nonce of 16 hex digits (as blast prints it), got {s:?}"
+        ));
+    }
+    u64::from_str_radix(t, 16).map_err(|e| e.to_string())
+}
+
+/// A receive buffer request, bytes (the kernel doubles it into a C int).
+fn rcvbuf_bytes() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(1..=1 << 30)
+}
 
 /// A UDP sink that does not drop, a paced load generator, and an account of
 /// every datagram: delivered, dropped in the application queue, dropped by
@@ -38,7 +61,7 @@ enum Cmd {
         bind: SocketAddr,
         /// SO_RCVBUF request in bytes (Linux doubles it, capped at
         /// net.core.rmem_max); default: the system's rmem_default.
-        #[arg(long)]
+        #[arg(long, value_parser = rcvbuf_bytes())]
         rcvbuf: Option<usize>,
         /// Use SO_RCVBUFFORCE (needs CAP_NET_ADMIN) to pass rmem_max; the
         /// report says when it was refused.
@@ -49,29 +72,41 @@ enum Cmd {
         /// work between receive calls.
         #[arg(long, value_enum, default_value_t = Mode::Split)]
         mode: Mode,
-        /// CPU work per datagram, microseconds.
-        #[arg(long, default_value_t = 0.0)]
+        /// CPU work per datagram, microseconds (up to 1 s).
+        #[arg(long, default_value_t = 0.0,
+              value_parser = float_in(0.0, buffer_demo::sink::MAX_WORK_US, "microseconds of work"))]
         work_us: f64,
-        /// Queue capacity in datagrams (split mode).
-        #[arg(long, default_value_t = 65536)]
+        /// Queue capacity in datagrams (split mode), up to 16 M.
+        #[arg(long, default_value_t = 65536,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_QUEUE as u64))]
         queue: usize,
-        /// Datagrams per recvmmsg call.
-        #[arg(long, default_value_t = 32)]
+        /// Datagrams per recvmmsg call (1..=1024).
+        #[arg(long, default_value_t = 32,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_BATCH as u64))]
         batch: usize,
-        /// Give up after this many seconds without a sentinel.
-        #[arg(long)]
-        timeout: Option<f64>,
-        /// Progress line interval in seconds (0: none).
-        #[arg(long, default_value_t = 1.0)]
-        progress: f64,
+        /// Give up after this long without a sentinel (seconds, or 250ms, 2m; up to a day).
+        #[arg(long, value_parser = seconds(0.001, 86_400.0))]
+        timeout: Option<Duration>,
+        /// Progress line interval (seconds, or 500ms; 0: none).
+        #[arg(long, default_value = "1", value_parser = seconds(0.0, 3600.0))]
+        progress: Duration,
         /// Create the socket in this existing network namespace (`ip netns add NAME`).
         #[arg(long)]
         netns: Option<String>,
         /// After a receive call returning under half a batch, sleep this many
         /// microseconds so the next call gets more per syscall (only with a
         /// buffer of at least 4 batches x 1 KiB; 0: never).
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
         nap_us: u64,
+        /// Count only the stream with this nonce (16 hex digits, as blast
+        /// prints it); default: the nonce of the first data datagram.
+        #[arg(long, value_parser = nonce)]
+        nonce: Option<u64>,
+        /// Count only datagrams from this address; default: the source of
+        /// the first data datagram. Anything else is foreign: it can
+        /// neither add to the stream nor close it.
+        #[arg(long)]
+        from: Option<SocketAddr>,
         /// Print the report as one JSON object on the last line.
         #[arg(long)]
         json: bool,
@@ -80,26 +115,38 @@ enum Cmd {
     ///
     /// Datagram k is due at start + k/rate (absolute deadlines: no drift);
     /// batches go out with sendmmsg. After the stream and a drain pause,
-    /// 5 sentinel copies carry the number of datagrams sent.
+    /// 5 sentinel copies carry the number of datagrams sent. Every datagram
+    /// carries a nonce drawn for this run, which (with our source address)
+    /// is the only thing a sink takes a sentinel from. A sender that cannot
+    /// keep up with --rate stops shortly after --duration all the same, and
+    /// says so.
     Blast {
         /// Destination.
         #[arg(long)]
         to: SocketAddr,
-        /// Datagrams per second (0: as fast as the kernel takes them).
-        #[arg(long, default_value_t = 100_000.0)]
+        /// Datagrams per second, up to 50 M (0: as fast as the kernel takes them).
+        #[arg(long, default_value_t = 100_000.0,
+              value_parser = float_in(0.0, buffer_demo::loadgen::MAX_RATE, "datagrams per second"))]
         rate: f64,
-        /// Bytes per datagram including the 24-byte header.
-        #[arg(long, default_value_t = 64)]
+        /// Bytes per datagram including the 32-byte header (32..=9216).
+        #[arg(long, default_value_t = 64,
+              value_parser = RangedU64ValueParser::<usize>::new()
+                  .range(buffer_demo::wire::HEADER_LEN as u64..=buffer_demo::mmsg::SLOT as u64))]
         size: usize,
-        /// Seconds of sending.
-        #[arg(long, default_value_t = 5.0)]
-        duration: f64,
-        /// Datagrams per sendmmsg call.
-        #[arg(long, default_value_t = 32)]
+        /// How long to send (seconds, or 500ms, 2m; up to a day).
+        #[arg(long, default_value = "5", value_parser = seconds(0.001, 86_400.0))]
+        duration: Duration,
+        /// Datagrams per sendmmsg call (1..=1024).
+        #[arg(long, default_value_t = 32,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::loadgen::MAX_BATCH as u64))]
         batch: usize,
-        /// Pause before the sentinel, milliseconds.
-        #[arg(long, default_value_t = 100)]
+        /// Pause before the sentinel, milliseconds (up to 60000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         drain_ms: u64,
+        /// Use this stream nonce (16 hex digits) instead of a random one,
+        /// e.g. to tell it to `sink --nonce` in advance.
+        #[arg(long, value_parser = nonce)]
+        nonce: Option<u64>,
         /// One JSON object on the last line.
         #[arg(long)]
         json: bool,
@@ -122,12 +169,13 @@ enum Cmd {
         /// With --netns: a tbf rate limit on the host side (a tc rate, e.g. 200mbit).
         #[arg(long, requires = "netns")]
         tbf: Option<String>,
-        /// CPU work per datagram, microseconds.
-        #[arg(long, default_value_t = 1.0)]
+        /// CPU work per datagram, microseconds (up to 1 s).
+        #[arg(long, default_value_t = 1.0,
+              value_parser = float_in(0.0, buffer_demo::sink::MAX_WORK_US, "microseconds of work"))]
         work_us: f64,
-        /// Seconds of sending per trial.
-        #[arg(long, default_value_t = 1.0)]
-        secs: f64,
+        /// Sending time per trial (seconds, or 300ms; up to 600).
+        #[arg(long, default_value = "1", value_parser = seconds(0.01, buffer_demo::sweep::MAX_TRIAL_SECS))]
+        secs: Duration,
         /// Only the tour's short grid (inline/split x 8 KiB/4 MiB, 3 rates, no search).
         #[arg(long)]
         short: bool,
@@ -140,17 +188,18 @@ enum Cmd {
     /// strace) receive syscalls per datagram: printed side by side with the
     /// targets. Needs iperf3 (and strace).
     VersusIperf3 {
-        /// Seconds for iperf3 and for our run at its rate.
-        #[arg(long, default_value_t = 5.0)]
-        secs: f64,
-        /// Seconds per trial of our rate search.
-        #[arg(long, default_value_t = 2.0)]
-        search_secs: f64,
+        /// Whole seconds for iperf3 and for our run at its rate (1..=3600).
+        #[arg(long, default_value_t = 5,
+              value_parser = clap::value_parser!(u64).range(1..=buffer_demo::versus::MAX_SECS))]
+        secs: u64,
+        /// Length of each trial of our rate search (seconds, or 500ms; up to 600).
+        #[arg(long, default_value = "2", value_parser = seconds(0.01, buffer_demo::sweep::MAX_TRIAL_SECS))]
+        search_secs: Duration,
         /// Do not count iperf3's syscalls with strace.
         #[arg(long)]
         no_strace: bool,
         /// Our sink's SO_RCVBUF request in bytes.
-        #[arg(long, default_value_t = 4 << 20)]
+        #[arg(long, default_value_t = 4 << 20, value_parser = rcvbuf_bytes())]
         rcvbuf: usize,
         /// One JSON object on the last line.
         #[arg(long)]
@@ -161,11 +210,26 @@ enum Cmd {
 fn main() -> ExitCode {
     buffer_demo::init_tracing("warn");
     let cli = Cli::parse();
-    match run(cli.command) {
-        Ok(code) => code,
+    let stop = match Stop::on_signals() {
+        Ok(stop) => stop,
         Err(e) => {
             eprintln!("buffer-demo: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(cli.command, &stop) {
+        Ok(code) => code,
+        Err(Error::Interrupted { what }) => {
+            eprintln!("buffer-demo: interrupted before {what} finished; no report");
+            ExitCode::from(INTERRUPTED)
+        }
+        Err(e @ (Error::Config(_) | Error::DatagramSize { .. })) => {
+            eprintln!("buffer-demo: {e}");
             ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("buffer-demo: {e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -177,7 +241,7 @@ fn print_json(value: &impl serde::Serialize) -> buffer_demo::Result<()> {
     Ok(())
 }
 
-fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
+fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
     match cmd {
         Cmd::Sink {
             bind,
@@ -191,6 +255,8 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
             progress,
             netns,
             nap_us,
+            nonce,
+            from,
             json,
         } => {
             let sink = buffer_demo::Sink::bind(SinkConfig {
@@ -201,10 +267,15 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
                 work_us,
                 queue,
                 batch,
-                progress: (progress > 0.0).then(|| Duration::from_secs_f64(progress)),
-                timeout: timeout.map(Duration::from_secs_f64),
+                progress: (!progress.is_zero()).then_some(progress),
+                timeout,
                 netns,
                 nap: Duration::from_micros(nap_us),
+                expect: Expect {
+                    nonce,
+                    source: from,
+                },
+                stop: stop.clone(),
                 ..SinkConfig::default()
             })?;
             println!("listening on {}", sink.local_addr());
@@ -214,7 +285,9 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
             if json {
                 print_json(&report)?;
             }
-            Ok(if report.ledger.closes() {
+            Ok(if report.interrupted {
+                ExitCode::from(INTERRUPTED)
+            } else if report.ledger.closes() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -227,22 +300,29 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
             duration,
             batch,
             drain_ms,
+            nonce,
             json,
         } => {
             let report = buffer_demo::blast(&BlastConfig {
                 to,
                 rate,
                 size,
-                duration: Duration::from_secs_f64(duration),
+                duration,
                 batch,
                 drain: Duration::from_millis(drain_ms),
+                nonce,
+                stop: stop.clone(),
                 ..BlastConfig::default()
             })?;
             println!("{report}");
             if json {
                 print_json(&report)?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if report.interrupted {
+                ExitCode::from(INTERRUPTED)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Sweep {
             out,
@@ -260,10 +340,24 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
                 cfg.grid = quick.grid;
                 cfg.search = false;
             }
-            cfg.secs = secs;
-            cfg.netns = netns;
-            cfg.tbf = tbf;
-            let table = buffer_demo::sweep::sweep(&cfg, |t| {
+            cfg.secs = secs.as_secs_f64();
+            cfg.stop = stop.clone();
+            // Made here, not in the library, to say its name before the
+            // trials; dropped (deleted) when this arm ends, however it ends.
+            let ns = if netns {
+                let ns = Netns::create(tbf.as_deref())?;
+                eprintln!(
+                    "namespace {} (veth {} {} -> sink {})",
+                    ns.name(),
+                    ns.host_if(),
+                    ns.host_addr(),
+                    ns.sink_addr(0).ip()
+                );
+                Some(ns)
+            } else {
+                None
+            };
+            let table = buffer_demo::sweep::sweep_in(&cfg, ns.as_ref(), |t| {
                 eprintln!(
                     "{:<32} offered {:>8.0}/s achieved {:>8.0}/s drops {:>9.5} % (queue {}, kernel {}), residual {}",
                     t.label,
@@ -275,17 +369,24 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
                     t.residual.map_or("unknown".into(), |r| r.to_string())
                 )
             })?;
-            table.write_outputs(&out)?;
+            drop(ns);
+            if !table.trials.is_empty() {
+                table.write_outputs(&out)?;
+            }
             println!("{table}");
-            println!(
-                "wrote {}/results.csv, results.md, drops.svg, drops.png",
-                out.display()
-            );
+            if !table.trials.is_empty() {
+                println!(
+                    "wrote {}/results.csv, results.md, drops.svg, drops.png",
+                    out.display()
+                );
+            }
             if json {
                 print_json(&table)?;
             }
             let closed = table.trials.iter().all(|t| t.residual == Some(0));
-            Ok(if closed {
+            Ok(if table.interrupted {
+                ExitCode::from(INTERRUPTED)
+            } else if closed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -303,6 +404,7 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
                 search_secs,
                 strace: !no_strace,
                 rcvbuf: Some(rcvbuf),
+                stop: stop.clone(),
             })?;
             println!("{report}");
             if json {
@@ -310,5 +412,31 @@ fn run(cmd: Cmd) -> buffer_demo::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_numeric_flag_refuses_hostile_values() {
+        let failures = cli_values::numeric_flag_failures(&Cli::command());
+        assert!(
+            failures.is_empty(),
+            "flags that took a hostile value:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn nonce_takes_sixteen_hex_digits() {
+        assert_eq!(nonce("00000000cafef00d"), Ok(0xcafe_f00d));
+        assert_eq!(nonce("0xffffffffffffffff"), Ok(u64::MAX));
+        assert!(nonce("1e30").is_err());
+        assert!(nonce("cafef00d").is_err());
+        assert!(nonce("000000000000000g").is_err());
     }
 }
