@@ -114,6 +114,15 @@ pub enum Error {
         /// The OS error text.
         message: String,
     },
+    /// A path names a FIFO, socket, directory or device where a regular file is needed
+    /// (reading one would block until some other process opened it).
+    #[error("{path} is {found}: expected a regular file")]
+    NotRegularFile {
+        /// The path given.
+        path: String,
+        /// What it is ("a FIFO", "a directory", ...).
+        found: &'static str,
+    },
     /// A configuration value out of range.
     #[error("bad configuration: {what}")]
     Config {
@@ -139,6 +148,7 @@ impl Error {
             Error::Sdp { .. } => "sdp",
             Error::Wav { .. } => "wav",
             Error::Io { .. } => "io",
+            Error::NotRegularFile { .. } => "not_regular_file",
             Error::Config { .. } => "config",
         }
     }

@@ -44,17 +44,17 @@
 //! ahead of the playout point (`too_early`, which bounds memory). None of them panics.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
 use crate::conceal::{ConcealMode, Concealer};
 use crate::l16::{self, AudioFormat};
 use crate::rtp::RtpPacket;
-use crate::seq::{JitterEstimator, SeqOutcome, SourceValidator};
+use crate::seq::{JitterEstimator, SeqOutcome};
+use crate::source::{Sequenced, SourceFilter, SourceKey, SourceSeen, SourceTable};
 use crate::{Error, Result};
 
-/// Packets a receiver holds while the source is on probation (A.1).
-const MAX_PROBATION_HELD: usize = 8;
 /// Most packets the buffer holds at once.
 const MAX_BUFFERED: usize = 4096;
 /// How far ahead of the playout point a packet may be, in seconds.
@@ -156,7 +156,8 @@ pub struct RecvStats {
     pub duplicate: u64,
     /// Packets that arrived after a higher sequence number.
     pub reordered: u64,
-    /// Dropped datagrams by kind (`truncated`, `wrong_version`, `pt_change`, ...).
+    /// Dropped datagrams by kind (`truncated`, `wrong_version`, `pt_change`, `ssrc_change`,
+    /// `other_address`, `probation`, ...).
     pub bad: BTreeMap<&'static str, u64>,
     /// Concealed audio written to the output.
     pub concealed_ms: f64,
@@ -178,6 +179,12 @@ pub struct RecvStats {
     pub restarts: u64,
     /// Sample frames written to the output.
     pub frames_out: u64,
+    /// The sources heard (SSRC, address, packets), in the order they were first heard.
+    pub sources: Vec<SourceSeen>,
+    /// The source played: the first to pass RFC 3550 A.1 probation.
+    pub chosen_source: Option<SourceSeen>,
+    /// Sources forgotten to keep the table bounded (not in `sources`).
+    pub sources_forgotten: u64,
 }
 
 impl RecvStats {
@@ -201,8 +208,24 @@ impl RecvStats {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let mut sources = if self.sources.is_empty() {
+            "none".to_string()
+        } else {
+            self.sources
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if self.chosen_source.is_none() && !self.sources.is_empty() {
+            sources.push_str("; none passed probation (RFC 3550 A.1: 2 packets in sequence)");
+        }
+        if self.sources_forgotten > 0 {
+            sources.push_str(&format!("; {} more forgotten", self.sources_forgotten));
+        }
         format!(
-            "received {} packets ({} datagrams), played {}, lost {}, late {} ({:.2} %), \
+            "sources: {sources}\n\
+             received {} packets ({} datagrams), played {}, lost {}, late {} ({:.2} %), \
              duplicate {}, reordered {}\n\
              dropped as bad: {bad}\n\
              concealed {:.1} ms; underruns {}; jitter {:.2} ms (RFC 3550 A.8)\n\
@@ -272,11 +295,10 @@ impl Histogram {
     }
 }
 
-/// Which SSRC and extended numbering the stream has.
+/// The chosen source's extended numbering (its identity and A.1 state are in
+/// [`SourceTable`]).
 #[derive(Debug, Clone)]
 struct Source {
-    ssrc: u32,
-    validator: SourceValidator,
     /// Timestamp mapping: `ts_ref` is `ext_ref` in extended ticks.
     ts_ref: u32,
     ext_ref: i64,
@@ -288,16 +310,17 @@ struct Source {
     unique: u64,
     /// `seen[ext % SEEN_WINDOW] == ext` when that packet was received.
     seen: Vec<i64>,
-    /// Datagrams held during probation: (arrival, seq, ts, samples).
-    held: Vec<(i64, u16, u32, Vec<i16>)>,
 }
+
+/// A packet held while its source is on probation: arrival, timestamp, samples.
+type HeldPacket = (i64, u32, Vec<i16>);
 
 /// The jitter buffer. See the [module documentation](self).
 #[derive(Debug)]
 pub struct JitterBuffer {
     cfg: JitterConfig,
     concealer: Concealer,
-    payload_type: Option<u8>,
+    sources: SourceTable<HeldPacket>,
     source: Option<Source>,
     jitter: JitterEstimator,
     /// Buffered packets by extended timestamp.
@@ -331,8 +354,13 @@ pub struct JitterBuffer {
 }
 
 impl JitterBuffer {
-    /// A buffer for one stream.
+    /// A buffer for one stream, from whichever source passes probation first.
     pub fn new(cfg: JitterConfig) -> Result<Self> {
+        Self::with_source_filter(cfg, SourceFilter::default())
+    }
+
+    /// A buffer for one stream from a source that matches `filter` (see [`crate::source`]).
+    pub fn with_source_filter(cfg: JitterConfig, filter: SourceFilter) -> Result<Self> {
         if let Latency::Auto {
             min_ms,
             max_ms,
@@ -350,7 +378,7 @@ impl JitterBuffer {
         }
         Ok(JitterBuffer {
             concealer: Concealer::new(cfg.conceal, cfg.format.rate, cfg.format.channels),
-            payload_type: cfg.payload_type,
+            sources: SourceTable::new(filter, cfg.payload_type),
             cfg,
             source: None,
             jitter: JitterEstimator::new(),
@@ -396,19 +424,30 @@ impl JitterBuffer {
         Pushed::Dropped(kind)
     }
 
-    /// Takes one datagram that arrived at `now_us`.
+    /// Takes one datagram that arrived at `now_us` from a sender the driver does not name
+    /// (simulations): every packet counts as coming from the same address.
     pub fn push(&mut self, datagram: &[u8], now_us: u64) -> Pushed {
+        self.push_from(datagram, None, now_us)
+    }
+
+    /// Takes one datagram that arrived at `now_us` from `from`. Sources are told apart by
+    /// SSRC and address; only the chosen one's packets are played (see [`crate::source`]).
+    pub fn push_from(&mut self, datagram: &[u8], from: Option<SocketAddr>, now_us: u64) -> Pushed {
         self.stats.datagrams += 1;
         let now = now_us as i64;
         let packet = match RtpPacket::new_checked(datagram) {
             Ok(p) => p,
             Err(e) => return self.drop_bad(e.kind()),
         };
-        match self.payload_type {
-            Some(pt) if pt != packet.payload_type() => return self.drop_bad("pt_change"),
-            Some(_) => {}
-            None => self.payload_type = Some(packet.payload_type()),
-        }
+        let key = SourceKey {
+            ssrc: packet.ssrc(),
+            address: from,
+        };
+        let id = match self.sources.admit(key, packet.payload_type(), now_us) {
+            Ok(id) => id,
+            // Counted by the table, merged into the report by `stats`.
+            Err(kind) => return Pushed::Dropped(kind),
+        };
         let mut samples = std::mem::take(&mut self.samples);
         samples.clear();
         if let Err(e) = l16::decode(packet.payload(), self.cfg.format.channels, &mut samples) {
@@ -419,56 +458,40 @@ impl JitterBuffer {
             self.samples = samples;
             return self.drop_bad("empty_payload");
         }
-        let (seq, ts, ssrc) = (packet.sequence(), packet.timestamp(), packet.ssrc());
-        let outcome = match &mut self.source {
-            Some(src) if src.ssrc != ssrc => {
-                self.samples = samples;
-                return self.drop_bad("ssrc_change");
-            }
-            Some(src) => src.validator.update(seq),
-            None => {
-                let mut validator = SourceValidator::new(seq);
-                let outcome = validator.update(seq);
+        let (seq, ts) = (packet.sequence(), packet.timestamp());
+        let sequenced = self
+            .sources
+            .sequence(id, seq, now_us, || (now, ts, samples.clone()));
+        let result = match sequenced {
+            Sequenced::Held => Pushed::Accepted,
+            Sequenced::Chosen { held, extended } => {
+                let ts_ref = held.first().map_or(ts, |(_, (_, hts, _))| *hts);
                 self.source = Some(Source {
-                    ssrc,
-                    validator,
-                    ts_ref: ts,
+                    ts_ref,
                     ext_ref: 0,
                     max_ext_seq: None,
                     min_ext_seq: None,
                     unique: 0,
                     seen: vec![i64::MIN; SEEN_WINDOW],
-                    held: Vec::new(),
                 });
-                outcome
-            }
-        };
-        let result = match outcome {
-            SeqOutcome::Probation => {
-                let src = self.source.as_mut().expect("source set above");
-                if src.held.len() == MAX_PROBATION_HELD {
-                    src.held.remove(0);
-                }
-                src.held.push((now, seq, ts, samples.clone()));
-                Pushed::Accepted
-            }
-            SeqOutcome::Validated { .. } => {
-                let src = self.source.as_mut().expect("source set above");
-                let held = std::mem::take(&mut src.held);
-                for (arrival, hseq, hts, hsamples) in held {
-                    let ext = self.source.as_ref().expect("source").validator.extend(hseq);
+                for (ext, (arrival, hts, hsamples)) in held {
                     self.accept(ext, hts, &hsamples, arrival);
                 }
-                let ext = self.source.as_ref().expect("source").validator.extend(seq);
-                self.accept(ext, ts, &samples, now)
+                self.accept(extended, ts, &samples, now)
             }
-            SeqOutcome::Valid { extended } => self.accept(extended, ts, &samples, now),
-            SeqOutcome::Restarted { extended } => {
+            Sequenced::Stream(SeqOutcome::Valid { extended }) => {
+                self.accept(extended, ts, &samples, now)
+            }
+            Sequenced::Stream(SeqOutcome::Restarted { extended }) => {
                 self.stats.restarts += 1;
                 self.restart(ts);
                 self.accept(extended, ts, &samples, now)
             }
-            SeqOutcome::BadJump => self.drop_bad("seq_jump"),
+            Sequenced::Stream(SeqOutcome::BadJump) => self.drop_bad("seq_jump"),
+            // A chosen source has passed probation; A.1 never puts it back on probation.
+            Sequenced::Stream(SeqOutcome::Probation | SeqOutcome::Validated { .. }) => {
+                self.drop_bad("probation")
+            }
         };
         self.samples = samples;
         result
@@ -817,7 +840,19 @@ impl JitterBuffer {
                 s.lost = ((max - min + 1) as u64).saturating_sub(src.unique);
             }
         }
+        for (kind, n) in self.sources.dropped() {
+            *s.bad.entry(kind).or_insert(0) += n;
+        }
+        s.sources = self.sources.seen();
+        s.chosen_source = s.sources.iter().find(|x| x.chosen).cloned();
+        s.sources_forgotten = self.sources.forgotten();
         s
+    }
+
+    /// When the last packet of the chosen stream arrived, µs: the stream's activity, for a
+    /// driver's idle timeout. Datagrams of other sources and junk do not count.
+    pub fn last_stream_arrival_us(&self) -> Option<u64> {
+        self.sources.last_stream_us()
     }
 
     /// The configuration.

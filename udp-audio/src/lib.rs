@@ -5,24 +5,27 @@
 //!  WAV ─▶ wav ─▶ sender::Packetizer ─▶ rtp + l16 ─▶ net::send_audio (absolute deadlines)
 //!                                                        │ UDP (optionally through impair::Relay)
 //!                                                        ▼
-//!  WAV ◀─ wav::WavSink ◀─ jitter::JitterBuffer (seq: RFC 3550 A.1/A.8, conceal) ◀─ net::Receiver
+//!  WAV ◀─ wav::WavSink ◀─ jitter::JitterBuffer (source, seq: RFC 3550 A.1/A.8, conceal) ◀─ net::Receiver
 //! ```
 //!
 //! Layers:
 //! - **Wire** ([`rtp`], [`l16`]): RTP header views and emit (RFC 3550 §5.1), L16 payloads,
 //!   payload-type choice and SDP (RFC 3551 §4.5.11, RFC 4566).
-//! - **Sans-IO cores** ([`seq`], [`jitter`], [`conceal`], [`sender`], [`impair::Impairer`]):
-//!   state machines that take times as arguments; they never read a clock or touch a socket,
+//! - **Sans-IO cores** ([`seq`], [`source`], [`jitter`], [`conceal`], [`sender`],
+//!   [`impair::Impairer`]): state machines that take times as arguments; they never read a clock or touch a socket,
 //!   so every test of them runs on a simulated clock.
 //! - **Drivers** ([`net`], [`impair::Relay`]): blocking sockets, `clock_nanosleep` to absolute
 //!   deadlines, signals.
 //! - **Measures** ([`eval`], [`quality`], [`synth`]): SNR and segmental SNR after alignment,
 //!   the concealment matrix, and seeded test signals.
+//! - **Files** ([`files`], [`wav`]): inputs must be regular files, opened without blocking
+//!   (a FIFO with no writer is refused at once).
 //!
 //! It does not do RTCP receiver reports, SRTP or any codec other than L16.
 pub mod conceal;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod impair;
 pub mod jitter;
 pub mod l16;
@@ -31,6 +34,7 @@ pub mod quality;
 pub mod rtp;
 pub mod sender;
 pub mod seq;
+pub mod source;
 pub mod synth;
 pub mod wav;
 pub use error::{Error, Result};

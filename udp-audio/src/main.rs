@@ -17,11 +17,12 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use udp_audio::conceal::ConcealMode;
-use udp_audio::impair::{ImpairConfig, Relay};
+use udp_audio::impair::{ImpairConfig, MAX_DELAY_MS, Relay};
 use udp_audio::jitter::{JitterConfig, Latency};
 use udp_audio::l16::{AudioFormat, DEFAULT_PTIME_MS};
 use udp_audio::net::{self, Receiver, RecvOptions, SendOptions};
 use udp_audio::quality::{self, Condition};
+use udp_audio::source::SourceFilter;
 use udp_audio::{Error, Result, eval, synth, wav};
 
 #[derive(Debug, Parser)]
@@ -92,10 +93,10 @@ struct RecvArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["rate", "channels"])]
     sdp: Option<PathBuf>,
     /// Sample rate (RTP clock), Hz, when there is no SDP.
-    #[arg(long, requires = "channels")]
+    #[arg(long, requires = "channels", value_parser = clap::value_parser!(u32).range(1..=384_000))]
     rate: Option<u32>,
     /// Channels, when there is no SDP.
-    #[arg(long, requires = "rate")]
+    #[arg(long, requires = "rate", value_parser = clap::value_parser!(u16).range(1..=16))]
     channels: Option<u16>,
     /// Accept only this payload type (default: the SDP's, or the first packet's).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
@@ -108,12 +109,21 @@ struct RecvArgs {
     /// delay in ms after the first packet.
     #[arg(long, default_value = "auto")]
     latency: Latency,
-    /// End when nothing has arrived for this many seconds after the first datagram.
-    #[arg(long, default_value_t = 2.0, value_parser = parse_secs)]
-    idle_timeout: f64,
-    /// Give up when nothing at all arrives within this many seconds (default: wait).
-    #[arg(long, value_parser = parse_secs)]
-    first_timeout: Option<f64>,
+    /// End when no packet of the stream has arrived for this long (seconds, or 500ms, 2s);
+    /// other datagrams do not count.
+    #[arg(long, default_value = "2", value_parser = cli_values::seconds(0.001, 86_400.0))]
+    idle_timeout: Duration,
+    /// Give up when no stream has been found within this long (default: wait).
+    #[arg(long, value_parser = cli_values::seconds(0.001, 86_400.0))]
+    first_timeout: Option<Duration>,
+    /// Play only the stream sent from this address (HOST:PORT; port 0: any port of HOST).
+    /// By default the first source to send 2 packets in sequence (RFC 3550 A.1) is played,
+    /// and only from the address it came from.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    source: Option<SocketAddr>,
+    /// Play only the stream with this SSRC (decimal or 0x-hexadecimal).
+    #[arg(long, value_parser = parse_ssrc)]
+    ssrc: Option<u32>,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -128,29 +138,30 @@ struct ImpairArgs {
     #[arg(long, value_parser = parse_addr)]
     forward: SocketAddr,
     /// Loss probability, 0..1 (stationary loss rate with --burst).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = cli_values::float_in(0.0, 1.0, "a probability"))]
     loss: f64,
     /// Mean burst length in packets (Gilbert-Elliott); without it losses are independent.
-    #[arg(long)]
+    #[arg(long, value_parser = cli_values::float_in(1.0, MAX_BURST, "a mean burst length in datagrams"))]
     burst: Option<f64>,
     /// Fixed delay, ms.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = cli_values::float_in(0.0, MAX_DELAY_MS, "milliseconds"))]
     delay: f64,
     /// Extra delay uniform in [0, JITTER] ms.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = cli_values::float_in(0.0, MAX_DELAY_MS, "milliseconds"))]
     jitter: f64,
     /// Probability a datagram is held behind the next one to three.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = cli_values::float_in(0.0, 1.0, "a probability"))]
     reorder: f64,
     /// Probability a datagram is sent twice.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = cli_values::float_in(0.0, 1.0, "a probability"))]
     duplicate: f64,
     /// Seed of the random decisions: the same seed gives the same losses.
     #[arg(long)]
     seed: u64,
-    /// End when nothing has arrived for this many seconds (default: run until Ctrl-C).
-    #[arg(long, value_parser = parse_secs)]
-    idle_timeout: Option<f64>,
+    /// End when nothing has arrived for this long (seconds, or 500ms, 2s; default: run until
+    /// Ctrl-C).
+    #[arg(long, value_parser = cli_values::seconds(0.001, 86_400.0))]
+    idle_timeout: Option<Duration>,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -174,7 +185,7 @@ struct QualityArgs {
     #[arg(long = "signal", value_name = "NAME=FILE", value_parser = parse_signal)]
     signals: Vec<(String, PathBuf)>,
     /// Seconds of each synthetic signal.
-    #[arg(long, default_value_t = 20.0, value_parser = parse_secs)]
+    #[arg(long, default_value_t = 20.0, value_parser = cli_values::float_above(0.0, 86_400.0, "seconds"))]
     secs: f64,
     /// Loss conditions as LOSS or LOSS/BURST, e.g. 0.05 0.1 0.2 0.1/3 (default those).
     #[arg(long = "loss", value_name = "P[/BURST]", value_parser = parse_condition)]
@@ -198,13 +209,13 @@ struct SynthArgs {
     /// Output WAV file.
     out: PathBuf,
     /// Sample rate, Hz.
-    #[arg(long, default_value_t = 16000)]
+    #[arg(long, default_value_t = 16000, value_parser = clap::value_parser!(u32).range(1..=384_000))]
     rate: u32,
     /// Channels (speech is mono).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     channels: u16,
-    /// Duration, s.
-    #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
+    /// Duration, s (rate x channels x secs at most 2^25 samples).
+    #[arg(long, default_value_t = 5.0, value_parser = cli_values::float_above(0.0, 86_400.0, "seconds"))]
     secs: f64,
     /// Seed.
     #[arg(long, default_value_t = 1)]
@@ -218,13 +229,18 @@ fn parse_addr(s: &str) -> std::result::Result<SocketAddr, String> {
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
-fn parse_secs(s: &str) -> std::result::Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
-        _ => Err(format!(
-            "{s:?}: expected seconds, more than 0 and at most 86400"
-        )),
-    }
+/// Longest mean burst `impair --burst` takes, datagrams.
+const MAX_BURST: f64 = 1e6;
+/// Longest SDP file `recv --sdp` reads.
+const MAX_SDP_BYTES: u64 = 64 * 1024;
+
+fn parse_ssrc(s: &str) -> std::result::Result<u32, String> {
+    let t = s.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => t.parse::<u32>(),
+    };
+    parsed.map_err(|_| format!("{s:?}: expected an SSRC, 0..=4294967295 or 0x0..=0xffffffff"))
 }
 
 fn parse_signal(s: &str) -> std::result::Result<(String, PathBuf), String> {
@@ -238,11 +254,12 @@ fn parse_condition(s: &str) -> std::result::Result<Condition, String> {
     let bad =
         || format!("{s:?}: expected a loss probability such as 0.1, or 0.1/3 for bursts of mean 3");
     let (loss, burst) = match s.split_once('/') {
-        Some((l, b)) => (l, Some(b.parse::<f64>().map_err(|_| bad())?)),
+        Some((l, b)) => (l, Some(b.trim().parse::<f64>().map_err(|_| bad())?)),
         None => (s, None),
     };
-    let loss: f64 = loss.parse().map_err(|_| bad())?;
-    if !(0.0..1.0).contains(&loss) {
+    let loss: f64 = loss.trim().parse().map_err(|_| bad())?;
+    // NaN fails both range checks.
+    if !(0.0..1.0).contains(&loss) || burst.is_some_and(|b| !(1.0..=MAX_BURST).contains(&b)) {
         return Err(bad());
     }
     let name = match burst {
@@ -284,8 +301,7 @@ fn send(a: SendArgs) -> Result<()> {
 fn recv(a: RecvArgs) -> Result<()> {
     let (format, sdp_pt, sdp_addr) = match (&a.sdp, a.rate, a.channels) {
         (Some(path), _, _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::io(format!("reading SDP {}", path.display()), &e))?;
+            let text = udp_audio::files::read_text(path, MAX_SDP_BYTES)?;
             let s = udp_audio::l16::read_sdp(&text)?;
             let ip = s.address.unwrap_or([0, 0, 0, 0].into());
             (
@@ -313,11 +329,15 @@ fn recv(a: RecvArgs) -> Result<()> {
             latency: a.latency,
             conceal: a.conceal,
         },
-        idle_timeout: Duration::from_secs_f64(a.idle_timeout),
-        first_timeout: a.first_timeout.map(Duration::from_secs_f64),
+        idle_timeout: a.idle_timeout,
+        first_timeout: a.first_timeout,
         progress: true,
     };
-    let receiver = Receiver::bind(opts)?;
+    let mut receiver = Receiver::bind(opts)?;
+    receiver.set_source_filter(SourceFilter {
+        address: a.source,
+        ssrc: a.ssrc,
+    });
     // Tests and scripts read this line to learn the port chosen for port 0.
     eprintln!(
         "listening on {} ({} Hz x{}, {})",
@@ -347,10 +367,7 @@ fn impair(a: ImpairArgs) -> Result<()> {
         relay.local_addr(),
         a.forward
     );
-    let stats = relay.run(
-        a.idle_timeout.map(Duration::from_secs_f64),
-        net::stop_on_signals(),
-    )?;
+    let stats = relay.run(a.idle_timeout, net::stop_on_signals())?;
     print_report(&stats.report(), &stats, a.json);
     Ok(())
 }
@@ -382,6 +399,7 @@ fn quality_matrix(a: QualityArgs) -> Result<()> {
     };
     let mut signals = Vec::new();
     if a.signals.is_empty() {
+        synth::check_size(44100, 2, a.secs)?;
         signals.push((
             "speech-like".to_string(),
             synth::voice_like(16000, a.secs, a.seed),
@@ -427,6 +445,8 @@ fn quality_matrix(a: QualityArgs) -> Result<()> {
 }
 
 fn synthesize(a: SynthArgs) -> Result<()> {
+    let channels = if a.kind == "speech" { 1 } else { a.channels };
+    synth::check_size(a.rate, channels, a.secs)?;
     let audio = match a.kind.as_str() {
         "speech" => synth::voice_like(a.rate, a.secs, a.seed),
         "music" => synth::music_like(a.rate, a.channels, a.secs, a.seed),
@@ -469,6 +489,40 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("udp-audio: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_numeric_flag_refuses_hostile_values() {
+        let failures = cli_values::numeric_flag_failures(&Cli::command());
+        assert!(
+            failures.is_empty(),
+            "flags that took a hostile value:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn ssrc_takes_decimal_and_hex() {
+        assert_eq!(parse_ssrc("0x1234abcd"), Ok(0x1234_abcd));
+        assert_eq!(parse_ssrc("4294967295"), Ok(u32::MAX));
+        assert!(parse_ssrc("4294967296").is_err());
+        assert!(parse_ssrc("0x1_0000_0000").is_err());
+    }
+
+    #[test]
+    fn loss_conditions_refuse_bad_bursts() {
+        assert!(parse_condition("0.1/3").is_ok());
+        for bad in [
+            "0.1/nan", "0.1/inf", "0.1/-1", "0.1/0.5", "nan", "1", "0.1/1e30",
+        ] {
+            assert!(parse_condition(bad).is_err(), "{bad}");
         }
     }
 }

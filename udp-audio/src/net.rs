@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::jitter::{JitterBuffer, JitterConfig, RecvStats};
 use crate::l16::{AudioFormat, StreamParams};
 use crate::sender::{PacingRecorder, PacingSummary, Packetizer, Schedule};
+use crate::source::SourceFilter;
 use crate::wav::{self, Audio, WavSink};
 use crate::{Error, Result};
 
@@ -166,7 +167,10 @@ pub fn write_sdp_for(input: &Path, opts: &SendOptions) -> Result<PathBuf> {
 
 fn write_sdp_file(path: &Path, params: &StreamParams, to: SocketAddr) -> Result<()> {
     let sdp = crate::l16::write_sdp(params, to, "udp-audio");
-    std::fs::write(path, sdp).map_err(|e| Error::io(format!("writing {}", path.display()), &e))
+    use std::io::Write;
+    crate::files::create_output(path)?
+        .write_all(sdp.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), &e))
 }
 
 /// Streams `audio`, paced in real time.
@@ -279,9 +283,11 @@ pub struct RecvOptions {
     pub out: PathBuf,
     /// Jitter buffer settings.
     pub jitter: JitterConfig,
-    /// End when nothing has arrived for this long after the first datagram.
+    /// End when no packet of the chosen stream has arrived for this long (datagrams of
+    /// other sources and junk do not count).
     pub idle_timeout: Duration,
-    /// Give up when nothing at all arrives for this long (`None`: wait for ever).
+    /// Give up when no stream has been found (no source passed probation) for this long
+    /// (`None`: wait for ever).
     pub first_timeout: Option<Duration>,
     /// Show a live progress line on a terminal.
     pub progress: bool,
@@ -292,6 +298,7 @@ pub struct RecvOptions {
 pub struct Receiver {
     socket: UdpSocket,
     opts: RecvOptions,
+    filter: SourceFilter,
 }
 
 impl Receiver {
@@ -303,7 +310,17 @@ impl Receiver {
         // the WAV is written.
         let sock = socket2::SockRef::from(&socket);
         let _ = sock.set_recv_buffer_size(1 << 20);
-        Ok(Receiver { socket, opts })
+        Ok(Receiver {
+            socket,
+            opts,
+            filter: SourceFilter::default(),
+        })
+    }
+
+    /// Accepts only a source matching `filter` (address and/or SSRC); by default the first
+    /// source to pass probation is played, and only from the address it came from.
+    pub fn set_source_filter(&mut self, filter: SourceFilter) {
+        self.filter = filter;
     }
 
     /// The bound address.
@@ -315,15 +332,18 @@ impl Receiver {
 
     /// Receives until the stream goes idle (or `stop` is set), writing the WAV.
     pub fn run(self, stop: &AtomicBool) -> Result<RecvStats> {
-        let Receiver { socket, opts } = self;
+        let Receiver {
+            socket,
+            opts,
+            filter,
+        } = self;
         let fmt = opts.jitter.format;
-        let mut jb = JitterBuffer::new(opts.jitter)?;
+        let mut jb = JitterBuffer::with_source_filter(opts.jitter, filter)?;
         let mut sink = WavSink::create(&opts.out, fmt.rate, fmt.channels)?;
         let epoch = monotonic_ns();
         let now_us = || (monotonic_ns() - epoch) / 1000;
         let mut buf = vec![0u8; 65536];
         let mut out = Vec::new();
-        let mut last_arrival: Option<u64> = None;
         let progress = opts.progress && std::io::stderr().is_terminal();
         let mut next_progress = 1_000_000u64;
         loop {
@@ -331,19 +351,26 @@ impl Receiver {
                 break;
             }
             let now = now_us();
-            // Wake for the next playout deadline, the idle timeout, or a stop check.
-            let idle_deadline = match last_arrival {
-                Some(t) => Some(t + opts.idle_timeout.as_micros() as u64),
-                None => opts.first_timeout.map(|d| d.as_micros() as u64),
+            // Wake for the next playout deadline, the idle timeout, or a stop check. Only
+            // the chosen stream's packets are activity: junk or another sender must not keep
+            // a finished session open.
+            let last_stream = jb.last_stream_arrival_us();
+            let idle_deadline = match last_stream {
+                Some(t) => Some(t.saturating_add(duration_us(opts.idle_timeout))),
+                None => opts.first_timeout.map(duration_us),
             };
             if let Some(d) = idle_deadline {
                 if now >= d {
-                    if last_arrival.is_none() {
+                    if last_stream.is_none() {
+                        let s = jb.stats();
                         return Err(Error::Config {
                             what: format!(
-                                "no datagram arrived on {} within {:?}",
+                                "no RTP stream on {} within {:?}: {} datagrams, {} sources heard, \
+                                 none passed probation (2 packets in sequence)",
                                 opts.listen,
-                                opts.first_timeout.unwrap_or_default()
+                                opts.first_timeout.unwrap_or_default(),
+                                s.datagrams,
+                                s.sources.len(),
                             ),
                         });
                     }
@@ -362,10 +389,8 @@ impl Receiver {
                 .set_read_timeout(Some(timeout))
                 .map_err(|e| Error::io("setting the receive timeout", &e))?;
             match socket.recv_from(&mut buf) {
-                Ok((n, _from)) => {
-                    let t = now_us();
-                    last_arrival = Some(t);
-                    jb.push(&buf[..n], t);
+                Ok((n, from)) => {
+                    jb.push_from(&buf[..n], Some(from), now_us());
                 }
                 Err(e)
                     if matches!(
@@ -402,6 +427,11 @@ impl Receiver {
         sink.finish()?;
         Ok(jb.stats())
     }
+}
+
+/// Microseconds of `d`, saturating (a `Duration` can exceed `u64` microseconds).
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

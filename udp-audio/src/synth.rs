@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::wav::Audio;
+use crate::{Error, Result};
 
 /// Peak level of every signal here, in dB relative to full scale (32767).
 pub const PEAK_DBFS: f64 = -3.0;
@@ -31,6 +32,36 @@ const VOWELS: [[f64; 3]; 6] = [
 ];
 /// Formant bandwidths in Hz.
 const FORMANT_BW: [f64; 3] = [80.0, 110.0, 160.0];
+
+/// Most samples (frames × channels) a synthetic signal may have: 64 MiB of 16-bit audio,
+/// e.g. 35 minutes of 16 kHz mono or 6 minutes of 48 kHz stereo. The signal is built in
+/// memory (with a 64-bit float working copy), so its size must be bounded before anything
+/// is allocated.
+pub const MAX_SAMPLES: u64 = 1 << 25;
+
+/// Checks that a signal of `secs` seconds at `rate` Hz and `channels` channels is within
+/// [`MAX_SAMPLES`] and returns its sample count; [`Error::Config`] names the product
+/// otherwise. Call it before [`voice_like`], [`music_like`] or [`tone`] with values from a
+/// user.
+pub fn check_size(rate: u32, channels: u16, secs: f64) -> Result<u64> {
+    let samples = secs * f64::from(rate) * f64::from(channels);
+    if !(samples.is_finite() && samples >= 0.0) {
+        return Err(Error::Config {
+            what: format!("{secs} s at {rate} Hz x{channels} is not a signal length"),
+        });
+    }
+    if samples.round() > MAX_SAMPLES as f64 {
+        return Err(Error::Config {
+            what: format!(
+                "{secs} s at {rate} Hz x{channels} is {:.0} samples; at most {MAX_SAMPLES} \
+                 ({} MiB of 16-bit audio): shorten --secs or lower --rate/--channels",
+                samples.round(),
+                (MAX_SAMPLES * 2) >> 20
+            ),
+        });
+    }
+    Ok(samples.round() as u64)
+}
 
 /// Frames in `secs` seconds at `rate`, rounded; 0 for nonsense input.
 fn frame_count(rate: u32, secs: f64) -> usize {
@@ -350,6 +381,19 @@ pub fn tone(rate: u32, channels: u16, secs: f64, hz: f64) -> Audio {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn sizes_are_bounded_before_anything_is_allocated() {
+        assert_eq!(check_size(16000, 1, 5.0).unwrap(), 80_000);
+        assert_eq!(check_size(16000, 1, 0.0).unwrap(), 0);
+        let e = check_size(384_000, 16, 86_400.0).unwrap_err().to_string();
+        assert!(e.contains("samples") && e.contains("at most"), "{e}");
+        assert!(check_size(16000, 1, f64::NAN).is_err());
+        assert!(check_size(16000, 1, f64::INFINITY).is_err());
+        assert!(check_size(16000, 1, -1.0).is_err());
+        assert!(check_size(48000, 2, 349.0).is_ok());
+        assert!(check_size(48000, 2, 350.0).is_err());
+    }
 
     fn peak_dbfs(a: &Audio) -> f64 {
         let peak = a

@@ -114,7 +114,7 @@ pub fn read_wav(path: &Path) -> Result<(Audio, SourceFormat)> {
         path: shown.clone(),
         reason,
     };
-    let mut file = File::open(path).map_err(|e| Error::io(format!("opening {shown}"), &e))?;
+    let mut file = crate::files::open_input(path)?;
     let file_len = file
         .metadata()
         .map_err(|e| Error::io(format!("reading {shown}"), &e))?
@@ -499,7 +499,7 @@ impl WavSink {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let file = File::create(path).map_err(|e| Error::io(format!("creating {shown}"), &e))?;
+        let file = crate::files::create_output(path)?;
         let writer = hound::WavWriter::new(BufWriter::new(file), spec)
             .map_err(|e| hound_write_error(&shown, e))?;
         Ok(WavSink {
