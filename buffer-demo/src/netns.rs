@@ -40,6 +40,7 @@ pub struct Netns {
     sink_addr: Ipv4Addr,
     /// This run created the veth pair (so drop deletes it).
     link_created: bool,
+    slot: u32,
 }
 
 /// Why namespaces cannot be used here, or `None` when they can.
@@ -106,15 +107,20 @@ impl Netns {
     /// Creates the namespace and the veth pair; with `tbf_rate` (a `tc` rate
     /// such as `200mbit`) the host side gets a token-bucket qdisc.
     pub fn create(tbf_rate: Option<&str>) -> Result<Netns> {
+        Netns::create_from(first_slot(), tbf_rate)
+    }
+
+    /// [`Netns::create`], looking for a free slot from `first` on (modulo
+    /// the slot count): two runs that start at the same slot still get
+    /// different ones.
+    pub fn create_from(first: u32, tbf_rate: Option<&str>) -> Result<Netns> {
         if let Some(why) = unavailable() {
             return Err(Error::NetnsUnavailable { reason: why });
         }
-        let first = first_slot();
         for i in 0..TRIES {
-            let k = (first + i) % SLOTS;
-            match Netns::claim(k, tbf_rate)? {
-                Some(ns) => return Ok(ns),
-                None => continue,
+            let k = (first % SLOTS + i) % SLOTS;
+            if let Some(ns) = Netns::claim(k, tbf_rate)? {
+                return Ok(ns);
             }
         }
         Err(Error::NetnsUnavailable {
@@ -141,6 +147,7 @@ impl Netns {
             host_addr,
             sink_addr,
             link_created: false,
+            slot: k,
         };
         let host = format!("{host_addr}/30");
         let sink = format!("{sink_addr}/30");
@@ -194,6 +201,11 @@ impl Netns {
         }
         tracing::info!(name = %ns.name, %host_addr, %sink_addr, "namespace up");
         Ok(Some(ns))
+    }
+
+    /// The slot this namespace holds (its name is `bdemo<slot>`).
+    pub fn slot(&self) -> u32 {
+        self.slot
     }
 
     /// The host end's interface name.

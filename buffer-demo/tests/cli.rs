@@ -76,3 +76,112 @@ fn help_explains() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("SO_RXQ_OVFL"));
 }
+
+/// Values that used to panic (`Duration::from_secs_f64`, capacity
+/// overflow) or run for ever: each is refused with exit code 2 and a
+/// message naming the flag, without a panic.
+#[test]
+fn hostile_flag_values_exit_2_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["blast", "--to", "127.0.0.1:9", "--duration=-1"],
+            "--duration",
+        ),
+        (
+            &["blast", "--to", "127.0.0.1:9", "--rate", "1e30"],
+            "--rate",
+        ),
+        (&["blast", "--to", "127.0.0.1:9", "--rate", "nan"], "--rate"),
+        (
+            &[
+                "blast",
+                "--to",
+                "127.0.0.1:9",
+                "--batch",
+                "18446744073709551615",
+            ],
+            "--batch",
+        ),
+        (&["blast", "--to", "127.0.0.1:9", "--size", "1"], "--size"),
+        (&["sink", "--timeout=-1"], "--timeout"),
+        (&["sink", "--progress=inf"], "--progress"),
+        (&["sink", "--queue", "18446744073709551615"], "--queue"),
+        (&["sink", "--batch", "4294967296"], "--batch"),
+        (&["sink", "--work-us", "1e30"], "--work-us"),
+        (&["sink", "--nonce", "1e30"], "--nonce"),
+        (&["sweep", "--out", "/nonexistent", "--secs=-1"], "--secs"),
+        (&["versus-iperf3", "--secs", "0"], "--secs"),
+        (&["versus-iperf3", "--secs", "inf"], "--secs"),
+        (&["versus-iperf3", "--search-secs", "nan"], "--search-secs"),
+    ];
+    for (args, flag) in cases {
+        let out = Command::new(BIN).args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?} does not name {flag}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// A rate no sender reaches: blast still stops shortly after --duration,
+/// says it was sender-limited, and its sentinel still closes the sink's books.
+#[test]
+fn blast_stops_at_its_duration_whatever_the_rate() {
+    let sink = buffer_demo::Sink::bind(buffer_demo::SinkConfig {
+        rcvbuf: Some(4 << 20),
+        timeout: Some(std::time::Duration::from_secs(30)),
+        ..buffer_demo::SinkConfig::default()
+    })
+    .unwrap();
+    let to = sink.local_addr().to_string();
+    let h = std::thread::spawn(move || sink.run());
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "blast",
+            "--to",
+            &to,
+            "--rate",
+            "50000000",
+            "--duration",
+            "0.2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // 0.2 s + at most 1 s of grace + the sentinel; generous for a loaded machine.
+    assert!(took.as_secs_f64() < 8.0, "took {took:?}");
+    assert!(text.contains("SENDER-LIMITED"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(json["sender_limited"], true);
+    let sent = json["sent"].as_u64().unwrap();
+    assert!(sent < 10_000_000, "{json}");
+    let r = h.join().unwrap().unwrap();
+    assert_eq!(r.ledger.sent, Some(sent), "{r}");
+}
+
+/// SIGINT while the sink waits: the report is printed and the exit code is 130.
+#[test]
+fn sink_interrupted_prints_its_report_and_exits_130() {
+    let mut sink = Command::new(BIN)
+        .args(["sink", "--bind", "127.0.0.1:0", "--progress", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(sink.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("listening on "), "{first}");
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    assert_eq!(unsafe { libc::kill(sink.id() as i32, libc::SIGINT) }, 0);
+    let rest: Vec<String> = out.lines().map(|l| l.unwrap()).collect();
+    let status = sink.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let text = rest.join("\n");
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(text.contains("no sentinel arrived"), "{text}");
+}

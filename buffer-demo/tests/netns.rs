@@ -63,3 +63,82 @@ fn netns_sweep_trial_with_tbf() {
     assert_eq!(t.rcvbuf_errors, Some(t.kernel_dropped), "{t:?}");
     assert!(ns.qdisc_drops().is_some());
 }
+
+/// Two runs that start looking at the same slot (as two sweeps whose pids
+/// differ by 2032 used to) get different namespaces and addresses, and both
+/// carry a trial whose books close.
+#[test]
+fn runs_starting_at_the_same_slot_get_distinct_namespaces() {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("runs_starting_at_the_same_slot_get_distinct_namespaces did not run: {why}");
+        return;
+    }
+    let first = 5000 + std::process::id() % 1000;
+    let a = Netns::create_from(first, None).unwrap();
+    let b = Netns::create_from(first, None).unwrap();
+    assert_ne!(a.name(), b.name());
+    assert_ne!(a.host_addr(), b.host_addr());
+    assert_ne!(a.sink_addr(0), b.sink_addr(0));
+    let setup = buffer_demo::sweep::SinkSetup {
+        mode: Mode::Split,
+        rcvbuf: Some(1 << 20),
+        batch: 32,
+    };
+    let stop = buffer_demo::Stop::new();
+    std::thread::scope(|s| {
+        let ta = s.spawn(|| {
+            buffer_demo::sweep::run_trial(setup, 0.0, 20_000.0, 0.05, 64, Some(&a), &stop)
+        });
+        let tb = buffer_demo::sweep::run_trial(setup, 0.0, 20_000.0, 0.05, 64, Some(&b), &stop);
+        assert_eq!(tb.unwrap().residual, Some(0));
+        assert_eq!(ta.join().unwrap().unwrap().residual, Some(0));
+    });
+}
+
+/// A veth pair that deletes itself.
+struct Squatter(String);
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
+/// A slot whose /30 is already on a host interface (someone else's) is
+/// skipped, not shared.
+#[test]
+fn a_slot_whose_addresses_are_in_use_is_skipped() {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("a_slot_whose_addresses_are_in_use_is_skipped did not run: {why}");
+        return;
+    }
+    let slot = 9000 + std::process::id() % 1000;
+    let (third, fourth) = (1 + slot / 64, (slot % 64) * 4 + 1);
+    let name = format!("bdtA{}", std::process::id());
+    let ok = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let peer = format!("bdtB{}", std::process::id());
+    ok(&["link", "add", &name, "type", "veth", "peer", "name", &peer]);
+    let _squatter = Squatter(name.clone());
+    ok(&[
+        "addr",
+        "add",
+        &format!("169.254.{third}.{fourth}/30"),
+        "dev",
+        &name,
+    ]);
+    let ns = Netns::create_from(slot, None).unwrap();
+    assert_ne!(ns.slot(), slot);
+    assert_ne!(ns.host_addr().octets()[2..], [third as u8, fourth as u8]);
+}
