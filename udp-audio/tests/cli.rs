@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::*;
 use udp_audio::eval::SNR_CAP_DB;
@@ -23,25 +23,6 @@ const SSRC: u32 = 0x1234_abcd;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// An RTP/L16 packet built by hand (RFC 3550 §5.1, RFC 3551 §4.5.11): V=2, no P/X/CC.
-fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, samples: &[i16]) -> Vec<u8> {
-    let mut v = vec![0x80, pt & 0x7f];
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&ts.to_be_bytes());
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    for x in samples {
-        v.extend_from_slice(&x.to_be_bytes());
-    }
-    v
-}
-
-/// The JSON number at `key`, as u64, with the whole report in the failure message.
-fn num(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no integer {key:?} in {v}"))
 }
 
 /// A valid 16 kHz mono stream with every kind of bad datagram mixed in over a real socket:
@@ -560,5 +541,225 @@ fn bad_arguments_are_refused_with_a_clear_message() {
                 "{cmd:?}: stderr does not mention {needle:?}:\n{stderr}"
             );
         }
+    }
+}
+
+/// Runs `cmd` (stdin closed) and waits for it at most `limit`; a hang is killed and fails.
+fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {limit:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A FIFO with no writer given as an input: `send`, `eval` (either file) and `recv --sdp`
+/// exit at once with an error naming the file and saying a regular file was expected
+/// (opening a FIFO for reading would otherwise wait for a writer for ever).
+#[test]
+fn a_fifo_input_is_refused_at_once() {
+    let dir = scratch("cli-fifo");
+    let fifo = dir.join("pipe.wav");
+    let c = std::ffi::CString::new(s(&fifo)).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let reference = dir.join("ref.wav");
+    write_signal(&reference, RATE, 1, 0.1);
+    let out = dir.join("out.wav");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["send", s(&fifo), "--to", "127.0.0.1:9"],
+        vec![
+            "send",
+            s(&fifo),
+            "--to",
+            "127.0.0.1:9",
+            "--sdp",
+            s(&out),
+            "--sdp-only",
+        ],
+        vec!["eval", s(&fifo), s(&reference)],
+        vec!["eval", s(&reference), s(&fifo)],
+        vec![
+            "recv",
+            "--sdp",
+            s(&fifo),
+            "--listen",
+            "127.0.0.1:0",
+            "--out",
+            s(&out),
+        ],
+    ];
+    for args in cases {
+        let o = output_within(bin().args(&args), Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(s(&fifo)) && stderr.contains("a FIFO: expected a regular file"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // An output that is a FIFO with no reader is refused too, instead of waiting for one.
+    let o = output_within(
+        bin().args(["synth", "tone", s(&fifo), "--secs", "0.1"]),
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a FIFO"), "{stderr}");
+}
+
+/// `synth` with a rate × duration × channels too large to hold in memory refuses with the
+/// product and the limit, before allocating or creating the file (it used to abort on a
+/// failed allocation).
+#[test]
+fn synth_refuses_a_signal_too_large_to_build() {
+    let dir = scratch("cli-synth-huge");
+    let out = dir.join("huge.wav");
+    for kind in ["tone", "music", "speech"] {
+        let stderr = run_fails(bin().args([
+            "synth",
+            kind,
+            s(&out),
+            "--rate",
+            "384000",
+            "--channels",
+            "16",
+            "--secs",
+            "86400",
+        ]));
+        assert!(
+            stderr.contains("samples") && stderr.contains("at most 33554432"),
+            "{kind}: {stderr}"
+        );
+        assert!(!out.exists(), "{kind}: nothing is written");
+    }
+    // Within the limit it still works.
+    run_ok(bin().args(["synth", "tone", s(&out), "--secs", "0.5"]));
+    assert_eq!(read_samples(&out).0.len(), 8000);
+}
+
+/// Values that used to be taken (and then panicked, aborted or ran for ever) exit with the
+/// usage code 2 and a message naming the flag, without a panic.
+#[test]
+fn hostile_numeric_values_exit_2_naming_the_flag() {
+    let out = scratch("cli-hostile-flags").join("x.wav");
+    let out = s(&out).to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["synth", "tone", &out, "--rate", "0"], "--rate"),
+        (vec!["synth", "tone", &out, "--secs", "1e30"], "--secs"),
+        (
+            vec!["synth", "tone", &out, "--channels", "70000"],
+            "--channels",
+        ),
+        (
+            vec![
+                "impair",
+                "--listen",
+                "127.0.0.1:0",
+                "--forward",
+                "127.0.0.1:9",
+                "--seed",
+                "1",
+                "--loss",
+                "nan",
+            ],
+            "--loss",
+        ),
+        (
+            vec![
+                "impair",
+                "--listen",
+                "127.0.0.1:0",
+                "--forward",
+                "127.0.0.1:9",
+                "--seed",
+                "1",
+                "--delay",
+                "inf",
+            ],
+            "--delay",
+        ),
+        (
+            vec![
+                "impair",
+                "--listen",
+                "127.0.0.1:0",
+                "--forward",
+                "127.0.0.1:9",
+                "--seed",
+                "1",
+                "--burst=-1",
+            ],
+            "--burst",
+        ),
+        (vec!["quality", "--loss", "0.1/inf"], "--loss"),
+        (vec!["quality", "--secs", "inf"], "--secs"),
+        (
+            vec![
+                "recv",
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                &out,
+                "--rate",
+                "16000",
+                "--channels",
+                "1",
+                "--idle-timeout",
+                "1e30",
+            ],
+            "--idle-timeout",
+        ),
+        (
+            vec![
+                "recv",
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                &out,
+                "--rate",
+                "4294967296",
+                "--channels",
+                "1",
+            ],
+            "--rate",
+        ),
+        (
+            vec![
+                "recv",
+                "--listen",
+                "127.0.0.1:0",
+                "--out",
+                &out,
+                "--rate",
+                "16000",
+                "--channels",
+                "1",
+                "--ssrc=-1",
+            ],
+            "--ssrc",
+        ),
+    ];
+    for (args, flag) in cases {
+        let o = output_within(bin().args(&args), Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{args:?}: stderr does not name {flag}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }

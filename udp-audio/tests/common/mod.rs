@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 /// Lines of a child's stream, delivered through a channel by a reader thread.
 pub fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -251,4 +253,23 @@ pub fn write_samples(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
         w.write_sample(s).unwrap();
     }
     w.finalize().unwrap();
+}
+
+/// An RTP/L16 packet built by hand (RFC 3550 §5.1, RFC 3551 §4.5.11): V=2, no P/X/CC.
+pub fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, samples: &[i16]) -> Vec<u8> {
+    let mut v = vec![0x80, pt & 0x7f];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&ts.to_be_bytes());
+    v.extend_from_slice(&ssrc.to_be_bytes());
+    for x in samples {
+        v.extend_from_slice(&x.to_be_bytes());
+    }
+    v
+}
+
+/// The JSON number at `key`, as u64, with the whole report in the failure message.
+pub fn num(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no integer {key:?} in {v}"))
 }
