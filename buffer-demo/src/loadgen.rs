@@ -64,8 +64,8 @@ impl Pacer {
 
 /// How long past `duration` a paced stream that fell behind may go on to
 /// send what was due: a tenth of the duration, from 1 s to 10 s (a loaded
-/// machine's sender catches up a short burst; a rate it cannot reach at
-/// all is cut there).
+/// machine's sender catches up a short burst). A stream that could not
+/// finish within it at the rate it reached is cut at `duration` itself.
 pub fn grace(duration: Duration) -> Duration {
     (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
@@ -314,7 +314,15 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
         let now = Instant::now();
         let want = match limit {
             Some(l) if sent >= l => break,
-            Some(_) if now >= deadline => {
+            // Past the duration, go on only while what is left can go out
+            // within the grace at the rate reached so far.
+            Some(l)
+                if now >= end
+                    && (now >= deadline
+                        || (l - sent) as f64
+                            > sent as f64 / now.duration_since(start).as_secs_f64()
+                                * deadline.duration_since(now).as_secs_f64()) =>
+            {
                 sender_limited = true;
                 break;
             }

@@ -160,16 +160,26 @@ impl Netns {
             );
             return Ok(None);
         }
+        // Fixed, locally administered MACs, so that the host side's
+        // neighbour entry can be set before the first datagram: a stream
+        // that starts while ARP is unresolved loses what overflows the
+        // neighbour queue, before the socket, where the books cannot see it.
+        let mac = |end: u8| format!("02:62:64:{:02x}:{:02x}:{end:02x}", k >> 8, k & 0xff);
+        let (host_mac, sink_mac) = (mac(1), mac(2));
         match run(&[
             "ip",
             "link",
             "add",
             &ns.host_if,
+            "address",
+            &host_mac,
             "type",
             "veth",
             "peer",
             "name",
             &sink_if,
+            "address",
+            &sink_mac,
         ]) {
             Ok(()) => ns.link_created = true,
             Err(e) if exists(&e) => return Ok(None),
@@ -179,6 +189,18 @@ impl Netns {
         run(&["ip", "link", "set", &sink_if, "netns", n])?;
         run(&["ip", "addr", "add", &host, "dev", &ns.host_if])?;
         run(&["ip", "link", "set", &ns.host_if, "up"])?;
+        run(&[
+            "ip",
+            "neigh",
+            "replace",
+            &sink_addr.to_string(),
+            "lladdr",
+            &sink_mac,
+            "dev",
+            &ns.host_if,
+            "nud",
+            "permanent",
+        ])?;
         run(&["ip", "-n", n, "addr", "add", &sink, "dev", &sink_if])?;
         run(&["ip", "-n", n, "link", "set", &sink_if, "up"])?;
         run(&["ip", "-n", n, "link", "set", "lo", "up"])?;
