@@ -224,6 +224,9 @@ pub struct FramedStream<S> {
     io: S,
     decoder: Decoder,
     outbox: Outbox,
+    /// Bytes read from and written to `io`, for idle detection.
+    bytes_read: u64,
+    bytes_written: u64,
 }
 
 impl<S: Read + Write> FramedStream<S> {
@@ -238,6 +241,8 @@ impl<S: Read + Write> FramedStream<S> {
             io,
             decoder: Decoder::new(config),
             outbox: Outbox::new(config, max_queued),
+            bytes_read: 0,
+            bytes_written: 0,
         }
     }
 
@@ -271,7 +276,10 @@ impl<S: Read + Write> FramedStream<S> {
                     self.decoder.finish()?;
                     return Ok(ReadStatus::Closed);
                 }
-                Ok(n) => self.decoder.commit(n),
+                Ok(n) => {
+                    self.bytes_read += n as u64;
+                    self.decoder.commit(n);
+                }
                 Err(e) if would_block(&e) => return Ok(ReadStatus::Open),
                 Err(e) if interrupted(&e) => {}
                 Err(e) => return Err(e.into()),
@@ -285,7 +293,40 @@ impl<S: Read + Write> FramedStream<S> {
     /// # Errors
     /// [`Error::Io`] from the socket.
     pub fn write_ready(&mut self) -> Result<bool, Error> {
-        Ok(self.outbox.write_to(&mut self.io)?)
+        let before = self.outbox.queued;
+        let result = self.outbox.write_to(&mut self.io);
+        self.bytes_written += (before - self.outbox.queued) as u64;
+        Ok(result?)
+    }
+
+    /// Bytes read from the stream so far (frames, partial frames and bytes
+    /// of discarded frames alike): a peer that makes progress moves it.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Bytes written to the stream so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Gives back the read buffer's memory when nothing is buffered and it
+    /// holds more than `keep` bytes, so that a connection that once received
+    /// a large frame does not hold its buffer while idle. Returns the bytes
+    /// released.
+    ///
+    /// Only a decoder between frames (nothing buffered, no frame being
+    /// discarded, no fatal error: those keep the offending header buffered)
+    /// is replaced by a fresh one, so no framing state is lost; its
+    /// [`discarded_frames`](Decoder::discarded_frames) count restarts at 0
+    /// and its read size starts small again.
+    pub fn release_read_buffer(&mut self, keep: usize) -> usize {
+        let held = self.decoder.capacity();
+        if held <= keep || self.decoder.buffered() > 0 || self.decoder.finish().is_err() {
+            return 0;
+        }
+        self.decoder = Decoder::new(*self.decoder.config());
+        held - self.decoder.capacity()
     }
 
     /// The outgoing queue.
@@ -322,4 +363,112 @@ fn would_block(err: &io::Error) -> bool {
 /// `Interrupted`: a signal arrived mid-call; try again.
 fn interrupted(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Interrupted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-memory peer: reads come from `input` then `WouldBlock`; writes
+    /// are kept.
+    struct Pipe {
+        input: Vec<u8>,
+        at: usize,
+        output: Vec<u8>,
+    }
+
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.at == self.input.len() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len() - self.at);
+            buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frame(len: usize) -> Vec<u8> {
+        let mut bytes = (len as u32).to_be_bytes().to_vec();
+        bytes.resize(4 + len, 7);
+        bytes
+    }
+
+    fn echo(stream: &mut FramedStream<Pipe>) -> ReadStatus {
+        stream
+            .read_frames(|frame, outbox| outbox.send(frame))
+            .unwrap()
+    }
+
+    #[test]
+    fn counts_bytes_moved_both_ways() {
+        let mut input = frame(10);
+        input.extend_from_slice(&[0, 0]); // half a header
+        let pipe = Pipe {
+            input,
+            at: 0,
+            output: Vec::new(),
+        };
+        let mut stream = FramedStream::new(pipe, Config::u32_be());
+        assert_eq!(echo(&mut stream), ReadStatus::Open);
+        assert_eq!(stream.bytes_read(), 16);
+        assert_eq!(stream.bytes_written(), 0);
+        assert!(stream.write_ready().unwrap());
+        assert_eq!(stream.bytes_written(), 14);
+        assert_eq!(stream.get_ref().output, frame(10));
+    }
+
+    #[test]
+    fn releases_a_large_read_buffer_only_between_frames() {
+        let big = 3 * 1024 * 1024;
+        let pipe = Pipe {
+            input: frame(big),
+            at: 0,
+            output: Vec::new(),
+        };
+        let mut stream = FramedStream::with_max_queued(pipe, Config::u32_be(), 16 << 20);
+        // All but the last byte: a partial frame is never released.
+        stream.get_mut().input.pop();
+        assert_eq!(echo(&mut stream), ReadStatus::Open);
+        let held = stream.decoder().capacity();
+        assert!(held > big);
+        assert_eq!(stream.release_read_buffer(1024), 0);
+        assert_eq!(stream.decoder().capacity(), held);
+        // The last byte completes it: now the buffer goes.
+        stream.get_mut().input.push(7);
+        assert_eq!(echo(&mut stream), ReadStatus::Open);
+        assert_eq!(stream.decoder().buffered(), 0);
+        assert_eq!(stream.release_read_buffer(held), 0, "not above keep");
+        assert_eq!(stream.release_read_buffer(1024), held);
+        assert_eq!(stream.decoder().capacity(), 0);
+        // The stream still frames.
+        stream.get_mut().input.extend_from_slice(&frame(5));
+        assert_eq!(echo(&mut stream), ReadStatus::Open);
+        assert!(stream.write_ready().unwrap());
+        assert_eq!(stream.get_ref().output.len(), 4 + big + 4 + 5);
+    }
+
+    #[test]
+    fn keeps_a_decoder_that_holds_a_fatal_header() {
+        let pipe = Pipe {
+            input: vec![0xff, 0xff, 0xff, 0xff],
+            at: 0,
+            output: Vec::new(),
+        };
+        let mut stream = FramedStream::new(pipe, Config::u32_be());
+        assert!(stream.read_frames(|f, o| o.send(f)).is_err());
+        assert_eq!(stream.release_read_buffer(0), 0);
+        assert!(stream.read_frames(|f, o| o.send(f)).is_err());
+    }
 }
