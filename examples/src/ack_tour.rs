@@ -2,12 +2,12 @@
 //! crash (a real SIGKILL of a real process), and the naive close losing
 //! messages beside it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ack_demo::client::{self, ClientSettings};
 use ack_demo::server::{Server, ServerSettings};
@@ -15,6 +15,9 @@ use serde_json::json;
 
 use crate::Error;
 use crate::tour::Section;
+
+/// The section's heading.
+pub const TITLE: &str = "ack-demo: acknowledged session through a crash; the naive close beside it";
 
 /// The hidden flag that makes the tour binary an `ack-demo` server, so that
 /// the tour can kill a real process.
@@ -34,6 +37,7 @@ pub fn serve(listen: SocketAddr, out: PathBuf, delay_us: u64) -> Result<(), ack_
     Ok(())
 }
 
+/// A helper process, killed on drop.
 struct Child_ {
     child: Child,
     addr: SocketAddr,
@@ -46,28 +50,87 @@ impl Drop for Child_ {
     }
 }
 
+/// How long a helper that printed no address may take to exit before it is
+/// killed (its stderr is read once it has gone).
+const CHILD_EXIT_WAIT: Duration = Duration::from_secs(5);
+
 fn spawn_server(listen: &str, out: &Path) -> Result<Child_, Error> {
     let exe = std::env::current_exe().map_err(|e| Error::io("finding the tour binary", e))?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([SERVER_FLAG, listen])
         .arg(out)
         .arg("100")
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", "error");
+    start_listening_child(command, "the ack-demo server process", CHILD_EXIT_WAIT)
+}
+
+/// Starts `command`, which prints `listening on ADDR` when ready. If it
+/// prints anything else, or nothing, the error carries its exit status and
+/// what it wrote on stderr (the real cause: a full disk, a port in use).
+fn start_listening_child(
+    mut command: Command,
+    what: &str,
+    exit_wait: Duration,
+) -> Result<Child_, Error> {
+    let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::io("starting the ack-demo server process", e))?;
+        .map_err(|e| Error::io(format!("starting {what}"), e))?;
+    // Drained for the child's whole life, so that it never blocks on a
+    // full pipe; the text is only looked at if it fails to start.
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let said = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
     let mut line = String::new();
-    let stdout = child.stdout.take().expect("piped");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| Error::io("reading the server's address", e))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let read = BufReader::new(stdout).read_line(&mut line);
     let addr = line
         .trim()
         .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| Error::Settings(format!("ack-demo server said {line:?}")))?;
-    Ok(Child_ { child, addr })
+        .and_then(|a| a.parse().ok());
+    if let (Ok(_), Some(addr)) = (&read, addr) {
+        return Ok(Child_ { child, addr });
+    }
+    let status = match wait_for_exit(&mut child, exit_wait) {
+        Some(status) => status.to_string(),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            format!("still running after {} ms, killed", exit_wait.as_millis())
+        }
+    };
+    let said = said.join().unwrap_or_default();
+    let said = said.trim();
+    let stderr = match (said.is_empty(), &read) {
+        (false, _) => said.to_owned(),
+        (true, Err(e)) => format!("nothing on stderr; reading its stdout failed: {e}"),
+        (true, Ok(_)) => format!(
+            "nothing on stderr; its first line was {line:?}, expected \"listening on ADDR\""
+        ),
+    };
+    Err(Error::ChildFailed {
+        what: what.to_owned(),
+        status,
+        stderr,
+    })
+}
+
+/// The child's exit status, polled until `limit`; `None` if it is still
+/// running.
+fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Ok(None) | Err(_) => return None,
+        }
+    }
 }
 
 fn out_lines(path: &Path) -> Vec<String> {
@@ -82,7 +145,8 @@ fn out_lines(path: &Path) -> Vec<String> {
 pub fn section(quick: bool) -> Result<Section, Error> {
     let dir = std::env::temp_dir().join(format!("tour-ack-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating a temp dir", e))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating the directory {}", dir.display()), e))?;
     let out = dir.join("out.txt");
     let count: u64 = if quick { 2000 } else { 10_000 };
     let size = 32;
@@ -179,8 +243,7 @@ pub fn section(quick: bool) -> Result<Section, Error> {
         ),
     ];
     Ok(Section {
-        title: "ack-demo: acknowledged session through a crash; the naive close beside it"
-            .to_owned(),
+        title: TITLE.to_owned(),
         lines: lines_out,
         passed,
         figures: json!({
@@ -192,4 +255,70 @@ pub fn section(quick: bool) -> Result<Section, Error> {
             "acked_vs_early_close": acked,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    #[test]
+    fn a_child_that_fails_to_start_is_reported_with_its_stderr_and_status() {
+        let err = start_listening_child(
+            shell(
+                "echo 'store /tmp/t/out.txt: opening: No space left on device (os error 28)' >&2; exit 3",
+            ),
+            "the ack-demo server process",
+            CHILD_EXIT_WAIT,
+        )
+        .err()
+        .expect("the child failed");
+        let text = err.to_string();
+        assert!(
+            text.contains("No space left on device") && text.contains("/tmp/t/out.txt"),
+            "{text}"
+        );
+        assert!(text.contains("exit status: 3"), "{text}");
+        assert!(text.contains("the ack-demo server process"), "{text}");
+    }
+
+    #[test]
+    fn a_child_that_says_something_else_is_quoted() {
+        let err = start_listening_child(shell("echo hello; exit 0"), "the helper", CHILD_EXIT_WAIT)
+            .err()
+            .expect("no address");
+        let text = err.to_string();
+        assert!(
+            text.contains("\"hello\\n\"") && text.contains("listening on ADDR"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_child_that_hangs_without_an_address_is_killed() {
+        let err = start_listening_child(
+            shell("echo wrong; exec sleep 60"),
+            "the helper",
+            Duration::from_millis(200),
+        )
+        .err()
+        .expect("no address");
+        assert!(err.to_string().contains("killed"), "{err}");
+    }
+
+    #[test]
+    fn a_child_that_listens_is_started() {
+        let child = start_listening_child(
+            shell("echo 'listening on 127.0.0.1:9'; exec sleep 60"),
+            "the helper",
+            CHILD_EXIT_WAIT,
+        )
+        .expect("it listens");
+        assert_eq!(child.addr, SocketAddr::from(([127, 0, 0, 1], 9)));
+    }
 }

@@ -43,6 +43,33 @@ pub enum Error {
         /// What failed.
         source: framing::Error,
     },
+    /// The server went silent: no byte within the client's timeout.
+    #[error(
+        "no answer from {addr} for {waited_ms} ms while {doing}, after {received} of {expected} echoes: \
+         the server accepted but stays silent (raise --timeout if it is only slow)"
+    )]
+    Timeout {
+        /// The server.
+        addr: std::net::SocketAddr,
+        /// The timeout, in milliseconds.
+        waited_ms: u64,
+        /// What the client was waiting for.
+        doing: String,
+        /// Echoes received intact.
+        received: u64,
+        /// Echoes expected.
+        expected: u64,
+    },
+    /// A helper process (the tour's `ack-demo` server) failed to start.
+    #[error("{what} exited ({status}) before it was ready; it said: {stderr}")]
+    ChildFailed {
+        /// Which process.
+        what: String,
+        /// Its exit status, or how it was found wanting.
+        status: String,
+        /// Its standard error (trimmed), or a note that it printed nothing.
+        stderr: String,
+    },
     /// An `ack-demo` run failed.
     #[error(transparent)]
     Ack(#[from] ack_demo::Error),

@@ -20,6 +20,21 @@ use crate::echo::{ClientReport, ClientSettings, EchoServer, ServerSettings, run_
 pub struct TourSettings {
     /// Smaller counts, for smoke tests of the tour itself.
     pub quick: bool,
+    /// Run only this section (`None`: all of them).
+    pub only: Option<Part>,
+}
+
+/// The tour's sections, to run one alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// `framing`: framed-echo over loopback TCP.
+    Framing,
+    /// `ack-demo`: the acknowledged session through a crash.
+    AckDemo,
+    /// `buffer-demo`: the UDP sink sweep.
+    BufferDemo,
+    /// `udp-audio`: speech over lossy UDP.
+    UdpAudio,
 }
 
 /// One demo's part of the report.
@@ -100,24 +115,35 @@ impl Report {
 /// Runs every section.
 pub fn run(settings: TourSettings) -> Report {
     let start = Instant::now();
-    let title = "framing: framed-echo over loopback TCP";
-    let mut sections =
-        vec![framing_section(settings).unwrap_or_else(|e| Section::failed(title, &e))];
-    sections.push(
-        crate::ack_tour::section(settings.quick).unwrap_or_else(|e| {
-            Section::failed("ack-demo: acknowledged session through a crash", &e)
-        }),
-    );
-    sections.push(buffer_section(settings.quick));
-    sections.push(
-        crate::audio_tour::section(settings.quick)
-            .unwrap_or_else(|e| Section::failed(crate::audio_tour::TITLE, &e)),
-    );
+    let wanted = |part: Part| settings.only.is_none_or(|only| only == part);
+    let mut sections = Vec::new();
+    if wanted(Part::Framing) {
+        sections
+            .push(framing_section(settings).unwrap_or_else(|e| Section::failed(FRAMING_TITLE, &e)));
+    }
+    if wanted(Part::AckDemo) {
+        sections.push(
+            crate::ack_tour::section(settings.quick)
+                .unwrap_or_else(|e| Section::failed(crate::ack_tour::TITLE, &e)),
+        );
+    }
+    if wanted(Part::BufferDemo) {
+        sections.push(buffer_section(settings.quick));
+    }
+    if wanted(Part::UdpAudio) {
+        sections.push(
+            crate::audio_tour::section(settings.quick)
+                .unwrap_or_else(|e| Section::failed(crate::audio_tour::TITLE, &e)),
+        );
+    }
     Report {
         sections,
         seconds: start.elapsed().as_secs_f64(),
     }
 }
+
+/// The framing section's heading.
+const FRAMING_TITLE: &str = "framing: framed-echo over loopback TCP";
 
 /// Largest frame the tour's server accepts.
 const TOUR_MAX_FRAME: usize = 1024 * 1024;
@@ -129,10 +155,7 @@ fn framing_section(settings: TourSettings) -> Result<Section, Error> {
         .build()?;
     let mut server = EchoServer::bind(
         SocketAddr::from(([127, 0, 0, 1], 0)),
-        ServerSettings {
-            framing,
-            ..ServerSettings::default()
-        },
+        ServerSettings::for_framing(framing),
     )?;
     let addr = server.local_addr();
     let stop = server.stop_handle();
@@ -186,7 +209,7 @@ fn framing_section(settings: TourSettings) -> Result<Section, Error> {
         ));
     }
     Ok(Section {
-        title: "framing: framed-echo over loopback TCP".to_owned(),
+        title: FRAMING_TITLE.to_owned(),
         lines,
         passed,
         figures: json!({
@@ -201,6 +224,7 @@ fn client(framing: Config, count: u64, size: usize) -> ClientSettings {
         count,
         size,
         framing,
+        timeout: crate::echo::DEFAULT_TIMEOUT,
     }
 }
 

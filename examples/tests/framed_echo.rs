@@ -1,50 +1,137 @@
 //! The `framed-echo` and `tour` binaries, run as a user runs them.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// A `framed-echo server` child on a free loopback port, killed on drop.
+/// Its stderr is collected as it comes, so a test can wait for a log line.
 struct Server {
     child: Child,
     addr: SocketAddr,
+    stdout: BufReader<ChildStdout>,
+    log: Arc<Mutex<String>>,
+    log_reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
-            .args(["server", "--listen", "127.0.0.1:0"])
+        Server::spawn(extra, None)
+    }
+
+    /// Starts the server with `RLIMIT_NOFILE` lowered to `nofile`.
+    fn start_with_fd_limit(extra: &[&str], nofile: u64) -> Server {
+        Server::spawn(extra, Some(nofile))
+    }
+
+    fn spawn(extra: &[&str], nofile: Option<u64>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_framed-echo"));
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--json"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("framed-echo starts");
+            .stderr(Stdio::piped());
+        if let Some(limit) = nofile {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command.spawn().expect("framed-echo starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&log);
+        let log_reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout is piped"))
+        stdout
             .read_line(&mut line)
             .expect("server prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("a socket address");
-        Server { child, addr }
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.wait();
+            thread::sleep(Duration::from_millis(100));
+            panic!(
+                "unexpected first line {line:?}; log: {}",
+                log.lock().unwrap()
+            );
+        };
+        let addr = addr.parse().expect("a socket address");
+        Server {
+            child,
+            addr,
+            stdout,
+            log,
+            log_reader: Some(log_reader),
+        }
     }
 
-    /// Kills the server and returns what it logged.
-    fn stop(mut self) -> String {
-        self.child.kill().expect("kill the server");
-        self.child.wait().expect("reap the server");
-        let mut log = String::new();
-        self.child
-            .stderr
-            .take()
-            .expect("stderr is piped")
-            .read_to_string(&mut log)
-            .expect("read the log");
-        log
+    /// What the server has logged so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `done(log)` holds, for at most `limit`; the log then.
+    fn wait_for_log(&self, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if done(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's peak resident memory so far, in KiB (`VmHWM`).
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in kB")
+    }
+
+    /// Stops the server with SIGTERM; returns its log and its counters.
+    fn stop(mut self) -> (String, serde_json::Value) {
+        // SAFETY: kill with a valid pid of our own child.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "SIGTERM the server");
+        let status = self.child.wait().expect("reap the server");
+        if let Some(reader) = self.log_reader.take() {
+            reader.join().unwrap();
+        }
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).expect("read stdout");
+        let log = self.log();
+        assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{log}");
+        let stats = last_json(rest.as_bytes());
+        assert_eq!(stats["program"], "framed-echo server");
+        (log, stats["stats"].clone())
     }
 }
 
@@ -148,7 +235,7 @@ fn bad_clients_are_dropped_with_the_reason_logged_and_others_served() {
     );
     assert!(again.status.success());
 
-    let log = server.stop();
+    let (log, _) = server.stop();
     assert!(
         log.contains("frame of 262144 bytes exceeds the maximum frame length of 65536"),
         "{log}"
@@ -203,4 +290,236 @@ fn tour_runs_and_passes() {
     assert_eq!(report["passed"], true);
     let framing = &report["sections"]["framing: framed-echo over loopback TCP"];
     assert!(framing["hostile_header_decoder_capacity"].as_u64().unwrap() <= 64 * 1024);
+}
+
+/// One u32-be frame of `len` bytes of `fill`.
+fn frame(len: usize, fill: u8) -> Vec<u8> {
+    let mut bytes = (len as u32).to_be_bytes().to_vec();
+    bytes.resize(4 + len, fill);
+    bytes
+}
+
+/// Reads one echo of `sent` within `timeout`, or says what happened.
+fn read_echo(stream: &mut TcpStream, sent: &[u8], timeout: Duration) -> Result<(), String> {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut echo = vec![0u8; sent.len()];
+    stream
+        .read_exact(&mut echo)
+        .map_err(|e| format!("no echo: {e}"))?;
+    if echo == sent {
+        Ok(())
+    } else {
+        Err("a different echo".to_owned())
+    }
+}
+
+#[test]
+fn queued_clients_are_served_once_descriptors_free_up() {
+    // 64 descriptors: about 56 clients once the server has its own.
+    let server = Server::start_with_fd_limit(&[], 64);
+    let clients = 150;
+    let mut streams: Vec<TcpStream> = (0..clients)
+        .map(|i| {
+            let mut s = TcpStream::connect(server.addr).expect("the backlog takes it");
+            s.write_all(&frame(100, i as u8)).unwrap();
+            s
+        })
+        .collect();
+    // Served one after another: each close frees the descriptor the next
+    // queued client needs.
+    for (i, stream) in streams.iter_mut().enumerate() {
+        if let Err(e) = read_echo(stream, &frame(100, i as u8), Duration::from_secs(10)) {
+            panic!(
+                "client {i} of {clients} not served: {e}; server log:\n{}",
+                server.log()
+            );
+        }
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+    drop(streams);
+    // And a new client after all that.
+    let out = client(server.addr, &["--count", "1000", "--size", "100"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (log, stats) = server.stop();
+    assert_eq!(stats["accepted"], clients + 1, "{log}");
+    assert_eq!(stats["completed"], clients + 1, "{log}");
+    assert!(stats["accept_exhausted"].as_u64().unwrap() >= 1, "{log}");
+    assert!(stats["accept_failures"].as_u64().unwrap() >= 1, "{log}");
+    // Logged once per time it ran out, not once per failed accept.
+    assert_eq!(
+        log.matches("accept failed").count() as u64,
+        stats["accept_exhausted"].as_u64().unwrap(),
+        "{log}"
+    );
+    assert!(log.contains("Too many open files"), "{log}");
+}
+
+#[test]
+fn memory_budget_bounds_the_server_while_clients_send_huge_partial_frames() {
+    const MIB: usize = 1024 * 1024;
+    let hostile = 24;
+    let server = Server::start(&[
+        "--max-frame",
+        &(4 * MIB).to_string(),
+        "--max-buffered-total",
+        &(16 * MIB).to_string(),
+    ]);
+    let addr = server.addr;
+    // Each declares a 4 MiB frame and sends all of it but the last byte.
+    let senders: Vec<_> = (0..hostile)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut bytes = frame(4 * MIB, b'x');
+                bytes.pop();
+                let _ = s.write_all(&bytes);
+                s
+            })
+        })
+        .collect();
+    // A read buffer completing a 4 MiB frame grows to 8 MiB: at most two
+    // fit the 16 MiB budget, so at least 22 are closed.
+    let log = server.wait_for_log(Duration::from_secs(60), |log| {
+        log.matches("over the memory budget").count() >= hostile - 2
+    });
+    assert!(
+        log.matches("over the memory budget").count() >= hostile - 2,
+        "{log}"
+    );
+    let held: Vec<TcpStream> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    // A good client is still served.
+    let out = client(addr, &["--count", "2000", "--size", "1000"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Unbounded, the server held 24 x 8 MiB = 192 MiB; bounded, the budget
+    // plus one connection's growth past it, plus the program.
+    let peak_mib = server.peak_rss_kib() / 1024;
+    drop(held);
+    let (log, stats) = server.stop();
+    assert!(peak_mib < 48, "peak RSS {peak_mib} MiB\n{log}");
+    assert!(stats["over_budget"].as_u64().unwrap() >= hostile as u64 - 2);
+    assert!(stats["peak_buffered_bytes"].as_u64().unwrap() <= (16 + 8) * MIB as u64);
+    eprintln!(
+        "peak RSS {peak_mib} MiB, {} closed over budget, peak buffered {} bytes",
+        stats["over_budget"], stats["peak_buffered_bytes"]
+    );
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let server = Server::start(&["--idle-timeout", "300ms"]);
+    // Silent; half a header; a header and part of the body.
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for i in 0..60 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => s.write_all(&[0, 0]).unwrap(),
+            _ => s.write_all(&frame(1000, 1)[..500]).unwrap(),
+        }
+        idle.push(s);
+    }
+    // An active client is not idle, however long it runs.
+    let out = client(server.addr, &["--count", "100000", "--size", "64"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (i, s) in idle.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("idle client {i} not closed: {other:?}\n{}", server.log()),
+        }
+    }
+    let (log, stats) = server.stop();
+    assert_eq!(stats["timed_out"], 60, "{log}");
+    assert_eq!(stats["completed"], 1, "{log}");
+}
+
+#[test]
+fn client_gives_up_on_a_silent_server_and_says_so() {
+    // Accepts and then neither reads nor writes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = thread::spawn(move || listener.accept().map(|(s, _)| s));
+    // Enough frames to fill every buffer, so the writer blocks too.
+    let out = client(
+        addr,
+        &["--count", "1000000", "--size", "64", "--timeout", "500ms"],
+    );
+    let _held = holder.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("no answer from {addr} for 500 ms")),
+        "{err}"
+    );
+    assert!(err.contains("after 0 of 1000000 echoes"), "{err}");
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_with_exit_code_2() {
+    for (args, named) in [
+        (&["--max-queued", "0"][..], "--max-queued"),
+        (&["--idle-timeout", "0"][..], "--idle-timeout"),
+        (
+            &["--max-frame", "1048576", "--max-buffered-total", "1048576"][..],
+            "twice the maximum frame length",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: started anyway");
+    }
+}
+
+#[test]
+fn hostile_numeric_values_exit_2_naming_the_flag() {
+    let server_args = ["server", "--listen", "127.0.0.1:0"];
+    let client_args = ["client", "--connect", "127.0.0.1:9"];
+    for (base, flag, value) in [
+        (&server_args, "--max-queued", "-1"),
+        (
+            &server_args,
+            "--max-queued",
+            "340282366920938463463374607431768211456",
+        ),
+        (&server_args, "--max-frame", "1e30"),
+        (&server_args, "--max-buffered-total", ""),
+        (&server_args, "--idle-timeout", "nan"),
+        (&server_args, "--idle-timeout", "inf"),
+        (&client_args, "--timeout", "-1"),
+        (&client_args, "--count", "18446744073709551616"),
+        (&client_args, "--size", "-inf"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+            .args(base)
+            .arg(format!("{flag}={value}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}={value}: {err}");
+        assert!(err.contains(flag), "{flag}={value}: {err}");
+        assert!(!err.contains("panicked"), "{flag}={value}: {err}");
+    }
 }

@@ -7,11 +7,29 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use examples::echo::{ClientSettings, EchoServer, ServerSettings, run_client};
+use examples::echo::{ClientSettings, EchoServer, ServerSettings, ServerStats, run_client};
 use examples::{Preset, init_tracing};
 use framing::nonblocking::DEFAULT_MAX_QUEUED;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Largest `--max-frame`: 4 GiB (the Python preset's long form goes past
+/// 2 GiB; buffers grow with the bytes that arrive, never to this value).
+const MAX_FRAME_FLAG: u64 = 1 << 32;
+/// Largest `--max-queued`: 1 GiB per client.
+const MAX_QUEUED_FLAG: u64 = 1 << 30;
+/// Largest `--max-buffered-total`: 1 TiB.
+const MAX_BUFFERED_FLAG: u64 = 1 << 40;
+/// Largest `--count`: 10^12 frames (days of echoing).
+const MAX_COUNT_FLAG: u64 = 1_000_000_000_000;
+/// Largest timeouts, in seconds: a day for the server's idle timeout, an
+/// hour for the client's.
+const MAX_IDLE_S: f64 = 86_400.0;
+const MAX_TIMEOUT_S: f64 = 3_600.0;
 
 /// Echo length-prefixed frames over TCP: a mio server for many clients and a
 /// pipelined client that checks every echo and reports messages/s and MB/s.
@@ -24,8 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve until killed; prints `listening on ADDR` when ready. A client
-    /// that sends an oversized or invalid frame is logged and dropped.
+    /// Serve until SIGINT/SIGTERM, then print what it did; prints
+    /// `listening on ADDR` when ready. A client that sends an oversized or
+    /// invalid frame is logged and dropped.
     Server(ServerArgs),
     /// Send COUNT frames of SIZE bytes, pipelined, and verify every echo.
     Client(ClientArgs),
@@ -37,9 +56,15 @@ struct FramingArgs {
     /// Frame layout.
     #[arg(long, value_enum, default_value_t = Preset::U32Be)]
     preset: Preset,
-    /// Largest frame accepted, in bytes [default: 8 MiB].
-    #[arg(long, value_name = "BYTES")]
-    max_frame: Option<usize>,
+    /// Largest frame accepted, in bytes, up to 4 GiB [default: 8 MiB].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=MAX_FRAME_FLAG))]
+    max_frame: Option<u64>,
+}
+
+impl FramingArgs {
+    fn config(&self) -> Result<framing::Config, examples::Error> {
+        Ok(self.preset.config(self.max_frame.map(to_usize))?)
+    }
 }
 
 #[derive(Args)]
@@ -49,9 +74,25 @@ struct ServerArgs {
     listen: SocketAddr,
     #[command(flatten)]
     framing: FramingArgs,
-    /// Bytes queued for one client before the server stops reading from it.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_QUEUED)]
-    max_queued: usize,
+    /// Bytes queued for one client before the server stops reading from it
+    /// (1 to 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_QUEUED as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_QUEUED_FLAG))]
+    max_queued: u64,
+    /// Bytes all clients together may hold (partial frames and queued
+    /// echoes); over it, the client holding the most is closed. At least
+    /// twice --max-frame [default: 64 MiB or 4 x --max-frame, the larger].
+    #[arg(long, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_BUFFERED_FLAG))]
+    max_buffered_total: Option<u64>,
+    /// Close a client that moves no byte either way for this long (`1.5`,
+    /// `500ms`, `30s`; 1 ms to 1 day).
+    #[arg(long, value_name = "DURATION", default_value = "10s",
+          value_parser = cli_values::seconds(0.001, MAX_IDLE_S))]
+    idle_timeout: Duration,
+    /// At exit, print the server's counters as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -59,23 +100,41 @@ struct ClientArgs {
     /// Server address.
     #[arg(long, value_name = "ADDR")]
     connect: SocketAddr,
-    /// Frames to send.
-    #[arg(long, default_value_t = 100_000)]
+    /// Frames to send (up to 10^12).
+    #[arg(long, default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_COUNT_FLAG))]
     count: u64,
-    /// Payload bytes per frame.
-    #[arg(long, value_name = "BYTES", default_value_t = 64)]
-    size: usize,
+    /// Payload bytes per frame (at most --max-frame).
+    #[arg(long, value_name = "BYTES", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_FRAME_FLAG))]
+    size: u64,
     #[command(flatten)]
     framing: FramingArgs,
+    /// Give up when the server answers nothing for this long, whether
+    /// connecting, sending or waiting for an echo (1 ms to 1 hour).
+    #[arg(long, value_name = "DURATION", default_value = "10s",
+          value_parser = cli_values::seconds(0.001, MAX_TIMEOUT_S))]
+    timeout: Duration,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
 }
 
+/// Values are bounded by clap far below `usize::MAX` on 64-bit targets;
+/// saturate on smaller ones.
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
 fn main() -> ExitCode {
     init_tracing("info");
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e @ examples::Error::Settings(_)) => {
+            eprintln!("framed-echo: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("framed-echo: {e}");
             ExitCode::FAILURE
@@ -83,29 +142,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), examples::Error> {
+fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
     match cli.command {
-        Command::Server(args) => {
-            let framing = args.framing.preset.config(args.framing.max_frame)?;
-            let mut server = EchoServer::bind(
-                args.listen,
-                ServerSettings {
-                    framing,
-                    max_queued: args.max_queued,
-                },
-            )?;
-            println!("listening on {}", server.local_addr());
-            server.run()?;
-            Ok(())
-        }
+        Command::Server(args) => serve(args),
         Command::Client(args) => {
-            let framing = args.framing.preset.config(args.framing.max_frame)?;
+            let framing = args.framing.config()?;
             let report = run_client(
                 args.connect,
                 ClientSettings {
                     count: args.count,
-                    size: args.size,
+                    size: to_usize(args.size),
                     framing,
+                    timeout: args.timeout,
                 },
             )?;
             println!(
@@ -122,7 +170,100 @@ fn run(cli: Cli) -> Result<(), examples::Error> {
                     serde_json::to_string(&report).expect("a report serializes")
                 );
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn serve(args: ServerArgs) -> Result<ExitCode, examples::Error> {
+    let framing = args.framing.config()?;
+    let mut settings = ServerSettings::for_framing(framing);
+    settings.max_queued = to_usize(args.max_queued);
+    settings.idle_timeout = args.idle_timeout;
+    if let Some(total) = args.max_buffered_total {
+        settings.max_buffered_total = to_usize(total);
+    }
+    let mut server = EchoServer::bind(args.listen, settings)?;
+
+    // SIGINT/SIGTERM stop the loop; the counters are printed after it.
+    let caught = Arc::new(AtomicI32::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| examples::Error::io("installing the SIGINT/SIGTERM handlers", e))?;
+    let stop = server.stop_handle();
+    let seen = Arc::clone(&caught);
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            seen.store(signal, Ordering::SeqCst);
+            let _ = stop.stop();
+        }
+    });
+
+    println!("listening on {}", server.local_addr());
+    let stats = server.run()?;
+    eprintln!("framed-echo server: {}", summary(&stats));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "program": "framed-echo server",
+                "version": env!("CARGO_PKG_VERSION"),
+                "schema": 1,
+                "stats": stats,
+            })
+        );
+    }
+    let signal = caught.load(Ordering::SeqCst);
+    Ok(if signal == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(128 + signal as u8)
+    })
+}
+
+fn summary(s: &ServerStats) -> String {
+    format!(
+        "{} accepted, {} completed, {} dropped for bad frames or errors, {} closed over the memory budget \
+         (peak {} bytes buffered), {} closed idle; accept ran out of descriptors {} times ({} failed accepts); \
+         {} frames, {} payload bytes echoed",
+        s.accepted,
+        s.completed,
+        s.dropped,
+        s.over_budget,
+        s.peak_buffered_bytes,
+        s.timed_out,
+        s.accept_exhausted,
+        s.accept_failures,
+        s.frames,
+        s.bytes
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_numeric_flag_refuses_hostile_values() {
+        let failures = cli_values::numeric_flag_failures(&Cli::command());
+        assert!(
+            failures.is_empty(),
+            "flags that took hostile values:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn max_queued_zero_is_refused_at_parse_time() {
+        let parsed = Cli::try_parse_from([
+            "framed-echo",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-queued",
+            "0",
+        ]);
+        let err = parsed.err().expect("--max-queued 0 is refused");
+        assert!(err.to_string().contains("--max-queued"), "{err}");
     }
 }

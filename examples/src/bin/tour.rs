@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use examples::init_tracing;
-use examples::tour::{TourSettings, run};
+use examples::tour::{Part, TourSettings, run};
 
 /// Run every demo of the workspace on loopback and print one report.
 #[derive(Parser)]
@@ -13,6 +13,9 @@ struct Cli {
     /// Smaller runs (a smoke test of the tour itself).
     #[arg(long)]
     quick: bool,
+    /// Run only this section.
+    #[arg(long, value_enum, value_name = "SECTION")]
+    only: Option<Part>,
     /// Also print every figure as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -28,7 +31,10 @@ fn main() -> ExitCode {
         return internal_ack_server(&args[2..]);
     }
     let cli = Cli::parse();
-    let report = run(TourSettings { quick: cli.quick });
+    let report = run(TourSettings {
+        quick: cli.quick,
+        only: cli.only,
+    });
     print!("{}", report.render());
     if cli.json {
         println!("{}", report.to_json());
@@ -59,5 +65,21 @@ fn internal_ack_server(args: &[String]) -> ExitCode {
             eprintln!("tour: ack-demo server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_numeric_flag_refuses_hostile_values() {
+        let failures = cli_values::numeric_flag_failures(&Cli::command());
+        assert!(
+            failures.is_empty(),
+            "flags that took hostile values:\n{}",
+            failures.join("\n")
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The pipelined echo client: a writer thread sends every frame while the
 //! calling thread reads the echoes and checks each one.
 
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,6 +20,9 @@ const CYCLE: usize = 251;
 /// How often a long run logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// Default for [`ClientSettings::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What the client sends.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientSettings {
@@ -29,6 +32,10 @@ pub struct ClientSettings {
     pub size: usize,
     /// The frame layout (must match the server's).
     pub framing: Config,
+    /// Longest wait for the connection, for the server to take bytes, and
+    /// for the next echo bytes; past it the run fails with
+    /// [`Error::Timeout`]. Above zero.
+    pub timeout: Duration,
 }
 
 /// What one client run measured.
@@ -69,7 +76,13 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
         count,
         size,
         framing,
+        timeout,
     } = settings;
+    if timeout.is_zero() {
+        return Err(Error::Settings(
+            "the timeout is 0: it must be above zero".to_owned(),
+        ));
+    }
     if size > framing.max_frame_len() {
         return Err(Error::Settings(format!(
             "--size {size} is over the frame limit of {} bytes",
@@ -77,11 +90,28 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
         )));
     }
     let start = Instant::now();
-    let stream =
-        TcpStream::connect(addr).map_err(|e| Error::io(format!("connecting to {addr}"), e))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+        if timed_out(&e) {
+            Error::Timeout {
+                addr,
+                waited_ms: timeout.as_millis() as u64,
+                doing: "connecting".to_owned(),
+                received: 0,
+                expected: count,
+            }
+        } else {
+            Error::io(format!("connecting to {addr}"), e)
+        }
+    })?;
     stream
         .set_nodelay(true)
         .map_err(|e| Error::io("setting TCP_NODELAY", e))?;
+    // A server that accepts and then stays silent would otherwise keep the
+    // reader (and, once its buffers fill, the writer) waiting for ever.
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| Error::io("setting the socket timeouts", e))?;
     let write_half = stream
         .try_clone()
         .map_err(|e| Error::io("cloning the socket", e))?;
@@ -101,8 +131,36 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
                 .and_then(|()| write_half.shutdown(Shutdown::Write))
                 .map_err(|e| Error::io("shutting down the sending side", e))
         });
-        let read = read_echoes(&stream, framing, count, size, &pattern, start);
+        let read =
+            read_echoes(&stream, framing, count, size, &pattern, start).map_err(|e| match e {
+                Error::Interrupted {
+                    received,
+                    expected,
+                    source: framing::Error::Io(io),
+                } if timed_out(&io) => Error::Timeout {
+                    addr,
+                    waited_ms: timeout.as_millis() as u64,
+                    doing: "waiting for the next echo".to_owned(),
+                    received,
+                    expected,
+                },
+                e => e,
+            });
+        if read.is_err() {
+            // Unblocks a writer stuck on a server that stopped reading.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
         let wrote = writer.join().expect("the writer thread does not panic");
+        let wrote = wrote.map_err(|e| match e {
+            Error::Framing(framing::Error::Io(io)) if timed_out(&io) => Error::Timeout {
+                addr,
+                waited_ms: timeout.as_millis() as u64,
+                doing: "sending frames (the server stopped reading)".to_owned(),
+                received: 0,
+                expected: count,
+            },
+            e => e,
+        });
         match (read, wrote) {
             (Ok(n), Ok(())) => Ok(n),
             // The reader's error says what the server did; the writer's
@@ -122,6 +180,15 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
         messages_per_sec: received as f64 / seconds,
         mb_per_sec: payload_bytes as f64 / seconds / 1e6,
     })
+}
+
+/// A socket timeout: `WouldBlock` is what Linux returns when
+/// `SO_RCVTIMEO`/`SO_SNDTIMEO` expire, `TimedOut` elsewhere and for connect.
+fn timed_out(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn read_echoes(
@@ -174,6 +241,10 @@ fn read_echoes(
                 extra.len()
             ),
         }),
-        Err(e) => Err(e.into()),
+        Err(source) => Err(Error::Interrupted {
+            received: count,
+            expected: count,
+            source,
+        }),
     }
 }

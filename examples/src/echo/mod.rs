@@ -11,10 +11,14 @@
 //!
 //! The client writes from one thread and reads from another, so frames are
 //! pipelined (no waiting for each echo), and compares each echo byte for
-//! byte with what it sent.
+//! byte with what it sent. A server that goes silent for the client's
+//! timeout is reported as such rather than waited on for ever.
 
 mod client;
 mod server;
 
-pub use client::{ClientReport, ClientSettings, run_client};
-pub use server::{DroppedClient, EchoServer, ServerSettings, ServerStats, StopHandle};
+pub use client::{ClientReport, ClientSettings, DEFAULT_TIMEOUT, run_client};
+pub use server::{
+    ACCEPT_RETRY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_TOTAL, DroppedClient, EchoServer,
+    ServerSettings, ServerStats, StopHandle,
+};
