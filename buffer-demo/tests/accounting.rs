@@ -21,7 +21,9 @@ fn closes_split_and_inline_small_and_large_buffers() {
     for mode in [Mode::Split, Mode::Inline] {
         for rcvbuf in [8 * 1024, 4 << 20] {
             let (r, b) = trial(sink(mode, rcvbuf), blast_cfg(200_000.0, 0.1));
-            assert_eq!(b.sent, 20_000);
+            // Every due datagram, unless the sender was starved of CPU and
+            // cut at its deadline (it then says so); the books close either way.
+            assert!(b.sent == 20_000 || b.sender_limited, "{b}");
             assert_closes(&r, &b);
             if mode == Mode::Inline {
                 assert_eq!(r.ledger.queue_dropped, 0);

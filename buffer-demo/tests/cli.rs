@@ -52,13 +52,17 @@ fn sink_and_blast_binaries_close_the_books() {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(blast_json["sent"], 10_000);
+    let sent = blast_json["sent"].as_u64().unwrap();
+    assert!(
+        sent == 10_000 || blast_json["sender_limited"] == true,
+        "{blast_json}"
+    );
     let rest: Vec<String> = out.lines().map(|l| l.unwrap()).collect();
     let status = sink.wait().unwrap();
     assert!(status.success(), "{rest:?}");
     let report: serde_json::Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     assert_eq!(report["ledger"]["residual"], 0);
-    assert_eq!(report["ledger"]["sent"], 10_000);
+    assert_eq!(report["ledger"]["sent"], sent);
     assert!(rest.iter().any(|l| l.contains("the books close")));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut sink.stderr.take().unwrap(), &mut err).unwrap();
