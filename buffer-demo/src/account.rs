@@ -16,6 +16,15 @@
 //! before the first one received were dropped too (loopback and a veth pair
 //! do not reorder) and are taken off. `/proc/net/udp` `drops` read at the end
 //! and, in a namespace of its own, `RcvbufErrors` are independent witnesses.
+//!
+//! Only one stream is counted: the first data datagram (that fits what the
+//! sink was told in advance, [`Expect`]) names it by nonce and source
+//! address ([`StreamId`]). Any datagram with another nonce or source, and a
+//! sentinel that arrives before any data, is foreign: it can neither add to
+//! the account nor close it. A sentinel of the stream whose total is below
+//! what already arrived is refused; copies that disagree on the total are
+//! reported, and the books then do not close.
+//!
 //! Nothing here touches a socket or a clock.
 
 use std::net::SocketAddr;

@@ -9,8 +9,10 @@
 //! ```
 //!
 //! Layers:
-//! - [`wire`]: the datagram header and the sentinel (sans-IO);
-//! - [`account`]: classification and the ledger that must close (sans-IO);
+//! - [`wire`]: the datagram header (with the per-run stream nonce) and the
+//!   sentinel (sans-IO);
+//! - [`account`]: classification (the stream is its nonce and source
+//!   address: anything else is foreign) and the ledger that must close (sans-IO);
 //! - [`sweep::RateSearch`]: the search for the highest loss-free rate (sans-IO);
 //! - [`sockopt`], [`mmsg`]: `SO_RCVBUF`/`SO_RCVBUFFORCE`, `SO_RXQ_OVFL`,
 //!   `/proc` counters, `recvmmsg`/`sendmmsg` (Linux, `libc`);

@@ -8,8 +8,8 @@
 //!   receive calls. While it works, nobody drains the socket: its buffer
 //!   fills and the kernel drops.
 //!
-//! The receiver runs until the sentinel's copies are in (or `linger` after
-//! the first), then the processing drains the ring, and [`Ledger::close`]
+//! The receiver runs until the copies of its stream's sentinel are in (or
+//! `linger` after the first; or a [`Stop`] request), then the processing drains the ring, and [`Ledger::close`]
 //! balances the books with `/proc/net/udp` read last.
 
 use std::net::SocketAddr;
