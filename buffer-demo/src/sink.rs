@@ -9,8 +9,9 @@
 //!   fills and the kernel drops.
 //!
 //! The receiver runs until the copies of its stream's sentinel are in (or
-//! `linger` after the first; or a [`Stop`] request), then the processing drains the ring, and [`Ledger::close`]
-//! balances the books with `/proc/net/udp` read last.
+//! `linger` after the first; or a [`Stop`] request), then the processing
+//! drains the ring, and [`Ledger::close`] balances the books with
+//! `/proc/net/udp` read last.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
