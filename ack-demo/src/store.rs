@@ -36,7 +36,7 @@
 //! ```text
 //! entry:
 //! +--------+----------+--------------+------+-----------+----------+----+-----------+
-//! | "AKJ2" | body len | FNV-1a of    | kind | parts     | FILE len | n  | n records |
+//! | "AKJ2" | body len | checksum of  | kind | parts     | FILE len | n  | n records |
 //! | 4 B    | u32      | body, u64    | u8   | after, u32| u64      | u32| 64 B each |
 //! +--------+----------+--------------+------+-----------+----------+----+-----------+
 //!                                    '------------------ body ------------------------'
@@ -273,10 +273,24 @@ fn store_err(path: &Path, detail: impl Into<String>) -> Error {
     }
 }
 
+/// The journal's checksum: FNV-1a over 64-bit big-endian words (the last
+/// one zero-padded), then the length. Every single-bit error changes it
+/// (each step is a bijection of the state); a word at a time keeps a
+/// million-session base cheap to verify.
 fn checksum(bytes: &[u8]) -> u64 {
-    let mut d = Digest::default();
-    d.update(bytes);
-    d.value()
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h ^ u64::from_be_bytes(a)).wrapping_mul(PRIME);
+    }
+    let rest = words.remainder();
+    let mut a = [0u8; 8];
+    a[..rest.len()].copy_from_slice(rest);
+    h = (h ^ u64::from_be_bytes(a)).wrapping_mul(PRIME);
+    (h ^ bytes.len() as u64).wrapping_mul(PRIME)
 }
 
 /// Unix seconds (0 before 1970).
@@ -868,12 +882,14 @@ fn encode_entry(
     body.extend_from_slice(&file_len.to_be_bytes());
     body.extend_from_slice(&(sessions.len() as u32).to_be_bytes());
     for (id, r) in sessions {
-        for v in [*id, r.durable.processed, r.durable.count, r.durable.digest] {
-            body.extend_from_slice(&v.to_be_bytes());
-        }
-        body.extend_from_slice(&r.token.0);
-        body.extend_from_slice(&r.last_active.to_be_bytes());
-        body.extend_from_slice(&[0; 8]);
+        let mut rec = [0u8; SESSION_RECORD];
+        rec[0..8].copy_from_slice(&id.to_be_bytes());
+        rec[8..16].copy_from_slice(&r.durable.processed.to_be_bytes());
+        rec[16..24].copy_from_slice(&r.durable.count.to_be_bytes());
+        rec[24..32].copy_from_slice(&r.durable.digest.to_be_bytes());
+        rec[32..48].copy_from_slice(&r.token.0);
+        rec[48..56].copy_from_slice(&r.last_active.to_be_bytes());
+        body.extend_from_slice(&rec);
     }
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -1471,5 +1487,31 @@ mod tests {
         let s = open(&path).unwrap();
         assert_eq!(s.sessions() as u64, n);
         assert_eq!(s.durable(n - 1).processed, 1);
+    }
+
+    /// The old parser refused an entry of more than 2^20 sessions, and the
+    /// compacted journal was one entry: a million sessions made the next
+    /// start take the whole journal for torn. Entries now take any count
+    /// their length allows (and the base is split in parts: above).
+    #[test]
+    fn more_than_2_pow_20_sessions_in_one_entry_parse() {
+        let n = (1u64 << 20) + 10;
+        let record = |id: u64| Record {
+            durable: Durable {
+                processed: id % 7 + 1,
+                count: id % 7 + 1,
+                digest: id,
+            },
+            token: T,
+            last_active: 1,
+        };
+        let records: Vec<(u64, Record)> = (0..n).map(|id| (id, record(id))).collect();
+        let mut bytes = Vec::new();
+        encode_entry(KIND_APPEND, 0, 12345, &records, &mut bytes);
+        let (entry, len) = parse_entry(&bytes).unwrap();
+        assert_eq!(len, bytes.len());
+        assert_eq!(entry.sessions.len() as u64, n);
+        assert_eq!(entry.file_len, 12345);
+        assert_eq!(entry.sessions[n as usize - 1], (n - 1, record(n - 1)));
     }
 }

@@ -1,0 +1,511 @@
+//! Faults injected into the store's file operations through its [`Disk`]
+//! seam: a disk that fills (writes cut short, then `ENOSPC`), an
+//! `fdatasync` that fails with `EIO` and loses what it should have written
+//! (the kernel may drop the dirty pages: "fsyncgate"), a truncate that
+//! fails. After every fault, and after a "SIGKILL" (the store dropped
+//! without any cleanup, then reopened), every acknowledged line is in FILE
+//! exactly once and in order, and FILE holds nothing the journal does not
+//! vouch for.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use ack_demo::store::{Disk, Store, StoreOptions, Target};
+use ack_demo::wire::Token;
+use proptest::prelude::*;
+
+mod common;
+
+const SESSIONS: u64 = 3;
+const TOKEN: Token = Token([0x42; 16]);
+
+/// What the next operations do wrong.
+#[derive(Debug, Default)]
+struct Plan {
+    /// FILE may not grow past this length (a full disk).
+    file_limit: Option<u64>,
+    /// The journal may not grow past this length.
+    journal_limit: Option<u64>,
+    /// The next sync of this file fails with `EIO`, and the bytes written
+    /// since its last good sync are lost (zeroed).
+    fail_sync: Option<Target>,
+    /// The next truncate fails with `EIO`.
+    fail_set_len: bool,
+    /// Per file, the lowest offset written since its last good sync.
+    dirty_from: [Option<u64>; 2],
+}
+
+#[derive(Debug, Clone, Default)]
+struct FaultyDisk(Arc<Mutex<Plan>>);
+
+impl FaultyDisk {
+    fn plan(&self) -> MutexGuard<'_, Plan> {
+        self.0.lock().unwrap()
+    }
+}
+
+fn index(target: Target) -> usize {
+    match target {
+        Target::File => 0,
+        Target::Journal => 1,
+    }
+}
+
+fn os_error(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+impl Disk for FaultyDisk {
+    fn write_at(
+        &mut self,
+        target: Target,
+        file: &File,
+        buf: &[u8],
+        offset: u64,
+    ) -> io::Result<usize> {
+        let mut p = self.plan();
+        let limit = match target {
+            Target::File => p.file_limit,
+            Target::Journal => p.journal_limit,
+        };
+        let n = match limit {
+            Some(l) if offset >= l => return Err(os_error(libc::ENOSPC)),
+            Some(l) => buf.len().min((l - offset) as usize),
+            None => buf.len(),
+        };
+        let n = file.write_at(&buf[..n], offset)?;
+        let d = &mut p.dirty_from[index(target)];
+        *d = Some(d.map_or(offset, |d| d.min(offset)));
+        Ok(n)
+    }
+
+    fn sync_data(&mut self, target: Target, file: &File) -> io::Result<()> {
+        let mut p = self.plan();
+        if p.fail_sync == Some(target) {
+            p.fail_sync = None;
+            if let Some(from) = p.dirty_from[index(target)].take() {
+                let len = file.metadata()?.len();
+                if len > from {
+                    file.write_at(&vec![0; (len - from) as usize], from)?;
+                }
+            }
+            return Err(os_error(libc::EIO));
+        }
+        file.sync_data()?;
+        p.dirty_from[index(target)] = None;
+        Ok(())
+    }
+
+    fn set_len(&mut self, _: Target, file: &File, len: u64) -> io::Result<()> {
+        let mut p = self.plan();
+        if p.fail_set_len {
+            p.fail_set_len = false;
+            return Err(os_error(libc::EIO));
+        }
+        file.set_len(len)
+    }
+}
+
+fn payload(session: u64, seq: u64) -> String {
+    format!("s{session} m{seq} ......")
+}
+
+/// A store under test with the model of what it was told and what it
+/// acknowledged.
+struct Harness {
+    path: PathBuf,
+    disk: FaultyDisk,
+    store: Option<Store>,
+    generations: [u64; SESSIONS as usize],
+    /// Lines the store took, per session.
+    appended: [u64; SESSIONS as usize],
+    /// Lines acknowledged (a sync succeeded after they were appended).
+    acked: [u64; SESSIONS as usize],
+}
+
+impl Harness {
+    fn new(name: &str) -> Harness {
+        let path = common::temp_dir(name).join("out.txt");
+        let mut h = Harness {
+            path,
+            disk: FaultyDisk::default(),
+            store: None,
+            generations: [0; SESSIONS as usize],
+            appended: [0; SESSIONS as usize],
+            acked: [0; SESSIONS as usize],
+        };
+        h.restart();
+        h
+    }
+
+    fn store(&mut self) -> &mut Store {
+        self.store.as_mut().unwrap()
+    }
+
+    /// "SIGKILL" and restart: the store is dropped as is and reopened;
+    /// every acknowledged line must be there, and FILE must hold exactly
+    /// what the recovered state says.
+    fn restart(&mut self) {
+        drop(self.store.take());
+        *self.disk.plan() = Plan::default();
+        let store = Store::open_with(
+            &self.path,
+            StoreOptions::default(),
+            Box::new(self.disk.clone()),
+            SystemTime::now(),
+        )
+        .unwrap();
+        self.store = Some(store);
+        for s in 0..SESSIONS {
+            let c = self.store().claim(s, TOKEN, SystemTime::now()).unwrap();
+            let i = s as usize;
+            assert!(
+                c.durable.processed >= self.acked[i],
+                "session {s}: {} acknowledged, {} recovered",
+                self.acked[i],
+                c.durable.processed
+            );
+            assert!(c.durable.processed <= self.appended[i]);
+            self.generations[i] = c.generation;
+            // Clients resend what was not durable; what is durable is what
+            // they are told (WELCOME), so it counts as acknowledged now.
+            self.appended[i] = c.durable.processed;
+            self.acked[i] = c.durable.processed;
+        }
+        self.check_file();
+    }
+
+    fn append(&mut self, session: u64, lines: u64) {
+        let i = session as usize;
+        for _ in 0..lines {
+            let seq = self.appended[i];
+            let g = self.generations[i];
+            match self
+                .store()
+                .append(session, g, seq, payload(session, seq).as_bytes())
+            {
+                Ok(()) => self.appended[i] += 1,
+                Err(e) => {
+                    assert!(self.store().is_poisoned(), "append refused: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Syncs; on success everything appended is acknowledged and FILE holds
+    /// exactly it.
+    fn sync(&mut self) -> bool {
+        let ok = self.store().sync().is_ok();
+        if ok {
+            self.acked = self.appended;
+            self.check_file();
+        }
+        ok
+    }
+
+    /// FILE holds, per session, lines `0..acked` in order, each once, and
+    /// nothing else (no partial or foreign line).
+    fn check_file(&self) {
+        let bytes = std::fs::read(&self.path).unwrap();
+        let text = String::from_utf8(bytes).expect("FILE is text");
+        assert!(text.is_empty() || text.ends_with('\n'), "partial last line");
+        let mut next = [0u64; SESSIONS as usize];
+        for line in text.lines() {
+            let (s, seq) = parse(line).unwrap_or_else(|| panic!("malformed line {line:?}"));
+            assert_eq!(
+                seq, next[s as usize],
+                "session {s}: line {line:?} out of order or twice"
+            );
+            next[s as usize] += 1;
+        }
+        assert_eq!(next, self.acked, "lines in FILE vs acknowledged");
+    }
+
+    fn file_len(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    fn journal_len(&self) -> u64 {
+        std::fs::metadata(ack_demo::store::journal_path(&self.path)).map_or(0, |m| m.len())
+    }
+}
+
+fn parse(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix('s')?;
+    let (s, rest) = rest.split_once(" m")?;
+    let (seq, dots) = rest.split_once(' ')?;
+    let (s, seq) = (s.parse().ok()?, seq.parse().ok()?);
+    (s < SESSIONS && dots == "......" && line == payload(s, seq)).then_some((s, seq))
+}
+
+#[test]
+fn disk_full_mid_line_then_freed_writes_each_line_once() {
+    let mut h = Harness::new("full-file");
+    h.append(0, 40);
+    assert!(h.sync());
+    let durable = h.file_len();
+    h.append(0, 23);
+    h.append(1, 5);
+    // Room for a few lines and half of one, then ENOSPC.
+    h.disk.plan().file_limit = Some(h.file_len() + 70);
+    assert!(!h.sync(), "a full disk fails the sync");
+    assert!(!h.store().is_poisoned());
+    assert_eq!(h.file_len(), durable, "cut back to the durable length");
+    h.disk.plan().file_limit = None; // space freed
+    assert!(h.sync(), "the same lines are written again, once");
+    h.append(0, 3);
+    assert!(h.sync());
+    h.restart();
+    assert_eq!(h.acked, [66, 5, 0]);
+}
+
+#[test]
+fn disk_full_while_appending_a_journal_entry_leaves_no_torn_entry_in_the_middle() {
+    let mut h = Harness::new("full-journal");
+    h.append(0, 10);
+    assert!(h.sync());
+    h.append(0, 33);
+    h.disk.plan().journal_limit = Some(h.journal_len() + 20);
+    assert!(!h.sync());
+    h.disk.plan().journal_limit = None;
+    for _ in 0..5 {
+        h.append(1, 3);
+        h.append(2, 1);
+        assert!(h.sync());
+    }
+    h.restart();
+    assert_eq!(
+        h.acked,
+        [43, 15, 5],
+        "nothing after the failed entry is lost"
+    );
+}
+
+#[test]
+fn a_failed_fdatasync_of_lines_is_never_acked_and_the_retry_rewrites_them() {
+    for target in [Target::File, Target::Journal] {
+        let mut h = Harness::new("eio");
+        h.append(0, 10);
+        assert!(h.sync());
+        h.append(0, 32);
+        h.append(1, 2);
+        h.disk.plan().fail_sync = Some(target);
+        assert!(!h.sync(), "{target:?}: EIO fails the sync");
+        assert_eq!(h.acked, [10, 0, 0], "{target:?}: nothing more acknowledged");
+        // The pages that fsync lost are written again from memory.
+        assert!(h.sync(), "{target:?}");
+        h.append(2, 4);
+        assert!(h.sync());
+        h.restart();
+        assert_eq!(h.acked, [42, 2, 4], "{target:?}");
+    }
+}
+
+#[test]
+fn a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart() {
+    let mut h = Harness::new("poison");
+    h.append(0, 10);
+    assert!(h.sync());
+    h.append(0, 5);
+    {
+        let mut p = h.disk.plan();
+        p.journal_limit = Some(0);
+        p.fail_set_len = true;
+    }
+    assert!(!h.sync());
+    assert!(h.store().is_poisoned());
+    h.disk.plan().journal_limit = None;
+    let e = h.store().sync().unwrap_err().to_string();
+    assert!(e.contains("restart the server"), "{e}");
+    let g = h.generations[0];
+    assert!(h.store().append(0, g, 15, b"x").is_err());
+    h.restart();
+    assert_eq!(h.acked[0], 10, "the unacknowledged batch is cut at restart");
+    h.append(0, 5);
+    assert!(h.sync());
+    h.restart();
+    assert_eq!(h.acked[0], 15);
+}
+
+#[derive(Debug, Clone)]
+enum Fault {
+    None,
+    FileFull(u64),
+    JournalFull(u64),
+    SyncFails(bool),
+    FullAndCannotCut,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(u64, u64),
+    Sync(Fault),
+    Kill,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let fault = prop_oneof![
+        4 => Just(Fault::None),
+        1 => (0u64..200).prop_map(Fault::FileFull),
+        1 => (0u64..200).prop_map(Fault::JournalFull),
+        1 => any::<bool>().prop_map(Fault::SyncFails),
+        1 => Just(Fault::FullAndCannotCut),
+    ];
+    prop_oneof![
+        4 => (0..SESSIONS, 1u64..6).prop_map(|(s, n)| Op::Append(s, n)),
+        3 => fault.prop_map(Op::Sync),
+        1 => Just(Op::Kill),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any sequence of appends, faulty syncs and kills: after each
+    /// successful sync and each restart FILE holds exactly the acknowledged
+    /// lines (checked inside the harness), and nothing acknowledged is
+    /// ever lost.
+    #[test]
+    fn any_faults_and_kills_keep_every_acked_line_once_in_order(ops in prop::collection::vec(op(), 1..40)) {
+        let mut h = Harness::new("model");
+        for op in ops {
+            match op {
+                Op::Append(s, n) => h.append(s, n),
+                Op::Sync(fault) => {
+                    {
+                        let (file_len, journal_len) = (h.file_len(), h.journal_len());
+                        let mut p = h.disk.plan();
+                        match fault {
+                            Fault::None => {}
+                            Fault::FileFull(k) => p.file_limit = Some(file_len + k),
+                            Fault::JournalFull(k) => p.journal_limit = Some(journal_len + k),
+                            Fault::SyncFails(file) => {
+                                p.fail_sync = Some(if file { Target::File } else { Target::Journal });
+                            }
+                            Fault::FullAndCannotCut => {
+                                p.file_limit = Some(file_len);
+                                p.fail_set_len = true;
+                            }
+                        }
+                    }
+                    let before = h.acked;
+                    if !h.sync() {
+                        prop_assert_eq!(h.acked, before);
+                    }
+                    // The fault passes (space freed, disk healthy again).
+                    let mut p = h.disk.plan();
+                    p.file_limit = None;
+                    p.journal_limit = None;
+                    p.fail_sync = None;
+                    p.fail_set_len = false;
+                }
+                Op::Kill => h.restart(),
+            }
+        }
+        h.restart();
+    }
+}
+
+/// A tmpfs of a few pages mounted for the test (root only), unmounted on
+/// drop even when the test fails.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, kib: u64) -> Option<Tmpfs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: skipping the real ENOSPC part (it mounts a tmpfs)");
+            return None;
+        }
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("mount -t tmpfs failed: skipping the real ENOSPC part");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The run, with a real full disk: the server hits `ENOSPC`, the
+/// client is told (`ERROR{Storage}`); space is freed, the same session
+/// resumes and completes; after a SIGKILL and restart FILE holds every
+/// line exactly once, in order.
+#[test]
+fn a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
+    const COUNT: u64 = 2000;
+    const SIZE: usize = 24;
+    let dir = common::temp_dir("enospc").join("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(fs) = Tmpfs::mount(dir, 256) else {
+        return;
+    };
+    let ballast = fs.dir.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 232 * 1024]).unwrap();
+    let out = fs.dir.join("out.txt");
+    let server = common::ServerProcess::start("127.0.0.1:0", &out, &[]);
+    let client = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ack-demo"))
+            .args(["client", "--connect", &server.addr.to_string(), "--json"])
+            .args(["--count", &COUNT.to_string(), "--size", &SIZE.to_string()])
+            .args([
+                "--window",
+                "16",
+                "--session",
+                "7",
+                "--token",
+                &"5a".repeat(16),
+            ])
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let first = client();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(!first.status.success(), "the disk was full: {stdout}");
+    assert!(stdout.contains("Storage"), "{stdout}");
+    let written = common::lines(&out).len() as u64;
+    assert!(written < COUNT, "{written}");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let second = client();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+    let check = |what: &str| {
+        let got = common::lines(&out);
+        assert_eq!(got.len() as u64, COUNT, "{what}");
+        for (seq, line) in got.iter().enumerate() {
+            assert_eq!(
+                line,
+                &common::expected_line(seq as u64, SIZE),
+                "{what}: line {seq}"
+            );
+        }
+    };
+    check("after the resume");
+    server.kill();
+    common::ServerProcess::start("127.0.0.1:0", &out, &[]).kill();
+    check("after SIGKILL and restart");
+}
