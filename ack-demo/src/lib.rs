@@ -60,8 +60,9 @@
 //! rx = Receiver::new(config, now)
 //! loop {
 //!     for each frame already received: match rx.handle(frame, now)? {
-//!         Some(Event::Hello { session }) -> store.sync(); c = store.claim(session);
-//!                                           rx.welcome(c.durable, c.appended)
+//!         Some(Event::Hello { session, token }) ->
+//!             store.sync(); c = store.claim(session, token, wall_clock)?  // Err: rx.refuse(code)
+//!             rx.welcome(c.durable, c.appended)
 //!         Some(Event::Deliver { seq, payload }) -> store.append(session, c.generation, seq, payload)
 //!         None -> {}
 //!     }
@@ -70,7 +71,14 @@
 //!     if rx.is_failed() { shut down writing, drain (bounded), close }
 //!     wait for input until rx.poll_timeout(); on timeout rx.handle_timeout(now)
 //! }
+//! at the end: store.release(session, c.generation, wall_clock)
 //! ```
+//!
+//! A session belongs to the client holding its [`wire::Token`] (128 random
+//! bits drawn with `getrandom` at the session's first `HELLO`): a `HELLO`
+//! with another token gets `ERROR{TokenMismatch}` and changes nothing.
+//! `ack-demo client` prints the token it drew on stderr; `--session N
+//! --token HEX` resumes session N from another run.
 //!
 //! `ACK`s go out only after [`receiver::Receiver::on_durable`], so one sync
 //! per read batch gives batched, cumulative acks. On a violation

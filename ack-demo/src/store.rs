@@ -517,9 +517,8 @@ impl Store {
             self.expire(now);
         }
         if !self.sessions.contains_key(&session) {
-            if self.sessions.len() >= self.options.max_sessions {
-                self.expire(now);
-            }
+            // Expired sessions were dropped above, at most once a scan
+            // interval: a flood of new ids while full costs no scan each.
             if self.sessions.len() >= self.options.max_sessions {
                 return Err(Error::protocol(
                     ErrorCode::TooManySessions,
@@ -540,7 +539,7 @@ impl Store {
                 ErrorCode::TokenMismatch,
                 format!(
                     "session {session} belongs to another client (its token differs); \
-                     resume it with the token printed when it began"
+                     resume it with the token it began with (`ack-demo client --token HEX`)"
                 ),
             ));
         }

@@ -129,7 +129,7 @@ fn a_stranger_with_a_guessed_session_id_is_refused_and_the_owner_goes_on() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
-        stderr.contains("token") && stderr.contains("--token"),
+        stderr.contains("TokenMismatch") && stderr.contains("client --token HEX"),
         "{stderr}"
     );
     let resumed = client(&["--token", &OWNER.to_hex()]);

@@ -5,7 +5,13 @@
 //! ack-demo server --listen 127.0.0.1:7100 --out out.txt
 //! ack-demo client --connect 127.0.0.1:7100 --count 100000 --size 64 --window 32 --json
 //! ack-demo client --connect 127.0.0.1:7100 --count 10000 --naive   # vs --stop-reading-after
+//! ack-demo client --connect 127.0.0.1:7100 --session 7 --token HEX  # resume session 7
+//! ack-demo server --listen 127.0.0.1:7100 --out out.txt --repair    # after journal damage
 //! ```
+//!
+//! A client without `--token` draws a fresh session token and prints it on
+//! stderr (`session 7 token 3f..; resume it with --session 7 --token 3f..`):
+//! resuming a session the server holds needs that token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
