@@ -38,8 +38,10 @@
 //!
 //! # What is dropped and counted
 //!
-//! Datagrams that are not valid RTP (by [`crate::Error::kind`]), a payload type or SSRC other
-//! than the stream's, RFC 3550 A.1 sequence jumps, payloads that are not whole frames,
+//! Datagrams that are not valid RTP (by [`crate::Error::kind`]), packets of any source but
+//! the chosen one (the first to pass RFC 3550 A.1 probation, told apart by SSRC *and*
+//! address; see [`crate::source`]), a payload type other than the stream's, A.1 sequence
+//! jumps, payloads that are not whole frames,
 //! duplicates, packets that come after their playout time (`late`), and packets too far
 //! ahead of the playout point (`too_early`, which bounds memory). None of them panics.
 
@@ -973,6 +975,55 @@ mod test {
         assert_same(&out, &samples);
         assert_eq!((s.underruns, s.stretched_ms), (0, 0.0), "{s:?}");
         assert!(s.delay_final_ms < 25.0, "{s:?}");
+    }
+
+    /// A stranger's packet before the stream, and copies of the stream's packets from
+    /// another address: neither is played, both are counted, and only the stream's packets
+    /// are activity.
+    #[test]
+    fn only_the_chosen_source_is_played() {
+        let samples = signal(16000);
+        let pkts = packets(&samples);
+        let (real, other) = (
+            Some(SocketAddr::from(([127, 0, 0, 1], 5000))),
+            Some(SocketAddr::from(([127, 0, 0, 1], 6000))),
+        );
+        let mut stranger = pkts[7].clone();
+        stranger[8..12].copy_from_slice(&0x0bad_f00du32.to_be_bytes());
+        let mut jb = JitterBuffer::new(cfg(Latency::Fixed(40), ConcealMode::G711)).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(jb.push_from(&stranger, other, 900_000), Pushed::Accepted);
+        let mut last = 0;
+        for (k, (t, d)) in on_time(&pkts).into_iter().enumerate() {
+            jb.poll(t, &mut out);
+            if k > 2 && k % 5 == 0 {
+                let mut noise = d.clone();
+                noise[12..].iter_mut().for_each(|b| *b ^= 0x5a);
+                assert_eq!(
+                    jb.push_from(&noise, other, t),
+                    Pushed::Dropped("other_address")
+                );
+            }
+            jb.push_from(&d, real, t);
+            jb.poll(t, &mut out);
+            last = t;
+        }
+        assert_eq!(
+            jb.push_from(b"x", other, last + 1000),
+            Pushed::Dropped("truncated")
+        );
+        assert_eq!(jb.last_stream_arrival_us(), Some(last));
+        jb.finish(&mut out);
+        assert_same(&out, &samples);
+        let s = jb.stats();
+        assert_eq!(s.bad["ssrc_change"], 1, "{s:?}");
+        assert_eq!(s.bad["other_address"], 9, "{s:?}");
+        assert_eq!(s.chosen_source.as_ref().map(|c| c.address), Some(real));
+        assert_eq!(s.sources.len(), 3, "{:?}", s.sources);
+        assert!(
+            s.report()
+                .contains("SSRC 0x0badf00d from 127.0.0.1:6000 (1 packet)")
+        );
     }
 
     #[test]
