@@ -78,7 +78,7 @@ pub fn float_above(
 /// A duration in `min_s..=max_s` seconds.
 ///
 /// Accepts plain seconds (`1.5`), or a number with a unit: `us`, `ms`, `s`,
-/// `m` (`250ms`, `2s`, `1.5m`).
+/// `m`, `h` (`250ms`, `2s`, `1.5m`, `24h`).
 pub fn seconds(
     min_s: f64,
     max_s: f64,
@@ -105,6 +105,8 @@ fn duration_in(s: &str, bare_unit_s: f64, min_s: f64, max_s: f64) -> Result<Dura
         (n, 1.0)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
     } else {
         (t, bare_unit_s)
     };
@@ -230,7 +232,8 @@ mod tests {
         assert_eq!(p("1m").unwrap(), Duration::from_secs(60));
         assert_eq!(p("1500us").unwrap(), Duration::from_micros(1500));
         assert!(p("61").is_err());
-        assert!(p("2h").is_err());
+        assert!(p("2h").is_err(), "7200 s is above 60 s");
+        assert_eq!(seconds(0.0, 86_400.0)("2h").unwrap(), Duration::from_secs(7200));
         for bad in HOSTILE {
             assert!(p(bad).is_err(), "{bad:?} accepted");
         }

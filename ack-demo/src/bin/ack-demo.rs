@@ -96,8 +96,8 @@ struct ServerArgs {
     #[arg(long)]
     repair: bool,
     /// Forget a session idle (no connection, no new line) this long
-    /// (seconds, or with a unit: `90m`).
-    #[arg(long, value_name = "DURATION", default_value = "86400",
+    /// (seconds, or with a unit: `90m`, `24h`).
+    #[arg(long, value_name = "DURATION", default_value = "24h",
           value_parser = cli_values::seconds(1.0, 10.0 * 365.0 * 86400.0))]
     session_expiry: Duration,
     /// Sessions held at most; a new one beyond is refused.
