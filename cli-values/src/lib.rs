@@ -233,7 +233,10 @@ mod tests {
         assert_eq!(p("1500us").unwrap(), Duration::from_micros(1500));
         assert!(p("61").is_err());
         assert!(p("2h").is_err(), "7200 s is above 60 s");
-        assert_eq!(seconds(0.0, 86_400.0)("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            seconds(0.0, 86_400.0)("2h").unwrap(),
+            Duration::from_secs(7200)
+        );
         for bad in HOSTILE {
             assert!(p(bad).is_err(), "{bad:?} accepted");
         }
