@@ -153,10 +153,8 @@ fn framing_section(settings: TourSettings) -> Result<Section, Error> {
         .to_builder()
         .max_frame_len(TOUR_MAX_FRAME)
         .build()?;
-    let mut server = EchoServer::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        ServerSettings::for_framing(framing),
-    )?;
+    let server_settings = ServerSettings::for_framing(framing);
+    let mut server = EchoServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), server_settings)?;
     let addr = server.local_addr();
     let stop = server.stop_handle();
     let serving = thread::spawn(move || server.run());
@@ -198,6 +196,16 @@ fn framing_section(settings: TourSettings) -> Result<Section, Error> {
     }
     lines.push(format!(
         "memory        a header declaring 8 MiB, then 1 byte: the decoder holds {memory} bytes"
+    ));
+    lines.push(format!(
+        "limits        {} MiB buffered by all clients together (peak {:.1} MiB, {} closed over it), \
+         idle timeout {} s ({} closed), backlog {}",
+        server_settings.max_buffered_total >> 20,
+        stats.peak_buffered_bytes as f64 / (1u64 << 20) as f64,
+        stats.over_budget,
+        server_settings.idle_timeout.as_secs_f64(),
+        stats.timed_out,
+        server_settings.backlog
     ));
     let passed = stats.dropped == hostile.len() as u64 && stats.completed == 3;
     if !passed {

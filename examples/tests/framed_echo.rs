@@ -315,12 +315,14 @@ fn read_echo(stream: &mut TcpStream, sent: &[u8], timeout: Duration) -> Result<(
 
 #[test]
 fn queued_clients_are_served_once_descriptors_free_up() {
-    // 64 descriptors: about 56 clients once the server has its own.
+    // 64 descriptors: about 56 clients once the server has its own; the
+    // other 244 wait in the listen backlog (over the standard 128).
     let server = Server::start_with_fd_limit(&[], 64);
-    let clients = 150;
+    let clients = 300;
     let mut streams: Vec<TcpStream> = (0..clients)
         .map(|i| {
-            let mut s = TcpStream::connect(server.addr).expect("the backlog takes it");
+            let mut s = TcpStream::connect_timeout(&server.addr, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("client {i}: the backlog does not take it: {e}"));
             s.write_all(&frame(100, i as u8)).unwrap();
             s
         })

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use examples::echo::{ClientSettings, EchoServer, ServerSettings, ServerStats, run_client};
+use examples::echo::{
+    ClientSettings, DEFAULT_BACKLOG, EchoServer, ServerSettings, ServerStats, run_client,
+};
 use examples::{Preset, init_tracing};
 use framing::nonblocking::DEFAULT_MAX_QUEUED;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -90,6 +92,11 @@ struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s",
           value_parser = cli_values::seconds(0.001, MAX_IDLE_S))]
     idle_timeout: Duration,
+    /// Listen backlog: clients the kernel holds while the server cannot
+    /// accept (e.g. out of descriptors); capped by net.core.somaxconn.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    backlog: u32,
     /// At exit, print the server's counters as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -180,6 +187,7 @@ fn serve(args: ServerArgs) -> Result<ExitCode, examples::Error> {
     let mut settings = ServerSettings::for_framing(framing);
     settings.max_queued = to_usize(args.max_queued);
     settings.idle_timeout = args.idle_timeout;
+    settings.backlog = args.backlog;
     if let Some(total) = args.max_buffered_total {
         settings.max_buffered_total = to_usize(total);
     }

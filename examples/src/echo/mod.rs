@@ -19,6 +19,6 @@ mod server;
 
 pub use client::{ClientReport, ClientSettings, DEFAULT_TIMEOUT, run_client};
 pub use server::{
-    ACCEPT_RETRY, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_TOTAL, DroppedClient, EchoServer,
-    ServerSettings, ServerStats, StopHandle,
+    ACCEPT_RETRY, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_TOTAL, DroppedClient,
+    EchoServer, ServerSettings, ServerStats, StopHandle,
 };

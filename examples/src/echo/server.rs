@@ -51,6 +51,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// in the process, or by other processes for `ENFILE`).
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
+/// Default listen backlog: clients that connect while every descriptor is
+/// in use wait here (Linux caps it at `net.core.somaxconn`, 4096 by
+/// default); past it their SYNs are dropped and they wait for
+/// retransmission (1 s, 3 s, 7 s...). The standard library's 128 is small
+/// for a server meant for many clients.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
 /// A read buffer larger than this is given back once it is empty, so that a
 /// connection that received one large frame does not hold it while idle.
 const KEEP_READ_BUFFER: usize = 1024 * 1024;
@@ -71,6 +78,9 @@ pub struct ServerSettings {
     /// A connection that moves no byte in either direction for this long is
     /// closed. Above zero.
     pub idle_timeout: Duration,
+    /// The listen backlog (connections the kernel completes before they are
+    /// accepted), 1 to 65535.
+    pub backlog: u32,
 }
 
 impl Default for ServerSettings {
@@ -90,6 +100,7 @@ impl ServerSettings {
             max_buffered_total: DEFAULT_MAX_BUFFERED_TOTAL
                 .max(framing.max_frame_len().saturating_mul(4)),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            backlog: DEFAULT_BACKLOG,
         }
     }
 
@@ -117,6 +128,12 @@ impl ServerSettings {
                 self.max_buffered_total,
                 self.min_buffered_total(),
                 self.framing.max_frame_len()
+            )));
+        }
+        if !(1..=65535).contains(&self.backlog) {
+            return Err(Error::Settings(format!(
+                "listen backlog {} is out of range: expected 1 to 65535",
+                self.backlog
             )));
         }
         if self.idle_timeout.is_zero() {
@@ -212,6 +229,22 @@ impl Conn {
     fn moved(&self) -> u64 {
         self.stream.bytes_read() + self.stream.bytes_written()
     }
+}
+
+/// A non-blocking listener on `addr` with this backlog and `SO_REUSEADDR`
+/// (as `mio`'s own `bind`, which fixes the backlog at 128).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    // socket2 sets close-on-exec itself.
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Whether a connection whose last byte moved at `last_progress` has been
@@ -323,8 +356,8 @@ impl EchoServer {
     pub fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<EchoServer, Error> {
         settings.validate()?;
         let poll = Poll::new().map_err(|e| Error::io("creating the poller", e))?;
-        let mut listener =
-            TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?;
+        let mut listener = listen(addr, settings.backlog)
+            .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))?;
