@@ -117,13 +117,13 @@ impl ServerSettings {
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_queued == 0 {
             return Err(Error::Settings(
-                "max queued bytes is 0: at least 1 byte must be allowed, or no echo could ever be queued"
+                "max queued bytes (--max-queued) is 0: at least 1 byte must be allowed, or no echo could ever be queued"
                     .to_owned(),
             ));
         }
         if self.max_buffered_total < self.min_buffered_total() {
             return Err(Error::Settings(format!(
-                "max buffered total of {} bytes is below {} bytes, twice the maximum frame length of {}: \
+                "max buffered total (--max-buffered-total) of {} bytes is below {} bytes, twice the maximum frame length of {}: \
                  a single frame of the maximum length could not be received",
                 self.max_buffered_total,
                 self.min_buffered_total(),
@@ -132,13 +132,14 @@ impl ServerSettings {
         }
         if !(1..=65535).contains(&self.backlog) {
             return Err(Error::Settings(format!(
-                "listen backlog {} is out of range: expected 1 to 65535",
+                "listen backlog (--backlog) {} is out of range: expected 1 to 65535",
                 self.backlog
             )));
         }
         if self.idle_timeout.is_zero() {
             return Err(Error::Settings(
-                "idle timeout is 0: every connection would be closed at once".to_owned(),
+                "idle timeout (--idle-timeout) is 0: every connection would be closed at once"
+                    .to_owned(),
             ));
         }
         Ok(())
@@ -640,7 +641,10 @@ mod tests {
             ..ok
         };
         let err = zero_queue.validate().unwrap_err().to_string();
-        assert!(err.contains("max queued bytes is 0"), "{err}");
+        assert!(
+            err.contains("max queued bytes (--max-queued) is 0"),
+            "{err}"
+        );
 
         let framing = Config::u32_be()
             .to_builder()
