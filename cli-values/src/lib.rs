@@ -167,6 +167,21 @@ pub fn numeric_flag_failures(cmd: &clap::Command) -> Vec<String> {
     failures
 }
 
+/// Panics, listing them, unless every numeric flag of `cmd` refuses every
+/// [`HOSTILE`] value: the one-line test each binary runs.
+///
+/// # Panics
+/// When [`numeric_flag_failures`] is not empty.
+pub fn assert_numeric_flags_refuse_hostile_values(cmd: &clap::Command) {
+    let failures = numeric_flag_failures(cmd);
+    assert!(
+        failures.is_empty(),
+        "flags of {} that took a hostile value:\n{}",
+        cmd.get_name(),
+        failures.join("\n")
+    );
+}
+
 fn walk(root: &clap::Command, cmd: &clap::Command, path: &mut Vec<String>, out: &mut Vec<String>) {
     for arg in cmd.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
@@ -275,6 +290,10 @@ mod tests {
     fn the_walk_finds_unchecked_flags_in_subcommands() {
         use clap::CommandFactory;
         let failures = numeric_flag_failures(&Demo::command());
+        let refused = std::panic::catch_unwind(|| {
+            assert_numeric_flags_refuse_hostile_values(&Demo::command())
+        });
+        assert!(refused.is_err(), "the assertion fails on unchecked flags");
         assert!(
             failures.iter().any(|f| f.contains("--bad=nan")),
             "{failures:?}"
