@@ -1,0 +1,1 @@
+//! (analysis: being built for issue 10.)

@@ -1,0 +1,1 @@
+//! (capture: being built for issue 10.)

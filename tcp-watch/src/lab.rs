@@ -1,0 +1,1 @@
+//! (lab: being built for issue 10.)

@@ -1,0 +1,1 @@
+//! (reassembly: being built for issue 10.)
