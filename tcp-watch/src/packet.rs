@@ -2,7 +2,7 @@
 //! through the link layer, IPv4/IPv6 (with fragment reassembly) and TCP.
 //!
 //! Followed: the tcpdump.org `LINKTYPE_*` registry (Ethernet with IEEE
-//! 802.1Q/802.1ad tags, Linux cooked SLL and SLL2, BSD NULL/LOOP, PPP, raw
+//! 802.1Q/802.1ad tags and RFC 3032 MPLS labels, Linux cooked SLL and SLL2, BSD NULL/LOOP, PPP, raw
 //! IP),
 //! RFC 791 and RFC 815 (IPv4, fragments), RFC 8200 (IPv6, extension headers,
 //! fragments), RFC 9293 §3.1 (TCP header), RFC 9293 §3.2 (MSS), RFC 7323
@@ -36,6 +36,8 @@ pub const FRAG_TIMEOUT_NS: u64 = 30_000_000_000;
 const MAX_DATAGRAM: usize = 65_535;
 /// VLAN tags followed at most.
 const MAX_VLAN_TAGS: usize = 8;
+/// MPLS labels followed at most.
+const MAX_MPLS_LABELS: usize = 8;
 /// IPv6 extension headers followed at most.
 const MAX_EXTENSION_HEADERS: usize = 16;
 
@@ -314,6 +316,21 @@ impl Decoder {
                     ethertype = u16::from_be_bytes([b[at + 2], b[at + 3]]);
                     at += 4;
                     tags += 1;
+                }
+                if matches!(ethertype, 0x8847 | 0x8848) {
+                    // RFC 3032 label stack: 4-byte entries until the
+                    // bottom-of-stack bit; then IP, told by its version.
+                    for _ in 0..MAX_MPLS_LABELS {
+                        let Some(entry) = b.get(at..at + 4) else {
+                            return short(&mut self.stats);
+                        };
+                        at += 4;
+                        if entry[2] & 1 == 1 {
+                            return Some((Ethertype::ByVersion, &b[at..]));
+                        }
+                    }
+                    self.stats.non_tcp += 1;
+                    return None;
                 }
                 Some((Ethertype::from(ethertype), &b[at..]))
             }

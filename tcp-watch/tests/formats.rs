@@ -120,6 +120,8 @@ fn every_link_type() {
         ("ethernet", ETHERNET, |ip| ethernet(ip, &[]), true),
         ("802.1Q", ETHERNET, |ip| ethernet(ip, &[42]), true),
         ("QinQ", ETHERNET, |ip| ethernet(ip, &[100, 200]), true),
+        ("MPLS", ETHERNET, |ip| ethernet_mpls(ip, 1), true),
+        ("MPLS x3", ETHERNET, |ip| ethernet_mpls(ip, 3), true),
         ("SLL", SLL, sll, true),
         ("SLL2", SLL2, sll2, true),
         ("PPP", PPP, ppp, true),

@@ -218,6 +218,17 @@ pub fn ethernet(ip: &[u8], vlans: &[u16]) -> Vec<u8> {
     b
 }
 
+/// Ethernet carrying an MPLS label stack of `labels` entries (RFC 3032).
+pub fn ethernet_mpls(ip: &[u8], labels: usize) -> Vec<u8> {
+    let mut b = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0x47];
+    for i in 0..labels {
+        let bottom = u8::from(i + 1 == labels);
+        b.extend([0, 0x10 * (i as u8 + 1), bottom, 64]);
+    }
+    b.extend(ip);
+    b
+}
+
 /// Ethernet padded to the 60-byte minimum with non-zero junk (so that
 /// taking padding for data would show).
 pub fn ethernet_padded(ip: &[u8]) -> Vec<u8> {
