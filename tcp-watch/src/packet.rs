@@ -176,6 +176,51 @@ impl DecodeStats {
         self.malformed.iter().sum()
     }
 
+    /// Every count with a stable name (decoder, malformed kinds, then the
+    /// capture reader's, prefixed `capture.`), for reports and JSON.
+    pub fn named_counts(&self) -> Vec<(&'static str, u64)> {
+        let c = &self.capture;
+        let mut v = vec![
+            ("frames", self.frames),
+            ("segments", self.segments),
+            ("snap_cut", self.snap_cut),
+            ("non_tcp", self.non_tcp),
+            ("trailing_bytes", self.trailing_bytes),
+            ("ip_longer_than_frame", self.ip_longer_than_frame),
+            ("zero_ip_length", self.zero_ip_length),
+            ("fragments", self.fragments),
+            ("reassembled", self.reassembled),
+            ("fragment_overlaps", self.fragment_overlaps),
+            ("fragment_conflicts", self.fragment_conflicts),
+            ("fragments_timed_out", self.fragments_timed_out),
+            ("fragments_dropped_cap", self.fragments_dropped_cap),
+            (
+                "fragments_incomplete_at_end",
+                self.fragments_incomplete_at_end,
+            ),
+        ];
+        v.extend(
+            Malformed::ALL
+                .iter()
+                .map(|&k| (k.name(), self.malformed(k))),
+        );
+        v.extend([
+            ("capture.frames", c.frames),
+            ("capture.skipped_frames", c.skipped_frames),
+            ("capture.truncated", c.truncated),
+            ("capture.corrupt", c.corrupt),
+            ("capture.oversize_blocks", c.oversize_blocks),
+            ("capture.other_blocks", c.other_blocks),
+            ("capture.zero_snaplen", c.zero_snaplen),
+            ("capture.huge_snaplen", c.huge_snaplen),
+            ("capture.caplen_over_snaplen", c.caplen_over_snaplen),
+            ("capture.too_many_interfaces", c.too_many_interfaces),
+            ("capture.unknown_interface", c.unknown_interface),
+            ("capture.sections", c.sections),
+        ]);
+        v
+    }
+
     fn count(&mut self, kind: Malformed) {
         self.malformed[kind.index()] += 1;
     }
@@ -917,6 +962,19 @@ mod test {
         let (o, bad) = tcp_options(&[30, 4, 9, 9, 3, 3, 2]);
         assert!(!bad);
         assert_eq!(o.window_scale, Some(2));
+    }
+
+    #[test]
+    fn every_count_has_a_unique_name() {
+        let mut stats = DecodeStats::default();
+        stats.count(Malformed::BadIhl);
+        let names = stats.named_counts();
+        let mut unique: Vec<_> = names.iter().map(|(n, _)| *n).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        assert!(names.contains(&("bad_ihl", 1)));
+        assert_eq!(stats.malformed_total(), 1);
     }
 
     #[test]

@@ -760,3 +760,89 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ipv4_options_and_ipv6_extension_headers_are_skipped() {
+    let t = Tcp::data("10.0.0.1:1", "10.0.0.2:2", 9, b"behind options");
+    // IPv4 with 8 bytes of options (NOP NOP NOP EOL, padding): IHL 7.
+    let plain = t.ip();
+    let mut v4 = vec![0x47];
+    v4.extend(&plain[1..20]);
+    v4[2..4].copy_from_slice(&((plain.len() + 8) as u16).to_be_bytes());
+    v4.extend([1, 1, 1, 0, 0, 0, 0, 0]);
+    v4.extend(&plain[20..]);
+    // IPv6: hop-by-hop (8 bytes), destination options (16 bytes), an
+    // atomic fragment header, then TCP.
+    let t6 = Tcp::data("[2001:db8::1]:1", "[2001:db8::2]:2", 9, b"behind headers");
+    let mut ext = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    ext.extend([44, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    ext.extend(ipv6_fragment_payload(6, 0, false, 7, &t6.bytes()));
+    let (a, b) = match (t6.src.ip(), t6.dst.ip()) {
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => (a.octets(), b.octets()),
+        _ => unreachable!(),
+    };
+    let v6 = ipv6(a, b, 0, &ext);
+    let recs = [Rec::new(0, v4), Rec::new(1000, v6)];
+    let (seen, stats) = read_all(&pcap(RAW, 65535, false, false, &recs));
+    assert_eq!(
+        seen,
+        [Seen::expected(1, 0, &t), Seen::expected(2, 1000, &t6)]
+    );
+    assert_eq!(stats.malformed_total(), 0);
+    assert_eq!(stats.fragments, 0, "an atomic fragment is not held");
+}
+
+#[test]
+fn simple_and_obsolete_packet_blocks() {
+    let t = Tcp::data("10.0.0.1:1", "10.0.0.2:2", 9, &[4u8; 100]);
+    let ip = t.ip();
+    let mut ng = PcapNg::new();
+    ng.section(false).interface(Iface {
+        snaplen: 60,
+        ..Iface::new(RAW)
+    });
+    // Simple Packet Block: original length, then the bytes kept (the snap
+    // length of interface 0 cuts them).
+    let mut spb = (ip.len() as u32).to_le_bytes().to_vec();
+    spb.extend(&ip[..60]);
+    ng.block(3, &spb);
+    // Obsolete Packet Block: interface (u16), drops (u16), timestamp,
+    // lengths.
+    let mut opb = vec![0, 0, 0, 0];
+    opb.extend(0u32.to_le_bytes());
+    opb.extend(5_000_000u32.to_le_bytes());
+    opb.extend(60u32.to_le_bytes());
+    opb.extend((ip.len() as u32).to_le_bytes());
+    opb.extend(&ip[..60]);
+    ng.block(2, &opb);
+    let (seen, stats) = read_all(&ng.bytes());
+    assert_eq!(seen.len(), 2, "{stats:?}");
+    assert_eq!((seen[0].frame, seen[0].ts), (1, 0));
+    assert_eq!((seen[1].frame, seen[1].ts), (2, 5_000_000_000));
+    for s in &seen {
+        assert_eq!(s.payload_len, 100);
+        assert_eq!(s.payload, vec![4u8; 20]);
+    }
+}
+
+#[test]
+fn files_by_path_and_missing_files() {
+    let t = Tcp::data("10.0.0.1:1", "10.0.0.2:2", 9, b"on disk");
+    let path = std::env::temp_dir().join(format!("tcp-watch-formats-{}.pcap", std::process::id()));
+    std::fs::write(
+        &path,
+        pcap(RAW, 65535, false, false, &[Rec::new(0, t.ip())]),
+    )
+    .unwrap();
+    let mut r = tcp_watch::capture::open_path(&path).unwrap();
+    let mut n = 0;
+    for_each_segment(&mut r, |s| {
+        assert_eq!(s.payload, b"on disk");
+        n += 1
+    })
+    .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(n, 1);
+    let e = tcp_watch::capture::open_path(&path).unwrap_err();
+    assert!(matches!(&e, Error::Io { path: p, .. } if *p == path), "{e}");
+}
