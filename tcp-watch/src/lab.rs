@@ -485,12 +485,7 @@ fn flush_captures(
         .local_addr()
         .map_err(|e| Error::Settings(format!("lab marker socket: {e}")))?;
     let deadline = Instant::now() + MARKER_PATIENCE;
-    let seen = |path: &Path| {
-        std::fs::read(path)
-            .ok()
-            .and_then(|f| scan::scan(&f, A_ADDR, marker).ok())
-            .is_some_and(|s| s.marker_seen)
-    };
+    let seen = |path: &Path| scan::tail_contains(path, marker, 4096);
     while Instant::now() < deadline {
         tx.send_to(marker, to)
             .map_err(|e| Error::Settings(format!("lab marker: send: {e}")))?;
@@ -516,16 +511,18 @@ fn capture(
     pid: u32,
     marker: &[u8],
 ) -> Result<Capture, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let open = || {
+        std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
     let bad = |reason: String| Error::Capture {
         what: path.display().to_string(),
         reason,
     };
-    let from_a = scan::scan(&bytes, A_ADDR, marker).map_err(bad)?;
-    let from_b = scan::scan(&bytes, B_ADDR, marker).map_err(bad)?;
+    let from_a = scan::scan(open()?, A_ADDR, marker).map_err(bad)?;
+    let from_b = scan::scan(open()?, B_ADDR, marker).map_err(bad)?;
     let file = path.to_string_lossy();
     let filter = format!("ip src {A_ADDR} and tcp");
     let by_tcpdump = cmd(&["tcpdump", "-r", &file, "-nn", &filter])

@@ -1,7 +1,7 @@
 //! The lab's three network namespaces and the commands run in them.
 //!
 //! ```text
-//!   twl<k>a (sender A)        twl<k>r (router R)             twl<k>b (receiver B)
+//!   twl<pid>x<k>a (sender A)  twl<pid>x<k>r (router R)       twl<pid>x<k>b (receiver B)
 //!   a0 198.18.0.1/30 ═══ r0 198.18.0.2/30  r1 198.19.0.1/30 ═══ b0 198.19.0.2/30
 //!                            nft forward: loss, blackhole
 //!                            tbf on r1 (optional)
@@ -10,15 +10,19 @@
 //! The addresses are from 198.18.0.0/15, the range RFC 2544 sets aside for
 //! benchmarking; every interface lives inside a namespace of this run, so
 //! nothing here can meet the host's networks or another run. A run claims
-//! `k` with `ip netns add`, which fails when the name exists (an exclusive
-//! create in `/run/netns`); deleting a namespace deletes its veth ends, so
-//! [`Namespaces`]' drop removes everything it made, however the run ends.
+//! its names with `ip netns add`, which fails when the name exists (an
+//! exclusive create in `/run/netns`); deleting a namespace deletes its veth
+//! ends, so [`Namespaces`]' drop removes everything it made, however the
+//! run ends short of the process being killed. For that case the names
+//! carry the process id: a claim first deletes the lab namespaces of
+//! processes that no longer exist.
 //! The same pattern as `buffer-demo`'s `netns` module, with the links made
 //! directly inside the namespaces (no host-side names to collide).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
@@ -41,6 +45,8 @@ pub const RB_IF: &str = "r1";
 pub const B_IF: &str = "b0";
 /// Values of `k` tried before giving up.
 const TRIES: u32 = 64;
+/// Start of every lab namespace's name.
+const PREFIX: &str = "twl";
 
 /// Runs a command; its stdout, or `Error::Command` with its stderr.
 pub fn run(args: &[&str]) -> Result<String, Error> {
@@ -93,13 +99,14 @@ pub struct Namespaces {
 impl Namespaces {
     /// Claims three fresh namespaces (nothing configured yet).
     pub fn claim() -> Result<Namespaces, Error> {
-        let first = nonce();
-        for i in 0..TRIES {
-            let k = first.wrapping_add(i) % 1_000_000;
+        reap_stale();
+        let pid = std::process::id();
+        for _ in 0..TRIES {
+            let k = next();
             let mut ns = Namespaces { names: Vec::new() };
             let mut taken = false;
             for role in ["a", "r", "b"] {
-                let name = format!("twl{k}{role}");
+                let name = format!("{PREFIX}{pid}x{k}{role}");
                 match run(&["ip", "netns", "add", &name]) {
                     Ok(_) => ns.names.push(name),
                     Err(Error::Command { reason, .. }) if reason.contains("File exists") => {
@@ -115,7 +122,7 @@ impl Namespaces {
             // `ns` drops here, deleting the ones this try did claim.
         }
         Err(Error::Settings(format!(
-            "no free lab namespace name among {TRIES} tried (twl<k>a/r/b in use)"
+            "no free lab namespace name among {TRIES} tried ({PREFIX}{pid}x<k>a/r/b in use)"
         )))
     }
 
@@ -242,14 +249,37 @@ fn sysctl(ns: &str, setting: &str) -> Result<(), Error> {
     run(&["ip", "netns", "exec", ns, "sysctl", "-qw", setting]).map(|_| ())
 }
 
-/// A number that differs between runs and between processes.
-fn nonce() -> u32 {
+/// A number no earlier claim of this process drew.
+fn next() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    nanos ^ std::process::id().rotate_left(16) ^ COUNT.fetch_add(7919, Ordering::Relaxed)
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Deletes lab namespaces whose process is gone (it was killed before its
+/// drop guards ran). Best effort: another run may be reaping them too.
+fn reap_stale() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner(&name) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(%name, pid, "deleting a lab namespace its process left");
+            let _ = run(&["ip", "netns", "del", &name]);
+        }
+    }
+}
+
+/// The process id in a lab namespace's name (`twl<pid>x<k><role>`).
+fn owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (pid, k) = rest.split_once('x')?;
+    let valid = k.len() > 1
+        && k[..k.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && k.ends_with(['a', 'r', 'b']);
+    if valid { pid.parse().ok() } else { None }
 }
 
 /// Runs `f` on a fresh thread that joined network namespace `name`: sockets
@@ -276,4 +306,20 @@ pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<T, 
         .join()
         .map_err(|_| Error::Settings(format!("a thread in namespace {name} panicked")))?
     })
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn only_lab_names_have_an_owner() {
+        assert_eq!(owner("twl4242x7a"), Some(4242));
+        assert_eq!(owner("twl4242x12b"), Some(4242));
+        assert_eq!(owner("twl4242x7"), None);
+        assert_eq!(owner("twl4242xa"), None);
+        assert_eq!(owner("twlx7a"), None);
+        assert_eq!(owner("bdemo12"), None);
+        assert_eq!(owner("twl12x3q"), None);
+    }
 }

@@ -10,11 +10,16 @@
 
 use std::net::Ipv4Addr;
 
+use std::io::Read;
+
 /// Link type of Ethernet in pcap headers.
 const LINKTYPE_ETHERNET: u32 = 1;
 /// Bytes of the pcap file header and of each record header.
 const FILE_HEADER: usize = 24;
 const RECORD_HEADER: usize = 16;
+/// Bytes of each frame looked at: Ethernet, a VLAN tag, IPv4 with options,
+/// UDP, and the marker. The rest is skipped, never held.
+const PREFIX: usize = 18 + 60 + 8 + 64;
 
 /// What one capture holds, as the lab counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,54 +38,102 @@ pub struct Scan {
     pub truncated: bool,
 }
 
-/// Scans `file` (a whole pcap file) for TCP segments from `from` and a UDP
-/// datagram whose payload is `marker`.
-pub fn scan(file: &[u8], from: Ipv4Addr, marker: &[u8]) -> Result<Scan, String> {
-    let magic = file
-        .get(..4)
-        .ok_or("shorter than a pcap header")?
-        .try_into()
-        .unwrap_or([0; 4]);
-    let big = match magic {
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => true,
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => false,
-        _ => return Err(format!("not a pcap file (magic {magic:02x?})")),
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = file.get(at..at + 4)?.try_into().ok()?;
-        Some(if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
+/// Scans a pcap file read from `file` for TCP segments from `from` and a
+/// UDP datagram whose payload is `marker` (at most 64 bytes). Memory is a
+/// fixed buffer whatever the file's size or its records' lengths say.
+pub fn scan(file: impl Read, from: Ipv4Addr, marker: &[u8]) -> Result<Scan, String> {
+    let mut file = std::io::BufReader::new(file);
     let mut out = Scan::default();
-    let Some(linktype) = u32_at(20) else {
-        out.truncated = true;
-        return Ok(out);
+    let mut header = [0u8; FILE_HEADER];
+    match read_full(&mut file, &mut header)? {
+        FILE_HEADER => {}
+        n if n < 4 => return Err("shorter than a pcap header".into()),
+        _ => {
+            out.truncated = true;
+            check_magic(&header)?;
+            return Ok(out);
+        }
+    }
+    let big = check_magic(&header)?;
+    let u32_at = |b: &[u8], at: usize| {
+        let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        if big {
+            u32::from_be_bytes(v)
+        } else {
+            u32::from_le_bytes(v)
+        }
     };
+    let linktype = u32_at(&header, 20);
     if linktype & 0xffff != LINKTYPE_ETHERNET {
         return Err(format!("link type {linktype}, not Ethernet"));
     }
-    let mut at = FILE_HEADER;
-    while at < file.len() {
-        let Some(caplen) = u32_at(at + 8) else {
+    let mut record = [0u8; RECORD_HEADER];
+    let mut prefix = [0u8; PREFIX];
+    loop {
+        match read_full(&mut file, &mut record)? {
+            0 => break,
+            RECORD_HEADER => {}
+            _ => {
+                out.truncated = true;
+                break;
+            }
+        }
+        let caplen = u64::from(u32_at(&record, 8));
+        let want = usize::try_from(caplen).map_or(PREFIX, |n| n.min(PREFIX));
+        let got = read_full(&mut file, &mut prefix[..want])?;
+        let rest = caplen - want as u64;
+        let skipped = std::io::copy(&mut (&mut file).take(rest), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        if got < want || skipped < rest {
             out.truncated = true;
             break;
-        };
-        let start = at + RECORD_HEADER;
-        let Some(frame) = usize::try_from(caplen)
-            .ok()
-            .and_then(|n| file.get(start..start.checked_add(n)?))
-        else {
-            out.truncated = true;
-            break;
-        };
+        }
         out.frames += 1;
-        classify(frame, from, marker, &mut out);
-        at = start + frame.len();
+        classify(&prefix[..want], from, marker, &mut out);
     }
     Ok(out)
+}
+
+/// Whether the pcap header's magic is big-endian; an error if it is none.
+fn check_magic(header: &[u8]) -> Result<bool, String> {
+    match header[..4] {
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => Ok(true),
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => Ok(false),
+        _ => Err(format!("not a pcap file (magic {:02x?})", &header[..4])),
+    }
+}
+
+/// Reads until `buf` is full or the input ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, String> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(n)
+}
+
+/// Whether the last `window` bytes of the file at `path` contain `needle`:
+/// the end marker is the last frame written, so the tail suffices, and a
+/// large capture is not read again and again while the lab waits for it.
+pub fn tail_contains(path: &std::path::Path, needle: &[u8], window: u64) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    if f.seek(SeekFrom::Start(len.saturating_sub(window))).is_err() {
+        return false;
+    }
+    let mut tail = Vec::new();
+    if f.take(window).read_to_end(&mut tail).is_err() {
+        return false;
+    }
+    tail.windows(needle.len().max(1)).any(|w| w == needle)
 }
 
 /// Counts one Ethernet frame.
@@ -114,7 +167,9 @@ fn ipv4(frame: &[u8]) -> Option<(u8, Ipv4Addr, &[u8])> {
     let ihl = usize::from(header[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([header[2], header[3]]));
     let src = Ipv4Addr::new(header[12], header[13], header[14], header[15]);
-    let l4 = frame.get(ip + ihl..ip + total.max(ihl))?;
+    // The frame may be only a prefix of the packet: keep what it holds.
+    let l4 = frame.get(ip + ihl..)?;
+    let l4 = &l4[..l4.len().min(total.saturating_sub(ihl))];
     (header[0] >> 4 == 4 && ihl >= 20).then_some((header[9], src, l4))
 }
 
@@ -174,13 +229,18 @@ mod test {
         let file = pcap(&[
             frame(6, A, &[0; 20]),
             frame(6, B, &[0; 20]),
-            frame(6, A, &[0; 32]),
+            frame(6, A, &[0; 1460]),
             frame(17, A, &udp),
         ]);
-        let s = scan(&file, A, b"END").unwrap();
+        let s = scan(&file[..], A, b"END").unwrap();
         assert_eq!((s.frames, s.tcp_from, s.tcp_other, s.other), (4, 2, 1, 1));
         assert!(s.marker_seen && !s.truncated);
-        assert!(!scan(&file, A, b"OTHER").unwrap().marker_seen);
+        assert!(!scan(&file[..], A, b"OTHER").unwrap().marker_seen);
+        let path = std::env::temp_dir().join(format!("tcp-watch-scan-{}", std::process::id()));
+        std::fs::write(&path, &file).unwrap();
+        assert!(tail_contains(&path, b"END", 100));
+        assert!(!tail_contains(&path, b"END", 2));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
@@ -194,9 +254,9 @@ mod test {
         }
         let s = scan(&file[..file.len() - 1], A, b"x").unwrap();
         assert_eq!((s.tcp_from, s.truncated), (1, true));
-        assert!(scan(b"garbage garbage garbage garbage", A, b"x").is_err());
+        assert!(scan(&b"garbage garbage garbage garbage"[..], A, b"x").is_err());
         let mut be = file.clone();
         be[20..24].copy_from_slice(&113u32.to_le_bytes());
-        assert!(scan(&be, A, b"x").unwrap_err().contains("113"));
+        assert!(scan(&be[..], A, b"x").unwrap_err().contains("113"));
     }
 }
