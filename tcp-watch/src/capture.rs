@@ -196,6 +196,7 @@ pub struct CaptureReader<R> {
     /// pcapng: the current section's interfaces.
     interfaces: Vec<Interface>,
     number: u64,
+    last_ts: Timestamp,
     done: bool,
     stats: CaptureStats,
 }
@@ -243,6 +244,7 @@ impl<R: Read> CaptureReader<R> {
             },
             interfaces: Vec::new(),
             number: 0,
+            last_ts: Timestamp(0),
             done: false,
             stats: CaptureStats::default(),
         };
@@ -423,6 +425,7 @@ impl<R: Read> CaptureReader<R> {
             };
             if let Some((at, len, ts, linktype, original_len)) = found {
                 self.stats.frames += 1;
+                self.last_ts = ts;
                 return Ok(Some(Frame {
                     number: self.number,
                     ts,
@@ -615,11 +618,12 @@ impl<R: Read> CaptureReader<R> {
                 if iface.snaplen != 0 {
                     caplen = caplen.min(iface.snaplen as usize);
                 }
-                // A simple packet has no timestamp.
+                // A simple packet has no timestamp: it gets the previous
+                // frame's, so that capture time never runs backwards.
                 Ok(Some((
                     at + 12,
                     caplen,
-                    Timestamp(0),
+                    self.last_ts,
                     iface.linktype,
                     origlen,
                 )))
