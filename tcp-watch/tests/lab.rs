@@ -88,12 +88,13 @@ fn assert_intact_and_complete(run: &LabRun) {
     }
 }
 
-fn lossy(test: &str, sack: bool) -> Option<LabRun> {
+fn lossy(test: &str, sack: bool, rate: Option<&str>) -> Option<LabRun> {
     let run = run(
         test,
         LabConfig {
             loss: 0.02,
             sack,
+            rate: rate.map(String::from),
             bytes: 3 << 20,
             ..LabConfig::default()
         },
@@ -107,7 +108,7 @@ fn lossy(test: &str, sack: bool) -> Option<LabRun> {
 
 #[test]
 fn a_lossy_transfer_with_sack_arrives_intact_and_its_capture_is_complete() {
-    if let Some(run) = lossy("lab-sack", true) {
+    if let Some(run) = lossy("lab-sack", true, None) {
         // Every loss is repaired by a retransmission the kernel counted,
         // and with SACK it recovers with SACK.
         assert!(run.kernel.retrans_segs >= run.router.loss, "{run:#?}");
@@ -116,8 +117,14 @@ fn a_lossy_transfer_with_sack_arrives_intact_and_its_capture_is_complete() {
 }
 
 #[test]
-fn a_lossy_transfer_without_sack_arrives_intact_and_its_capture_is_complete() {
-    if let Some(run) = lossy("lab-nosack", false) {
+fn a_lossy_rate_limited_transfer_without_sack_arrives_intact_and_its_capture_is_complete() {
+    // 3 MiB (25 Mbit with headers) at 30 Mbit/s: at least 0.8 s on the
+    // wire. The tbf queue's own drops, if any, join R's A→B account.
+    if let Some(run) = lossy("lab-nosack", false, Some("30mbit")) {
+        assert!(
+            run.transfer.duration_s > 0.8,
+            "the rate did not hold: {run:#?}"
+        );
         assert_eq!(run.kernel.sack_recovery, 0, "SACK was off: {run:#?}");
         assert_eq!(run.kernel.dsack_recv, 0, "SACK was off: {run:#?}");
     }
