@@ -624,10 +624,15 @@ impl Decoder {
         self.stats.fragments_timed_out += (before - self.pending.len()) as u64;
     }
 
+    /// Forgets datagram `i`, counted as dropped by a cap.
     fn drop_pending(&mut self, i: usize) {
+        self.forget(i);
+        self.stats.fragments_dropped_cap += 1;
+    }
+
+    fn forget(&mut self, i: usize) {
         let p = self.pending.swap_remove(i);
         self.held_bytes -= p.data.len();
-        self.stats.fragments_dropped_cap += 1;
     }
 
     /// Adds one fragment (RFC 815 hole list, first copy wins); returns the
@@ -712,10 +717,10 @@ impl Decoder {
         {
             // Too many pieces, or fragments that disagree on where the
             // datagram ends: not reassemblable.
-            let bad_end = p.pieces <= FRAG_MAX_PIECES;
-            self.drop_pending(i);
-            if bad_end {
-                self.stats.fragments_dropped_cap -= 1;
+            if p.pieces > FRAG_MAX_PIECES {
+                self.drop_pending(i);
+            } else {
+                self.forget(i);
                 self.stats.count(Malformed::BadFragment);
             }
             return None;

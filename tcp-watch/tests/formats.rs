@@ -910,3 +910,18 @@ fn files_by_path_and_missing_files() {
     let e = tcp_watch::capture::open_path(&path).unwrap_err();
     assert!(matches!(&e, Error::Io { path: p, .. } if *p == path), "{e}");
 }
+
+#[test]
+fn fragments_disagreeing_on_the_end_are_malformed() {
+    let (_, l4) = big_tcp();
+    let frags = ipv4_fragments(A4, B4, 4, &l4, 512);
+    // A second "last" fragment ending elsewhere than the first.
+    let other_end = ipv4_fragment(A4, B4, 6, 4, 1024, false, &[0; 64]);
+    let sent = [frags[3].clone(), other_end, frags[0].clone()];
+    let (seen, stats) = read_all(&frag_file(&sent, 1));
+    assert!(seen.is_empty());
+    assert_eq!(stats.malformed(Malformed::BadFragment), 1);
+    assert_eq!(stats.fragments_dropped_cap, 0);
+    // The datagram was forgotten; the first piece starts a new one.
+    assert_eq!(stats.fragments_incomplete_at_end, 1);
+}
