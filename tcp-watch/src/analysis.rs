@@ -69,6 +69,11 @@
 //!   none when any covered segment was retransmitted (Karn, RFC 6298 §3).
 //!   Wireshark samples every ACK against the segment it acks exactly.
 //!
+//! * **Capture copies**: a segment identical to the one before it in its
+//!   direction with the same timestamp was duplicated by the capture (two
+//!   taps, a mirror port); it is counted apart and otherwise ignored, where
+//!   Wireshark calls each copy a retransmission or a duplicate ACK.
+//!
 //! Memory per connection is bounded: event records, holes, SACK ranges,
 //! remembered transmissions and RTT samples all have caps; counts stay
 //! exact past them.

@@ -415,6 +415,22 @@ fn out_of_order_is_not_retransmission_and_back() {
 }
 
 #[test]
+fn copies_made_by_the_capture_are_not_retransmissions() {
+    let mut t = Trace::new();
+    t.handshake(C_ISN, 20.0);
+    t.c(100.0, 1001, 1000);
+    t.c(100.0, 1001, 1000);
+    t.s_ack(120.0, 2001);
+    t.s_ack(120.0, 2001);
+    let r = t.analyze();
+    assert_eq!(r.client_to_server.retransmissions.total, 0);
+    assert_eq!(r.client_to_server.capture_duplicates, 1);
+    assert_eq!(r.server_to_client.duplicate_acks, 0);
+    assert_eq!(r.server_to_client.capture_duplicates, 1);
+    assert_eq!(r.client_to_server.bytes, 1000);
+}
+
+#[test]
 fn lost_segment_never_filled_and_acked_unseen() {
     let mut t = Trace::new();
     t.handshake(C_ISN, 20.0);

@@ -88,6 +88,10 @@ struct RecentRetx {
     record: Option<usize>,
 }
 
+/// What tells a copy made by the capture from a segment sent again: a
+/// sender cannot resend within the same capture timestamp.
+type Header = (Timestamp, u32, u32, u8, u32, u16);
+
 /// One direction's sequence space as seen at the capture point, and what
 /// the peer's ACKs say about it.
 #[derive(Debug)]
@@ -124,6 +128,8 @@ struct Direction {
     dup_run: Option<Option<usize>>,
     /// Open zero-window episode this direction advertises.
     zero_window: Option<(Option<usize>, Timestamp)>,
+    /// The last segment's header, to tell copies made by the capture.
+    last_header: Option<Header>,
     report: DirectionReport,
 }
 
@@ -154,6 +160,7 @@ impl Direction {
             rtt: RttSamples::default(),
             dup_run: None,
             zero_window: None,
+            last_header: None,
             report: DirectionReport::default(),
         }
     }
@@ -258,6 +265,18 @@ impl ConnectionAnalyzer {
         let [c2s, s2c] = &mut self.dirs;
         let (me, peer) = if d == 0 { (c2s, s2c) } else { (s2c, c2s) };
         me.report.segments += 1;
+        let header = (
+            seg.ts,
+            seg.seq,
+            seg.ack,
+            seg.flags.0,
+            seg.payload_len,
+            seg.window,
+        );
+        if me.last_header.replace(header) == Some(header) {
+            me.report.capture_duplicates += 1;
+            return;
+        }
         me.report.not_captured_bytes += u64::from(seg.not_captured());
         if seg.flags.contains(TcpFlags::RST) {
             // A reset's numbers need not follow the stream (RFC 9293

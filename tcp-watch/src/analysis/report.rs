@@ -332,6 +332,10 @@ pub struct DirectionReport {
     pub dsack_unmatched: u64,
     /// RST segments.
     pub resets: u64,
+    /// Segments identical to the one before in this direction, at the same
+    /// capture time: copies made by the capture (two taps, a mirror port),
+    /// not sent twice. They are counted here and nowhere else.
+    pub capture_duplicates: u64,
     /// Payload bytes the sender sent but the capture cut (snap length).
     pub not_captured_bytes: u64,
     /// RTT of this direction's data (to the ACK from the other side), ms.
