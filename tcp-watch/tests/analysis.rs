@@ -513,6 +513,43 @@ fn zero_window_probe_versus_keep_alive() {
 }
 
 #[test]
+fn window_full_uses_the_receivers_scale() {
+    let mut t = Trace::new();
+    let syn = |ws| TcpOptions {
+        window_scale: Some(ws),
+        ..TcpOptions::default()
+    };
+    t.add(true, 0.0, C_ISN, 0, SYN, 0, 65535, syn(0));
+    t.add(false, 10.0, S_ISN, C_ISN + 1, SYN | ACK, 0, 65535, syn(4));
+    t.add(
+        true,
+        20.0,
+        C_ISN + 1,
+        S_ISN + 1,
+        ACK,
+        0,
+        WIN,
+        TcpOptions::default(),
+    );
+    // The server's window field 250 means 250 << 4 = 4000 bytes.
+    t.add(
+        false,
+        21.0,
+        S_ISN + 1,
+        C_ISN + 1,
+        ACK,
+        0,
+        250,
+        TcpOptions::default(),
+    );
+    t.c(30.0, 1001, 3000);
+    let full = t.c(31.0, 4001, 1000);
+    let r = t.analyze();
+    assert_eq!(r.client_to_server.window_full, 1);
+    assert_eq!(r.client_to_server.events.window_full, vec![full]);
+}
+
+#[test]
 fn rtt_samples_follow_karns_rule() {
     let mut t = Trace::new();
     t.handshake(C_ISN, 20.0);

@@ -287,12 +287,12 @@ impl ConnectionAnalyzer {
         let ctx = Context {
             path_rtt_s: self.handshake.initial_rtt_ms.map(|ms| ms / 1000.0),
             scale: self.handshake.window_scaling,
-            // The shift the peer of `me` applies to its window field: the
-            // one the peer announced in its SYN.
-            peer_shift: if d == 0 {
-                self.handshake.server.window_scale
-            } else {
+            // A window field is scaled by the shift its sender announced in
+            // its own SYN (RFC 7323 §2.3).
+            shift: if d == 0 {
                 self.handshake.client.window_scale
+            } else {
+                self.handshake.server.window_scale
             },
         };
         if seg.flags.contains(TcpFlags::ACK) {
@@ -393,8 +393,8 @@ struct Context {
     path_rtt_s: Option<f64>,
     /// Whether window scaling is in effect.
     scale: bool,
-    /// The scale shift of the side sending the ACKs.
-    peer_shift: Option<u8>,
+    /// The scale shift of the side sending the segment.
+    shift: Option<u8>,
 }
 
 impl Context {
@@ -428,7 +428,7 @@ fn on_ack(acker: &mut Direction, data: &mut Direction, seg: &Segment<'_>, ctx: &
     let ack = data.offset(seg.ack);
     let syn = seg.flags.contains(TcpFlags::SYN);
     let shift = if ctx.scale && !syn {
-        ctx.peer_shift.unwrap_or(0)
+        ctx.shift.unwrap_or(0)
     } else {
         0
     };
