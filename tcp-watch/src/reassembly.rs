@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::segment::{FlowKey, Segment, TcpFlags, Timestamp};
-use direction::{unwrap, Arrival, Direction};
+use direction::{Arrival, Direction, unwrap};
 
 /// Direction of a segment within its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -392,7 +392,9 @@ pub struct Stats {
     pub idle_closed: u64,
     /// Bytes held out of order now (plus per-piece overhead).
     pub held_bytes: usize,
-    /// The most ever held at once.
+    /// The most held after any segment, caps applied: at most
+    /// [`Config::global_cap`]. (While one segment is inserted, the held
+    /// total may pass the cap by that segment's bytes and pieces.)
     pub peak_held_bytes: usize,
 }
 
@@ -594,9 +596,9 @@ impl Reassembler {
         if seg.payload_len > 0 || fin {
             let d = &mut flow.dirs[dir.index()];
             let base = *d.base.get_or_insert(data_seq);
-            let offset = unwrap(base, d.next, data_seq);
+            let next = d.reference() as i64;
+            let offset = unwrap(base, d.reference(), data_seq);
             let end = offset + i64::from(seg.payload_len);
-            let next = d.next as i64;
             if offset - next > cfg.window_limit as i64 || next - end > cfg.window_limit as i64 {
                 stats.out_of_window += 1;
                 return;
@@ -626,8 +628,8 @@ impl Reassembler {
         if seg.flags.contains(TcpFlags::ACK) {
             let o = &mut flow.dirs[dir.other().index()];
             if let Some(base) = o.base {
-                let off = unwrap(base, o.next, seg.ack);
-                let next = o.next as i64;
+                let off = unwrap(base, o.reference(), seg.ack);
+                let next = o.reference() as i64;
                 if (off - next).abs() > cfg.window_limit as i64 {
                     stats.out_of_window += 1;
                 } else if off > 0 {
@@ -648,6 +650,7 @@ impl Reassembler {
             flow.close(CloseReason::Fin, cfg, stats, sink);
         }
         self.enforce_global_cap(sink);
+        self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.stats.held_bytes);
     }
 
     /// Flushes the direction holding the most until all streams together

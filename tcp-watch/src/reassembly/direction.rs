@@ -98,6 +98,12 @@ impl Direction {
         self.fin.is_some_and(|f| self.next >= f)
     }
 
+    /// Where 32-bit numbers are unwrapped from: the furthest point the
+    /// direction is known to have reached.
+    pub(super) fn reference(&self) -> u64 {
+        self.next.max(self.acked)
+    }
+
     fn seq_at(&self, offset: u64) -> u32 {
         // Truncation intended: sequence numbers are offsets modulo 2^32.
         self.base.unwrap_or(0).wrapping_add(offset as u32)
@@ -297,7 +303,6 @@ impl Direction {
         let cost = piece.cost();
         self.held += cost;
         ctx.stats.held_bytes += cost;
-        ctx.stats.peak_held_bytes = ctx.stats.peak_held_bytes.max(ctx.stats.held_bytes);
         self.ooo.insert(start, piece);
     }
 
