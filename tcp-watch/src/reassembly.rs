@@ -524,8 +524,11 @@ impl Reassembler {
         self.flows.values().filter(|f| !f.closed).count()
     }
 
-    /// Takes one segment; emits what it makes deliverable.
-    pub fn segment(&mut self, seg: &Segment<'_>, sink: &mut dyn StreamSink) {
+    /// Takes one segment; emits what it makes deliverable. Returns the
+    /// stream and direction the segment belongs to (also for segments that
+    /// were only counted: late, out of window), so that callers number
+    /// streams as the reassembler does.
+    pub fn segment(&mut self, seg: &Segment<'_>, sink: &mut dyn StreamSink) -> Option<(u64, Dir)> {
         self.stats.segments += 1;
         if seg.ts.0 >= self.next_sweep {
             self.advance(seg.ts, sink);
@@ -570,17 +573,16 @@ impl Reassembler {
             });
             self.flows.insert(key, flow);
         }
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
-        };
+        let flow = self.flows.get_mut(&key)?;
         flow.last_ts = seg.ts;
+        let dir = flow.dir_of(seg.key);
+        let place = Some((flow.id, dir));
         if flow.closed {
             if seg.payload_len > 0 {
                 self.stats.after_close += 1;
             }
-            return;
+            return place;
         }
-        let dir = flow.dir_of(seg.key);
         let cfg = &self.cfg;
         let stats = &mut self.stats;
         let syn = seg.flags.contains(TcpFlags::SYN);
@@ -601,7 +603,7 @@ impl Reassembler {
             let end = offset + i64::from(seg.payload_len);
             if offset - next > cfg.window_limit as i64 || next - end > cfg.window_limit as i64 {
                 stats.out_of_window += 1;
-                return;
+                return place;
             }
             let mut ctx = Ctx {
                 stream: flow.id,
@@ -651,6 +653,7 @@ impl Reassembler {
         }
         self.enforce_global_cap(sink);
         self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.stats.held_bytes);
+        place
     }
 
     /// Flushes the direction holding the most until all streams together

@@ -32,6 +32,8 @@ struct Feed {
     ev: Vec<Event>,
     frame: u64,
     key: FlowKey,
+    /// What `segment` returned for each segment sent.
+    places: Vec<(u64, Dir)>,
 }
 
 impl Feed {
@@ -41,6 +43,7 @@ impl Feed {
             ev: Vec::new(),
             frame: 0,
             key: client(),
+            places: Vec::new(),
         }
     }
 
@@ -83,7 +86,11 @@ impl Feed {
             payload_len: len,
             payload,
         };
-        self.r.segment(&seg, &mut self.ev);
+        let place = self.r.segment(&seg, &mut self.ev);
+        // Every segment is placed in a stream, in its own direction
+        // (client = the first SYN's sender, or the first side seen).
+        self.places
+            .push(place.expect("every segment belongs to a stream"));
     }
 
     fn finish(&mut self) {
@@ -634,6 +641,12 @@ fn port_reuse_with_a_new_isn_opens_a_new_stream_a_repeated_syn_does_not() {
         b"third"
     );
     assert_eq!(ends[1].dirs[0].isn, Some(5000));
+    // The late segment (frame 9) still names stream 0; the third SYN
+    // (frame 14) and its data stream 2; the SYN-ACK (frame 11) goes server
+    // to client.
+    assert_eq!(f.places[8], (0, Dir::ClientToServer));
+    assert_eq!(f.places[10], (1, Dir::ServerToClient));
+    assert_eq!(&f.places[13..], &[(2, Dir::ClientToServer); 2]);
     assert_eq!(f.r.stats().streams, 3);
 }
 
