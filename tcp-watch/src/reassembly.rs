@@ -128,6 +128,13 @@ pub struct Config {
     /// most 2^30 bytes (RFC 7323 §2.3), so anything further is another
     /// connection or garbage, such as a sequence number jump of 2^31.
     pub window_limit: u64,
+    /// Most streams in the table (ended ones kept to recognise their late
+    /// segments included). A new stream that finds it full first forgets
+    /// the ended ones, then closes the least recently active eighth
+    /// ([`CloseReason::Evicted`]): the table's memory is bounded whatever
+    /// the capture, and the cost of making room is spread over many new
+    /// streams.
+    pub max_streams: usize,
 }
 
 impl Default for Config {
@@ -138,6 +145,7 @@ impl Default for Config {
             global_cap: 32 << 20,
             idle_timeout_ns: 300_000_000_000,
             window_limit: 1 << 30,
+            max_streams: 1 << 16,
         }
     }
 }
@@ -263,6 +271,9 @@ pub enum CloseReason {
     PortReuse,
     /// [`Reassembler::finish`].
     EndOfCapture,
+    /// The table was full ([`Config::max_streams`]) and this stream was
+    /// among the least recently active.
+    Evicted,
 }
 
 /// One direction of an ended stream.
@@ -390,6 +401,8 @@ pub struct Stats {
     pub cap_flushes: u64,
     /// Streams closed by the idle timeout.
     pub idle_closed: u64,
+    /// Streams closed to make room in a full table.
+    pub evicted: u64,
     /// Bytes held out of order now (plus per-piece overhead).
     pub held_bytes: usize,
     /// The most held after any segment, caps applied: at most
@@ -550,6 +563,7 @@ impl Reassembler {
             if let Some(mut old) = self.flows.remove(&key) {
                 old.close(CloseReason::PortReuse, &self.cfg, &mut self.stats, sink);
             }
+            self.make_room(sink);
             let client = if seg.flags.contains(TcpFlags::SYN | TcpFlags::ACK) {
                 seg.key.reversed()
             } else {
@@ -654,6 +668,35 @@ impl Reassembler {
         self.enforce_global_cap(sink);
         self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.stats.held_bytes);
         place
+    }
+
+    /// When the table is full: forgets ended streams, then closes the least
+    /// recently active open ones until it is at most 7/8 full.
+    fn make_room(&mut self, sink: &mut dyn StreamSink) {
+        let max = self.cfg.max_streams.max(1);
+        if self.flows.len() < max {
+            return;
+        }
+        self.flows.retain(|_, f| !f.closed);
+        let keep = max - max / 8 - 1;
+        if self.flows.len() <= keep {
+            return;
+        }
+        let mut by_age: Vec<(Timestamp, u64, CanonKey)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| (f.last_ts, f.id, *k))
+            .collect();
+        let evict = by_age.len() - keep;
+        by_age.select_nth_unstable(evict - 1);
+        let mut victims = by_age[..evict].to_vec();
+        victims.sort_by_key(|v| v.1);
+        for (_, _, key) in victims {
+            if let Some(mut flow) = self.flows.remove(&key) {
+                flow.close(CloseReason::Evicted, &self.cfg, &mut self.stats, sink);
+                self.stats.evicted += 1;
+            }
+        }
     }
 
     /// Flushes the direction holding the most until all streams together

@@ -879,3 +879,51 @@ impl tcp_watch::reassembly::StreamSink for Counter {
         self.gaps += 1;
     }
 }
+
+#[test]
+fn full_table_forgets_ended_streams_then_evicts_the_least_recent() {
+    let cfg = Config {
+        max_streams: 16,
+        ..Config::default()
+    };
+    let mut f = Feed::new(cfg);
+    // Stream 0 ends by RST: a tombstone, forgotten first.
+    handshake(&mut f, 0, 0);
+    f.send(true, 1, Some(1), TcpFlags::RST, &[]);
+    // Streams 1..=15 open on other ports, each with a held byte.
+    for port in 1..=15u16 {
+        f.key = FlowKey {
+            src: format!("10.0.0.1:{port}").parse().unwrap(),
+            dst: client().dst,
+        };
+        f.send(true, 100, None, TcpFlags::SYN, &[]);
+        f.send(true, 105, None, NONE, b"x");
+    }
+    // Stream 1 speaks again: now the most recent.
+    f.key = FlowKey {
+        src: "10.0.0.1:1".parse().unwrap(),
+        dst: client().dst,
+    };
+    f.send(true, 101, None, NONE, b"head");
+    // A 17th stream: the table is full.
+    f.key = FlowKey {
+        src: "10.0.0.1:999".parse().unwrap(),
+        dst: client().dst,
+    };
+    f.send(true, 7, None, TcpFlags::SYN, &[]);
+    let evicted: Vec<u64> = f
+        .ends()
+        .iter()
+        .filter(|e| e.reason == CloseReason::Evicted)
+        .map(|e| e.id)
+        .collect();
+    // 16 in the table, 0 forgotten, 15 left: keep 16 - 2 - 1 = 13, so the
+    // two least recent (2 and 3) go; 1 was refreshed.
+    assert_eq!(evicted, vec![2, 3]);
+    assert_eq!(f.r.stats().evicted, 2);
+    assert_eq!(f.r.open_streams(), 14);
+    // An evicted stream's hole was declared when it went.
+    let (_, gaps) = f.stream(2, Dir::ClientToServer);
+    assert_eq!(gaps, vec![(0, 4, GapCause::NeverSentOrAcked)]);
+    f.finish();
+}
