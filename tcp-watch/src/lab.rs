@@ -350,6 +350,13 @@ fn loss_rule(loss: f64) -> Result<u32, Error> {
     Ok((loss * f64::from(LOSS_SCALE)).round() as u32)
 }
 
+/// The longest IPv4 packet A sends without data: 20 bytes of IP, 20 of TCP
+/// and 12 of timestamps. The loss rule drops only longer ones, so that every
+/// drop is data the sender must retransmit (a dropped pure ACK, such as A's
+/// last ACK of B's FIN, would be repaired by B and never counted in A's
+/// `TcpRetransSegs`).
+const MAX_CONTROL_IP_LEN: u32 = 52;
+
 /// R's nft table (loss rule, empty blackhole chain, named counters) and
 /// the optional tbf qdisc. The forward hook sees wire-sized packets (the
 /// offloads are off; an output hook would see GSO super-segments).
@@ -357,6 +364,7 @@ fn router_rules(ns: &Namespaces, per_mille: u32, rate: Option<&str>) -> Result<(
     let loss = if per_mille > 0 {
         format!(
             "iifname \"{RA_IF}\" oifname \"{RB_IF}\" meta l4proto tcp tcp flags & syn == 0 \
+             ip length > {MAX_CONTROL_IP_LEN} \
              numgen random mod {LOSS_SCALE} < {per_mille} counter name loss drop"
         )
     } else {
