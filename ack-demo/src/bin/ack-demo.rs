@@ -61,7 +61,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     scale: u64,
     /// Payload bytes per message (at most 1 MiB).
-    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = payload_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = payload_bytes())]
     size: usize,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
@@ -86,7 +86,7 @@ struct ServerArgs {
     stop_reading_after: Option<u64>,
     /// Heartbeat interval in milliseconds, 1 to 3600000 (silence for 3 =
     /// dead).
-    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = heartbeat_ms)]
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = heartbeat_ms())]
     heartbeat_ms: u64,
     /// Print the kernel's view of each connection when it ends.
     #[arg(long)]
@@ -116,7 +116,7 @@ struct ClientArgs {
     count: u64,
     /// Payload bytes per message (at least the length of `msg <N-1> `, at
     /// most 1 MiB).
-    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = payload_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = payload_bytes())]
     size: usize,
     /// Messages in flight (unacknowledged) at most, 1 to 65536.
     #[arg(long, value_name = "W", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
@@ -138,7 +138,7 @@ struct ClientArgs {
     reconnect_for: Duration,
     /// Heartbeat interval in milliseconds, 1 to 3600000 (silence for 3 =
     /// dead).
-    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = heartbeat_ms)]
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = heartbeat_ms())]
     heartbeat_ms: u64,
     /// Show the kernel's view of the socket (SIOCOUTQ, SIOCOUTQNSD,
     /// FIONREAD, TCP_INFO) beside what the application knows.
@@ -279,26 +279,15 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
     }
 }
 
-/// A heartbeat interval: three of them (the dead-peer bound) must fit any
-/// clock, so at most an hour.
-fn heartbeat_ms(s: &str) -> Result<u64, String> {
-    match s.trim().parse::<u64>() {
-        Ok(ms @ 1..=3_600_000) => Ok(ms),
-        _ => Err(format!(
-            "expected milliseconds from 1 to 3600000, got {s:?}"
-        )),
-    }
+/// A heartbeat interval in milliseconds: three of them (the dead-peer
+/// bound) must fit any clock, so at most an hour.
+fn heartbeat_ms() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=3_600_000)
 }
 
 /// Payload bytes: what one DATA frame carries at most.
-fn payload_bytes(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n <= ack_demo::MAX_PAYLOAD => Ok(n),
-        _ => Err(format!(
-            "expected payload bytes from 0 to {}, got {s:?}",
-            ack_demo::MAX_PAYLOAD
-        )),
-    }
+fn payload_bytes() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(0..=ack_demo::MAX_PAYLOAD as u64)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! `pcap-file`) or pcapng (hand-written SHB, IDB and EPB blocks, either
 //! byte order, several interfaces and sections).
 //!
-//! Nothing here reads `../shared`: every capture a test uses is made here.
+//! Every capture a test uses is made here, by these writers.
 
 #![allow(dead_code, unreachable_pub)]
 
