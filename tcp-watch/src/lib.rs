@@ -21,6 +21,7 @@ pub mod analysis;
 pub mod capture;
 pub mod error;
 pub mod lab;
+pub mod live;
 pub mod packet;
 pub mod reassembly;
 pub mod segment;

@@ -1,0 +1,1 @@
+//! Live capture from an interface (AF_PACKET), being built.
