@@ -199,6 +199,7 @@ pub struct CaptureReader<R> {
     last_ts: Timestamp,
     done: bool,
     stats: CaptureStats,
+    bytes_read: u64,
 }
 
 impl<R> std::fmt::Debug for CaptureReader<R> {
@@ -247,6 +248,7 @@ impl<R: Read> CaptureReader<R> {
             last_ts: Timestamp(0),
             done: false,
             stats: CaptureStats::default(),
+            bytes_read: 0,
         };
         r.read_file_header()?;
         Ok(r)
@@ -265,6 +267,11 @@ impl<R: Read> CaptureReader<R> {
     /// The input's name, as given.
     pub fn name(&self) -> &str {
         &self.what
+    }
+
+    /// Bytes read from the input so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     fn bad(&self, reason: impl Into<String>) -> Error {
@@ -296,7 +303,10 @@ impl<R: Read> CaptureReader<R> {
             }
             match self.input.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
-                Ok(k) => self.end += k,
+                Ok(k) => {
+                    self.end += k;
+                    self.bytes_read += k as u64;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.io(e)),
             }

@@ -17,12 +17,16 @@
 //! their capture timestamps, events and reports out. They never read a
 //! file, a socket or the clock.
 
+pub mod account;
 pub mod analysis;
+pub mod commands;
 pub mod capture;
 pub mod error;
 pub mod lab;
 pub mod live;
+pub mod output;
 pub mod packet;
+pub mod pipeline;
 pub mod reassembly;
 pub mod segment;
 

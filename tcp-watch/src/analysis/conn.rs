@@ -779,6 +779,7 @@ fn on_data(me: &mut Direction, peer: &mut Direction, seg: &Segment<'_>, ctx: &Co
         let Direction { holes, report, .. } = me;
         holes.remove(s, below_end, |h, _, gone| {
             if gone {
+                report.holes_filled += 1;
                 if let Some(r) = h
                     .meta
                     .record

@@ -312,6 +312,9 @@ pub struct DirectionReport {
     pub lost_segments: u64,
     /// Bytes in those holes.
     pub lost_bytes: u64,
+    /// Of those holes, the ones whose every byte later reached the capture
+    /// (by a retransmission or out of order).
+    pub holes_filled: u64,
     /// ACKs this direction sent for data the capture never showed.
     pub acked_unseen: u64,
     /// Zero-window episodes this direction advertised.

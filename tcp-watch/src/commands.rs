@@ -1,0 +1,168 @@
+//! What each `tcp-watch` command does, given its settings: the binary only
+//! parses arguments into these and reports errors.
+//!
+//! Standard output carries the result (the account, or with `json` exactly
+//! one JSON document); progress and notes go to standard error.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::account;
+use crate::capture::{self, CaptureReader};
+use crate::error::Error;
+use crate::output::{JsonWriter, Totals};
+use crate::pipeline::{self, Options, Progress, RunSummary, StreamReport};
+
+/// `tcp-watch analyze` (and `extract`, which is `analyze` with extraction
+/// and a short summary).
+#[derive(Debug, Clone)]
+pub struct Analyze {
+    /// Captures (`-` for stdin), each analysed on its own.
+    pub captures: Vec<PathBuf>,
+    /// One JSON document on stdout instead of the account.
+    pub json: bool,
+    /// Only this stream id in the account or the document's `streams`.
+    pub stream: Option<u64>,
+    /// Every event line, not the first [`account::DEFAULT_LINES`].
+    pub all: bool,
+    /// The pipeline's settings (extraction directory included).
+    pub options: Options,
+    /// No per-stream account: the summary only (`extract`).
+    pub summary_only: bool,
+}
+
+fn stdout_error(e: io::Error) -> Error {
+    Error::Io {
+        path: "standard output".into(),
+        source: e,
+    }
+}
+
+/// Progress on standard error, at most twice a second, only on a terminal.
+struct Meter {
+    on: bool,
+    last: Instant,
+    started: Instant,
+}
+
+impl Meter {
+    fn new() -> Meter {
+        let now = Instant::now();
+        Meter {
+            on: io::stderr().is_terminal(),
+            last: now,
+            started: now,
+        }
+    }
+
+    fn tick(&mut self, name: &str, p: &Progress) {
+        if !self.on || self.last.elapsed().as_millis() < 500 {
+            return;
+        }
+        self.last = Instant::now();
+        let s = self.started.elapsed().as_secs_f64().max(1e-9);
+        eprint!(
+            "\r{name}: {:.0} MB, {} frames ({:.0} MB/s), {} streams open, {} done   ",
+            p.bytes as f64 / 1e6,
+            p.frames,
+            p.bytes as f64 / 1e6 / s,
+            p.open_streams,
+            p.reported
+        );
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r{:100}\r", "");
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<CaptureReader<Box<dyn io::Read>>, Error> {
+    capture::open_path(path)
+}
+
+/// Runs `analyze`; `stop` ends the reading early (Ctrl-C), with the report
+/// of what was read.
+pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Totals), Error> {
+    let stdout = io::stdout().lock();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
+    let mut json = if cmd.json {
+        Some(JsonWriter::begin(&mut out).map_err(stdout_error)?)
+    } else {
+        None
+    };
+    let mut totals = Totals::default();
+    let mut summaries = Vec::new();
+    let several = cmd.captures.len() > 1;
+    for (i, path) in cmd.captures.iter().enumerate() {
+        let mut reader = open(path)?;
+        let mut options = cmd.options.clone();
+        if several {
+            options.extract = options.extract.map(|d| d.join(i.to_string()));
+        }
+        let mut meter = Meter::new();
+        let name = path.display().to_string();
+        let mut text: Vec<u8> = Vec::new();
+        let clear = meter.on;
+        let mut each = |r: StreamReport| -> Result<(), Error> {
+            totals.add(&r);
+            if cmd.stream.is_some_and(|s| s != r.id) {
+                return Ok(());
+            }
+            match &mut json {
+                Some(j) => j.stream(&r).map_err(stdout_error),
+                None if cmd.summary_only => Ok(()),
+                None => {
+                    text.clear();
+                    if several {
+                        writeln!(text, "[{name}]").map_err(stdout_error)?;
+                    }
+                    let limit = (!cmd.all).then_some(account::DEFAULT_LINES);
+                    account::write_stream(&mut text, &r, limit).map_err(stdout_error)?;
+                    if clear {
+                        eprint!("\r{:100}\r", "");
+                    }
+                    io::stdout().lock().write_all(&text).map_err(stdout_error)
+                }
+            }
+        };
+        let mut tick = |p: &Progress| meter.tick(&name, p);
+        let summary = pipeline::run(i, &mut reader, &options, stop, &mut each, &mut tick)?;
+        meter.done();
+        summaries.push(summary);
+    }
+    match json {
+        Some(j) => {
+            j.end(&summaries, &totals).map_err(stdout_error)?;
+        }
+        None => {
+            account::write_summary(&mut out, &summaries, &totals).map_err(stdout_error)?;
+            if let Some(dir) = &cmd.options.extract {
+                writeln!(
+                    out,
+                    "extracted {} streams to {} (index: {}); gaps {}",
+                    totals.streams,
+                    dir.display(),
+                    dir.join(if several {
+                        "<input>/streams.json"
+                    } else {
+                        "streams.json"
+                    })
+                    .display(),
+                    cmd.options.gaps.name()
+                )
+                .map_err(stdout_error)?;
+            }
+        }
+    }
+    out.flush().map_err(stdout_error)?;
+    for s in &summaries {
+        if s.stopped {
+            eprintln!("{}: stopped early; the report covers what was read", s.path);
+        }
+    }
+    Ok((summaries, totals))
+}
