@@ -22,6 +22,7 @@
 //! (with their veths and nft tables) by a drop guard, the tcpdump children
 //! by theirs and by `PR_SET_PDEATHSIG`.
 
+pub mod account;
 pub mod counters;
 pub mod netns;
 pub mod scan;

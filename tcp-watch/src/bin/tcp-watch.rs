@@ -152,6 +152,48 @@ enum Command {
         #[command(flatten)]
         reassembly: Reassembly,
     },
+    /// The lab (root): a real TCP transfer from namespace A to B through a
+    /// router R that drops a random fraction of A's packets (nft), limits
+    /// the rate (tc tbf) or blackholes the path for a while; captures at A
+    /// and at B; then our counts beside the sender kernel's (nstat), R's
+    /// drops, the receiver's sha256 and tshark's.
+    Lab {
+        /// Fraction of A->B data segments R drops at random, 0 to 0.5
+        /// (resolution 0.001).
+        #[arg(long, default_value_t = 0.01, value_parser = cli_values::float_in(0.0, 0.5, "a loss fraction"))]
+        loss: f64,
+        /// Rate limit of R's link to B, as tc writes it (`100mbit`).
+        #[arg(long)]
+        rate: Option<String>,
+        /// Drop everything R forwards for this long once half the data is
+        /// sent (`3s`), so the retransmission timer's backoff shows.
+        #[arg(long, value_parser = cli_values::seconds(0.1, 20.0))]
+        blackhole: Option<std::time::Duration>,
+        /// SACK in A and B.
+        #[arg(long, value_enum, default_value = "on")]
+        sack: OnOff,
+        /// Bytes A sends.
+        #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
+        bytes: u64,
+        /// Seed of the payload.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..(1u64 << 53)))]
+        seed: u64,
+        /// Keep the captures in this directory (default: a temporary one,
+        /// removed after).
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 fn main() -> ExitCode {
@@ -204,6 +246,34 @@ fn main() -> ExitCode {
             &stop,
         )
         .map(|_| ()),
+        Command::Lab {
+            loss,
+            rate,
+            blackhole,
+            sack,
+            bytes,
+            seed,
+            keep,
+            json,
+        } => {
+            let config = tcp_watch::lab::LabConfig {
+                loss,
+                rate,
+                blackhole,
+                sack: sack == OnOff::On,
+                bytes,
+                seed,
+                dir: keep,
+            };
+            match tcp_watch::lab::account::command(&config, json) {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    eprintln!("tcp-watch lab: the account did not close (see above)");
+                    return ExitCode::from(3);
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
