@@ -105,7 +105,11 @@ pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Tot
         }
         let mut meter = Meter::new();
         let name = path.display().to_string();
-        let mut text: Vec<u8> = Vec::new();
+        // The account goes out in id order: a stream's text waits for
+        // those before it (only text waits, and only behind a stream still
+        // open).
+        let mut pending: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+        let mut next = 0u64;
         let clear = meter.on;
         let mut each = |r: StreamReport| -> Result<(), Error> {
             totals.add(&r);
@@ -116,27 +120,46 @@ pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Tot
                 Some(j) => j.stream(&r).map_err(stdout_error),
                 None if cmd.summary_only => Ok(()),
                 None => {
-                    text.clear();
+                    let mut text = Vec::new();
                     if several {
                         writeln!(text, "[{name}]").map_err(stdout_error)?;
                     }
                     let limit = (!cmd.all).then_some(account::DEFAULT_LINES);
                     account::write_stream(&mut text, &r, limit).map_err(stdout_error)?;
+                    pending.insert(r.id, text);
+                    if cmd.stream.is_some() {
+                        next = r.id;
+                    }
                     if clear {
                         eprint!("\r{:100}\r", "");
                     }
-                    io::stdout().lock().write_all(&text).map_err(stdout_error)
+                    let mut stdout = io::stdout().lock();
+                    while let Some(text) = pending.remove(&next) {
+                        stdout.write_all(&text).map_err(stdout_error)?;
+                        next += 1;
+                    }
+                    Ok(())
                 }
             }
         };
         let mut tick = |p: &Progress| meter.tick(&name, p);
         let summary = pipeline::run(i, &mut reader, &options, stop, &mut each, &mut tick)?;
         meter.done();
+        // Streams after a gap in the ids (none expected: each is reported
+        // once) still go out, in order.
+        let mut stdout = io::stdout().lock();
+        for text in pending.into_values() {
+            stdout.write_all(&text).map_err(stdout_error)?;
+        }
+        drop(stdout);
         summaries.push(summary);
     }
     match json {
         Some(j) => {
             j.end(&summaries, &totals).map_err(stdout_error)?;
+            // The human summary, on stderr, so that stdout is the document.
+            account::write_summary(&mut io::stderr().lock(), &summaries, &totals)
+                .map_err(stdout_error)?;
         }
         None => {
             account::write_summary(&mut out, &summaries, &totals).map_err(stdout_error)?;

@@ -143,7 +143,8 @@ pub struct ReassemblyReport {
     pub end: u64,
     /// Whether a FIN closed the direction.
     pub fin: bool,
-    /// Gaps declared.
+    /// Gaps: maximal runs of missing bytes (holes that touch, with the same
+    /// cause and nothing delivered between, are one).
     pub gaps_total: u64,
     /// Bytes in them.
     pub gap_bytes: u64,
@@ -288,6 +289,8 @@ struct Live {
     dirs: [ReassemblyReport; 2],
     end: Option<StreamEnd>,
     last_ts: Timestamp,
+    /// Offset after the last gap, while no data followed it.
+    gap_end: [Option<u64>; 2],
 }
 
 /// The reassembler's sink: keeps each stream's reassembly record and
@@ -331,6 +334,7 @@ impl StreamSink for Streams<'_> {
                 dirs,
                 end: None,
                 last_ts: stream.ts,
+                gap_end: [None; 2],
             },
         );
     }
@@ -338,6 +342,7 @@ impl StreamSink for Streams<'_> {
     fn data(&mut self, stream: u64, dir: Dir, _offset: u64, bytes: &[u8]) {
         if let Some(l) = self.live.get_mut(&stream) {
             l.dirs[dir.index()].delivered += bytes.len() as u64;
+            l.gap_end[dir.index()] = None;
         }
         if let Some(x) = &mut self.extractor {
             if let Err(e) = x.data(stream, dir, bytes) {
@@ -359,8 +364,27 @@ impl StreamSink for Streams<'_> {
         };
         if let Some(l) = self.live.get_mut(&gap.stream) {
             let r = &mut l.dirs[gap.dir.index()];
-            r.gaps_total += 1;
             r.gap_bytes += gap.len;
+            // Holes that touch, with the same cause and nothing delivered
+            // between (every frame of a capture cut by its snap length), are
+            // one gap to a reader.
+            let cause = cause_name(gap.cause);
+            let joined = l.gap_end[gap.dir.index()] == Some(gap.offset)
+                && r.gaps.last_mut().is_some_and(|last| {
+                    let touches = last.cause == cause && last.offset + last.len == gap.offset;
+                    if touches {
+                        last.len += gap.len;
+                        last.seq_end = gap.seq_end;
+                        last.frame_after = gap.frame_after;
+                        last.acked_by_frame = gap.acked_by_frame.or(last.acked_by_frame);
+                    }
+                    touches
+                });
+            l.gap_end[gap.dir.index()] = Some(gap.offset + gap.len);
+            if joined {
+                return;
+            }
+            r.gaps_total += 1;
             if r.gaps.len() < MAX_REASSEMBLY_RECORDS {
                 r.gaps.push(GapRecord {
                     offset: gap.offset,

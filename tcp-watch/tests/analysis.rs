@@ -2,7 +2,12 @@
 //! the capture timestamps each test chooses, so every classification rule
 //! (RFC 6298 timeouts, RFC 5681 fast retransmit, RFC 6675 SACK recovery,
 //! RFC 8985 tail-loss probes, RFC 2883 D-SACK) is checked against a case
-//! that could fail.
+//! that could fail. Each connection is also written to a pcap file (by the
+//! writers in `common`) and read back through the capture reader and the
+//! decoder: the report from the capture must be the same, so every
+//! classification holds on a real capture file too.
+
+mod common;
 
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -146,6 +151,40 @@ impl Trace {
         for s in &self.segs {
             a.push(s);
         }
+        let direct = a.report();
+        assert_eq!(
+            self.analyze_capture(),
+            direct,
+            "the report from the written capture differs"
+        );
+        direct
+    }
+
+    /// The same segments written as an Ethernet pcap, read back and analysed.
+    fn analyze_capture(&self) -> ConnectionReport {
+        let recs: Vec<common::Rec> = self
+            .segs
+            .iter()
+            .map(|s| {
+                let tcp = common::Tcp {
+                    src: s.key.src,
+                    dst: s.key.dst,
+                    seq: s.seq,
+                    ack: s.ack,
+                    flags: s.flags.0,
+                    window: s.window,
+                    options: option_bytes(&s.options),
+                    payload: s.payload.to_vec(),
+                };
+                common::Rec::new(s.ts.0, common::ethernet(&tcp.ip(), &[]))
+            })
+            .collect();
+        let file = common::pcap(common::ETHERNET, 65535, true, false, &recs);
+        let mut reader =
+            tcp_watch::capture::CaptureReader::new("written", std::io::Cursor::new(file)).unwrap();
+        let mut a = ConnectionAnalyzer::new(0);
+        let stats = tcp_watch::packet::for_each_segment(&mut reader, |seg| a.push(seg)).unwrap();
+        assert_eq!(stats.segments, self.segs.len() as u64);
         a.report()
     }
 }
@@ -693,4 +732,33 @@ proptest! {
         }
         let _ = all.finish();
     }
+}
+
+/// TCP option bytes for `o` (RFC 9293 MSS, RFC 7323 WS and TS, RFC 2018).
+fn option_bytes(o: &TcpOptions) -> Vec<u8> {
+    let mut b = Vec::new();
+    if let Some(mss) = o.mss {
+        b.extend([2, 4]);
+        b.extend(mss.to_be_bytes());
+    }
+    if let Some(ws) = o.window_scale {
+        b.extend([1, 3, 3, ws]);
+    }
+    if o.sack_permitted {
+        b.extend([1, 1, 4, 2]);
+    }
+    if let Some((val, ecr)) = o.timestamps {
+        b.extend([1, 1, 8, 10]);
+        b.extend(val.to_be_bytes());
+        b.extend(ecr.to_be_bytes());
+    }
+    let blocks = o.sack_blocks();
+    if !blocks.is_empty() {
+        b.extend([1, 1, 5, 2 + 8 * blocks.len() as u8]);
+        for (l, r) in blocks {
+            b.extend(l.to_be_bytes());
+            b.extend(r.to_be_bytes());
+        }
+    }
+    b
 }
