@@ -82,16 +82,17 @@ fn direction_lines(
                     .unwrap_or_default()
             )
         };
-        if let Some(run) = receiver
+        let run = receiver
             .events
             .duplicate_ack_runs
             .iter()
-            .find(|run| run.ack == h.seq)
-        {
+            .find(|run| run.ack == h.seq);
+        if let Some(run) = run {
             s.push_str(&format!(
-                "; the receiver sent {} duplicate ACK{} (frames {})",
+                "; the receiver sent {} duplicate ACK{} ({} {})",
                 run.count,
                 if run.count == 1 { "" } else { "s" },
+                if run.count == 1 { "frame" } else { "frames" },
                 frames(&run.frames, u64::from(run.count))
             ));
             if let Some(&(l, rr)) = run.sack.first() {
@@ -114,6 +115,11 @@ fn direction_lines(
                 "; it arrived late, out of order, at frame {f} (reordered on the path, not lost)"
             )),
             _ => s.push_str("; it never arrived: the capture lost it, or the flow ended first"),
+        }
+        if let Some(f) = run.and_then(|r| r.ended_frame) {
+            s.push_str(&format!(
+                "; the stream recovered at frame {f} (the first ACK past the hole)"
+            ));
         }
         lines.push(s);
     }
