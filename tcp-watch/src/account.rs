@@ -149,7 +149,12 @@ fn direction_lines(
     }
     // Other retransmissions of data the capture had seen.
     for x in &ev.retransmissions {
-        if x.kind == RetransmissionKind::Rto {
+        // Timeouts were told as episodes, hole repairs with their hole.
+        let told = ev
+            .lost_segments
+            .iter()
+            .any(|h| h.filled_frame == Some(x.frame));
+        if x.kind == RetransmissionKind::Rto || told {
             continue;
         }
         let end = x.seq.wrapping_add(x.len);
