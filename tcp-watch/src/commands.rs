@@ -87,6 +87,108 @@ fn open(path: &Path) -> Result<CaptureReader<Box<dyn io::Read>>, Error> {
 /// Runs `analyze`; `stop` ends the reading early (Ctrl-C), with the report
 /// of what was read.
 pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Totals), Error> {
+    let names: Vec<String> = cmd
+        .captures
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    run_inputs(cmd, &names, &mut |i| open(&cmd.captures[i]), stop)
+}
+
+/// `tcp-watch live`: the capture settings; the rest is [`Analyze`]'s.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// Device name, or `any`.
+    pub interface: String,
+    /// Which connections to keep.
+    pub filter: crate::live::Filter,
+    /// Bytes kept per frame (0: the most).
+    pub snaplen: u32,
+    /// Also write the kept frames to this pcap file.
+    pub write: Option<PathBuf>,
+    /// Stop after this long.
+    pub duration: Option<std::time::Duration>,
+}
+
+/// Runs `live`: captures until `stop` (Ctrl-C) or the duration, analysing
+/// as it goes; the report covers everything captured.
+pub fn live(
+    cmd: &Analyze,
+    live: &Live,
+    stop: &std::sync::Arc<AtomicBool>,
+) -> Result<(Vec<RunSummary>, Totals), Error> {
+    use crate::live::LiveCapture;
+    let capture = LiveCapture::open(
+        &live.interface,
+        live.filter.clone(),
+        live.snaplen,
+        std::sync::Arc::clone(stop),
+    )?;
+    let stats = capture.stats_handle();
+    let source: Box<dyn io::Read> = match &live.write {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Box::new(capture.tee(file))
+        }
+        None => Box::new(capture),
+    };
+    if let Some(d) = live.duration {
+        let stop = std::sync::Arc::clone(stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    eprintln!(
+        "capturing on {} ({}); Ctrl-C ends it with the report",
+        live.interface,
+        if live.filter.is_all() {
+            "every TCP connection".to_string()
+        } else {
+            format!("filter `{}`", live.filter)
+        }
+    );
+    let name = format!("live:{}", live.interface);
+    let mut source = Some(source);
+    // The capture ends the stream when stopped, so the pipeline itself is
+    // never stopped: what the socket had queued is still analysed.
+    let never = AtomicBool::new(false);
+    let result = run_inputs(
+        cmd,
+        std::slice::from_ref(&name),
+        &mut |_| {
+            let s = source
+                .take()
+                .ok_or_else(|| Error::Settings("the live capture can only be read once".into()))?;
+            CaptureReader::new(name.clone(), s)
+        },
+        &never,
+    );
+    let s = stats.get();
+    eprintln!(
+        "{}: {} frames seen, {} kept by the filter, {} cut by the snap length, {} dropped by the kernel{}",
+        name,
+        s.frames,
+        s.matched,
+        s.truncated,
+        s.kernel_drops,
+        match &live.write {
+            Some(p) => format!("; written to {}", p.display()),
+            None => String::new(),
+        }
+    );
+    result
+}
+
+fn run_inputs(
+    cmd: &Analyze,
+    names: &[String],
+    open: &mut dyn FnMut(usize) -> Result<CaptureReader<Box<dyn io::Read>>, Error>,
+    stop: &AtomicBool,
+) -> Result<(Vec<RunSummary>, Totals), Error> {
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
     let mut json = if cmd.json {
@@ -96,15 +198,14 @@ pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Tot
     };
     let mut totals = Totals::default();
     let mut summaries = Vec::new();
-    let several = cmd.captures.len() > 1;
-    for (i, path) in cmd.captures.iter().enumerate() {
-        let mut reader = open(path)?;
+    let several = names.len() > 1;
+    for (i, name) in names.iter().enumerate() {
+        let mut reader = open(i)?;
         let mut options = cmd.options.clone();
         if several {
             options.extract = options.extract.map(|d| d.join(i.to_string()));
         }
         let mut meter = Meter::new();
-        let name = path.display().to_string();
         // The account goes out in id order: a stream's text waits for
         // those before it (only text waits, and only behind a stream still
         // open).
@@ -142,7 +243,7 @@ pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Tot
                 }
             }
         };
-        let mut tick = |p: &Progress| meter.tick(&name, p);
+        let mut tick = |p: &Progress| meter.tick(name, p);
         let summary = pipeline::run(i, &mut reader, &options, stop, &mut each, &mut tick)?;
         meter.done();
         // Streams after a gap in the ids (none expected: each is reported

@@ -152,6 +152,39 @@ enum Command {
         #[command(flatten)]
         reassembly: Reassembly,
     },
+    /// Capture from an interface (AF_PACKET; root or CAP_NET_RAW) and
+    /// analyse as `analyze` does; Ctrl-C or --duration ends it with the
+    /// report.
+    Live {
+        /// Device name as `ip link` lists it, or `any`.
+        #[arg(long, short)]
+        interface: String,
+        /// Which connections to keep: `port N`, `host ADDR`, `src|dst port
+        /// N`, `src|dst host ADDR`, `tcp`, joined by and/or/not and
+        /// parentheses. Default: every TCP connection.
+        #[arg(long, short, default_value = "")]
+        filter: String,
+        /// Also write the kept frames to this pcap file.
+        #[arg(long, short, value_name = "FILE.pcap")]
+        write: Option<PathBuf>,
+        /// Stop after this long (`30s`, `5m`).
+        #[arg(long, value_parser = cli_values::seconds(0.001, 86_400.0 * 365.0))]
+        duration: Option<std::time::Duration>,
+        /// Bytes kept per frame (0: 262144).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=262_144))]
+        snaplen: u32,
+        /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Every event line of each stream.
+        #[arg(long)]
+        all: bool,
+        /// Also write every stream's bytes here.
+        #[arg(long, value_name = "DIR")]
+        extract: Option<PathBuf>,
+        #[command(flatten)]
+        reassembly: Reassembly,
+    },
     /// The lab (root): a real TCP transfer from namespace A to B through a
     /// router R that drops a random fraction of A's packets (nft), limits
     /// the rate (tc tbf) or blackholes the path for a while; captures at A
@@ -246,6 +279,41 @@ fn main() -> ExitCode {
             &stop,
         )
         .map(|_| ()),
+        Command::Live {
+            interface,
+            filter,
+            write,
+            duration,
+            snaplen,
+            json,
+            all,
+            extract,
+            reassembly,
+        } => match tcp_watch::live::Filter::parse(&filter) {
+            Err(e) => {
+                eprintln!("tcp-watch live: --filter: {e}");
+                return ExitCode::from(2);
+            }
+            Ok(filter) => commands::live(
+                &Analyze {
+                    captures: Vec::new(),
+                    json,
+                    stream: None,
+                    all,
+                    options: reassembly.options(extract),
+                    summary_only: false,
+                },
+                &commands::Live {
+                    interface,
+                    filter,
+                    snaplen,
+                    write,
+                    duration,
+                },
+                &stop,
+            )
+            .map(|_| ()),
+        },
         Command::Lab {
             loss,
             rate,
