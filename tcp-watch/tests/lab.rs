@@ -1,29 +1,47 @@
 //! The lab on a real path (root): a lossy transfer with SACK on and off,
-//! and a blackhole, each checked against the sender kernel's counters, and
-//! nothing of a run left behind. Skipped, with the reason, when not root.
+//! and a blackhole, each checked against the sender kernel's counters and
+//! through the account (our analysis of both captures against the kernel,
+//! R's drops and the receiver's sha256), the `tcp-watch lab --json`
+//! process, and nothing of a run left behind. Skipped, with the reason,
+//! when not root.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use tcp_watch::lab::account::{self, Account};
 use tcp_watch::lab::{self, LabConfig, LabRun};
 
-/// Runs the lab with `config` in a fresh directory, or `None` (and says
-/// why) when it cannot run here. The directory is removed after.
-fn run(test: &str, config: LabConfig) -> Option<LabRun> {
+/// A directory removed on drop, also when the test fails.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the lab with `config` in a fresh directory and builds its account,
+/// or `None` (and says why) when it cannot run here. The directory is
+/// removed after.
+fn run(test: &str, config: LabConfig) -> Option<(LabRun, Account)> {
     if let Some(why) = lab::unavailable(&config) {
         eprintln!("{test} did not run: {why}");
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("tcp-watch-{test}-{}", std::process::id()));
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("tcp-watch-{test}-{}", std::process::id())));
     let config = LabConfig {
-        dir: Some(dir.clone()),
+        dir: Some(dir.0.clone()),
         ..config
     };
-    let result = lab::run(&config);
-    let _ = std::fs::remove_dir_all(&dir);
-    let run = result.unwrap_or_else(|e| panic!("{test}: {e}"));
+    let (run, account) =
+        account::run_and_account(&config).unwrap_or_else(|e| panic!("{test}: {e}"));
+    drop(dir);
     assert_nothing_left(&run);
+    for line in account::text(&run, &account) {
+        eprintln!("{test}: {line}");
+    }
     // The figures, for a reader of `cargo test -- --nocapture`.
     eprintln!(
         "{test}: {:.2} s, A sent {} (OutSegs {} + RetransSegs {}), A's capture {}, B's {}, \
@@ -37,7 +55,7 @@ fn run(test: &str, config: LabConfig) -> Option<LabRun> {
         run.router,
         run.kernel
     );
-    Some(run)
+    Some((run, account))
 }
 
 /// The run's namespaces and tcpdump children are gone.
@@ -88,14 +106,48 @@ fn assert_intact_and_complete(run: &LabRun) {
     }
 }
 
-fn lossy(test: &str, sack: bool, rate: Option<&str>) -> Option<LabRun> {
-    let run = run(
+/// What every account must show: each of its lines closes, and the
+/// numbers behind each verdict are the ones it names.
+fn assert_account_closes(run: &LabRun, acc: &Account) {
+    let r = &acc.retransmissions;
+    assert!(r.verdict.closes, "{}: {acc:#?}", r.verdict.verdict);
+    // Our retransmissions from A's complete capture are the kernel's.
+    assert_eq!(acc.capture_a.retransmissions.total, run.kernel.retrans_segs);
+    assert!(run.check.a_complete);
+    let d = &acc.drops;
+    assert!(d.verdict.closes, "{}: {acc:#?}", d.verdict.verdict);
+    // R's drops are accounted for in B's capture, segment by segment.
+    assert_eq!(d.missing_segments, run.router.a_to_b());
+    assert_eq!(d.matched.segments, run.router.a_to_b());
+    assert_eq!(d.matched.unexpected_at_b, 0);
+    assert_eq!(acc.capture_b.holes.unfilled, 0);
+    assert!(acc.capture_b.holes.bytes <= d.matched.distinct_payload_bytes);
+    let b = &acc.bytes;
+    assert!(b.verdict.closes, "{}: {acc:#?}", b.verdict.verdict);
+    // The bytes extracted from both captures are the bytes B read.
+    let want = Some(run.transfer.receiver_sha256.as_str());
+    assert_eq!(acc.capture_a.sha256.as_deref(), want);
+    assert_eq!(acc.capture_b.sha256.as_deref(), want);
+    assert_eq!(acc.capture_b.extracted_bytes, run.transfer.bytes_sent);
+    assert_eq!(acc.capture_a.gaps + acc.capture_b.gaps, 0);
+    assert!(acc.rto.verdict.closes, "{}", acc.rto.verdict.verdict);
+    assert!(acc.closes);
+    // tshark, when installed, is compared and every difference explained.
+    let t = &acc.tshark;
+    if t.skipped.is_none() {
+        assert_eq!(t.sides.len(), 2);
+        assert!(t.verdict.closes, "{}", t.verdict.verdict);
+    }
+}
+
+fn lossy(test: &str, sack: bool, rate: Option<&str>) -> Option<(LabRun, Account)> {
+    let (run, acc) = run(
         test,
         LabConfig {
             loss: 0.02,
             sack,
             rate: rate.map(String::from),
-            bytes: 3 << 20,
+            bytes: 2 << 20,
             ..LabConfig::default()
         },
     )?;
@@ -103,36 +155,41 @@ fn lossy(test: &str, sack: bool, rate: Option<&str>) -> Option<LabRun> {
     assert!(run.router.loss > 0, "R dropped nothing: {run:#?}");
     assert!(run.kernel.retrans_segs > 0, "no retransmission: {run:#?}");
     assert_eq!(run.router.blackhole_a_to_b + run.router.blackhole_b_to_a, 0);
-    Some(run)
+    assert_account_closes(&run, &acc);
+    assert!(acc.capture_b.holes.count > 0, "no hole at B: {acc:#?}");
+    Some((run, acc))
 }
 
 #[test]
 fn a_lossy_transfer_with_sack_arrives_intact_and_its_capture_is_complete() {
-    if let Some(run) = lossy("lab-sack", true, None) {
+    if let Some((run, acc)) = lossy("lab-sack", true, None) {
         // Every loss is repaired by a retransmission the kernel counted,
-        // and with SACK it recovers with SACK.
+        // and with SACK it recovers with SACK; B's SACK blocks show it.
         assert!(run.kernel.retrans_segs >= run.router.loss, "{run:#?}");
         assert!(run.kernel.sack_recovery > 0, "{run:#?}");
+        assert!(acc.capture_a.sack_blocks > 0, "{acc:#?}");
     }
 }
 
 #[test]
 fn a_lossy_rate_limited_transfer_without_sack_arrives_intact_and_its_capture_is_complete() {
-    // 3 MiB (25 Mbit with headers) at 30 Mbit/s: at least 0.8 s on the
+    // 2 MiB (17 Mbit with headers) at 30 Mbit/s: at least 0.5 s on the
     // wire. The tbf queue's own drops, if any, join R's A→B account.
-    if let Some(run) = lossy("lab-nosack", false, Some("30mbit")) {
+    if let Some((run, acc)) = lossy("lab-nosack", false, Some("30mbit")) {
         assert!(
-            run.transfer.duration_s > 0.8,
+            run.transfer.duration_s > 0.5,
             "the rate did not hold: {run:#?}"
         );
         assert_eq!(run.kernel.sack_recovery, 0, "SACK was off: {run:#?}");
         assert_eq!(run.kernel.dsack_recv, 0, "SACK was off: {run:#?}");
+        assert_eq!(acc.capture_a.sack_blocks, 0, "SACK was off: {acc:#?}");
+        assert_eq!(acc.capture_a.retransmissions.sack, 0, "{acc:#?}");
     }
 }
 
 #[test]
-fn a_blackhole_shows_retransmission_timeouts() {
-    let Some(run) = run(
+fn a_blackhole_shows_one_rto_episode_whose_waits_double() {
+    let Some((run, acc)) = run(
         "lab-blackhole",
         LabConfig {
             loss: 0.0,
@@ -150,6 +207,108 @@ fn a_blackhole_shows_retransmission_timeouts() {
     // is at least two firings (0.2 + 0.4 s) and the run lasts the hole.
     assert!(run.kernel.timeouts >= 2, "{run:#?}");
     assert!(run.transfer.duration_s >= 1.2, "{run:#?}");
+    assert_account_closes(&run, &acc);
+    // One episode, the blackhole's: 0.2, 0.4, 0.8 s, each wait after the
+    // first twice the one before.
+    let rto = &acc.rto;
+    assert!(rto.blackhole);
+    let backed_off: Vec<_> = rto.episodes.iter().filter(|e| e.attempts >= 2).collect();
+    assert_eq!(backed_off.len(), 1, "{:#?}", rto.episodes);
+    let e = backed_off[0];
+    assert!(e.attempts >= 3, "{e:#?}");
+    assert_eq!(e.ratios.len() + 1, e.intervals_s.len(), "{e:#?}");
+    for r in &e.ratios[1..] {
+        assert!((1.6..=2.5).contains(r), "the waits do not double: {e:#?}");
+    }
+    assert!(account::doubles(e));
+    // All but the probe and first attempt were dropped: the episode ends
+    // with the attempt after the blackhole, which R let through.
+    assert!(e.recovered_frame.is_some(), "{e:#?}");
+    assert!(
+        run.router.blackhole_a_to_b >= u64::from(e.attempts) - 1,
+        "{run:#?}"
+    );
+}
+
+/// `tcp-watch lab --json`, the process: exit 0 and one document whose
+/// account closes, with the settings and the run inside.
+#[test]
+fn the_lab_command_prints_one_json_document_whose_account_closes() {
+    let config = LabConfig::default();
+    if let Some(why) = lab::unavailable(&config) {
+        eprintln!("the lab command test did not run: {why}");
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_tcp-watch"))
+        .args(["lab", "--json", "--loss", "0.01", "--bytes", "1000000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}: {stderr}"));
+    assert_eq!(doc["program"], "tcp-watch");
+    assert_eq!(doc["schema"], account::LAB_SCHEMA);
+    assert_eq!(doc["kind"], "lab");
+    assert_eq!(doc["config"]["bytes"], 1_000_000);
+    assert_eq!(doc["config"]["loss"], 0.01);
+    let (run, acc) = (&doc["run"], &doc["account"]);
+    assert_eq!(run["transfer"]["bytes_received"], 1_000_000);
+    assert_eq!(run["loss_per_mille"], 10);
+    assert_eq!(acc["closes"], true, "{acc:#}");
+    for line in ["retransmissions", "drops", "bytes", "rto"] {
+        assert_eq!(acc[line]["closes"], true, "{line}: {acc:#}");
+        assert_eq!(acc[line]["verdict"], "closes", "{line}");
+    }
+    assert_eq!(
+        acc["retransmissions"]["ours"]["total"],
+        run["kernel"]["retrans_segs"]
+    );
+    assert_eq!(
+        acc["drops"]["missing_segments"],
+        acc["drops"]["router_a_to_b"]
+    );
+    let sha = &run["transfer"]["receiver_sha256"];
+    assert_eq!(&acc["bytes"]["from_a_sha256"], sha);
+    assert_eq!(&acc["bytes"]["from_b_sha256"], sha);
+    // The temporary captures are gone.
+    let dir = std::env::temp_dir().join(format!("tcp-watch-lab-account-{pid}"));
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+/// Not root: the command says the lab needs root, and exits 1.
+#[test]
+fn the_lab_command_says_it_needs_root() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        // Drop to nobody, so the refusal is tested as a user meets it.
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_tcp-watch"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_tcp-watch"))
+    };
+    let out = match cmd.args(["lab", "--bytes", "1000"]).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("the not-root test did not run: setpriv: {e}");
+            return;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if root && stderr.contains("setpriv:") {
+        eprintln!("the not-root test did not run: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

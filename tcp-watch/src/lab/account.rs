@@ -1661,3 +1661,241 @@ pub mod tshark {
         }
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::lab::{Capture, CaptureCheck, CaptureStats, Transfer};
+
+    const SHA: &str = "ab12";
+
+    fn capture(from_a: u64) -> Capture {
+        Capture {
+            path: "x.pcap".into(),
+            interface: "a0".into(),
+            stats: CaptureStats::default(),
+            tcp_from_a: from_a,
+            tcp_from_b: 50,
+            tcp_from_a_by_tcpdump: None,
+            pid: 1,
+        }
+    }
+
+    /// A run of 100 segments from A (3 retransmitted), 2 of them dropped
+    /// by R, and the views of two captures that agree with it.
+    fn closing() -> (LabRun, CaptureView, CaptureView, Missing) {
+        let run = LabRun {
+            namespaces: vec![],
+            loss_per_mille: 20,
+            sack: true,
+            blackhole_s: 0.0,
+            rate: None,
+            capture_a: capture(100),
+            capture_b: capture(98),
+            kernel: KernelCounters {
+                out_segs: 97,
+                retrans_segs: 3,
+                fast_retrans: 3,
+                ..KernelCounters::default()
+            },
+            router: RouterDrops {
+                loss: 2,
+                ..RouterDrops::default()
+            },
+            transfer: Transfer {
+                bytes_sent: 1000,
+                bytes_received: 1000,
+                sender_sha256: SHA.into(),
+                receiver_sha256: SHA.into(),
+                duration_s: 0.5,
+            },
+            check: CaptureCheck {
+                sent_by_a: 100,
+                seen_at_a: 100,
+                seen_at_b: 98,
+                a_complete: true,
+                b_complete: true,
+            },
+        };
+        let view = |segments, holes| CaptureView {
+            stream: Some(0),
+            segments,
+            data_segments: segments,
+            retransmissions: RetransmissionCounts {
+                total: 3,
+                fast: 2,
+                sack: 1,
+                ..RetransmissionCounts::default()
+            },
+            holes,
+            extracted_bytes: 1000,
+            sha256: Some(SHA.into()),
+            ..CaptureView::default()
+        };
+        let a = view(100, Holes::default());
+        let b = view(
+            98,
+            Holes {
+                count: 1,
+                bytes: 2896,
+                filled: 1,
+                unfilled: 0,
+            },
+        );
+        let missing = Missing {
+            segments: 2,
+            data_segments: 2,
+            payload_bytes: 2896,
+            distinct_data_segments: 2,
+            distinct_payload_bytes: 2896,
+            unexpected_at_b: 0,
+        };
+        (run, a, b, missing)
+    }
+
+    fn no_tshark() -> tshark::TsharkLine {
+        tshark::TsharkLine {
+            version: None,
+            skipped: Some("not installed".into()),
+            sides: vec![],
+            verdict: Verdict::closes(),
+        }
+    }
+
+    #[test]
+    fn an_agreeing_run_closes_on_every_line() {
+        let (run, a, b, m) = closing();
+        let acc = build(&run, a, b, m, no_tshark());
+        assert!(acc.closes, "{acc:#?}");
+        assert_eq!(acc.drops.missing_segments, 2);
+        let text = text(&run, &acc).join("\n");
+        assert!(text.contains("the account closes"), "{text}");
+        assert!(!text.contains("DOES NOT CLOSE"), "{text}");
+    }
+
+    #[test]
+    fn each_disagreement_opens_its_own_line_and_says_why() {
+        let (run, mut a, b, m) = closing();
+        a.retransmissions.total = 4;
+        let acc = build(&run, a, b.clone(), m, no_tshark());
+        assert!(!acc.closes && !acc.retransmissions.verdict.closes);
+        assert!(acc.drops.verdict.closes && acc.bytes.verdict.closes);
+        assert!(
+            acc.retransmissions.verdict.verdict.contains("we count 4")
+                && acc.retransmissions.verdict.verdict.contains("the kernel 3"),
+            "{}",
+            acc.retransmissions.verdict.verdict
+        );
+
+        // An incomplete capture at A: no verdict on the counts, said so.
+        let (mut run, a, b, m) = closing();
+        run.check.a_complete = false;
+        let acc = build(&run, a, b, m, no_tshark());
+        assert!(
+            acc.retransmissions
+                .verdict
+                .verdict
+                .contains("A's capture is not complete"),
+            "{}",
+            acc.retransmissions.verdict.verdict
+        );
+
+        // R dropped one more than B's capture misses.
+        let (mut run, a, b, m) = closing();
+        run.router.loss = 3;
+        let acc = build(&run, a, b, m, no_tshark());
+        assert!(!acc.drops.verdict.closes);
+        assert!(acc.drops.verdict.verdict.contains("R dropped 3"));
+
+        // A gap in B's reassembly: capture loss, and a different sha256.
+        let (run, a, mut b, m) = closing();
+        b.gaps = 1;
+        b.gap_bytes = 100;
+        b.sha256 = Some("other".into());
+        let acc = build(&run, a, b, m, no_tshark());
+        assert!(!acc.bytes.verdict.closes);
+        let v = &acc.bytes.verdict.verdict;
+        assert!(
+            v.contains("B's capture left 1 gaps") && v.contains("extracted from B"),
+            "{v}"
+        );
+
+        // More hole bytes at B than R dropped cannot be.
+        let (run, a, mut b, m) = closing();
+        b.holes.bytes = 5000;
+        let acc = build(&run, a, b, m, no_tshark());
+        assert!(!acc.drops.verdict.closes);
+    }
+
+    fn episode(intervals: &[f64]) -> RtoEpisode {
+        RtoEpisode {
+            seq: 1,
+            offset: 0,
+            attempts: intervals.len() as u32,
+            intervals_s: intervals.to_vec(),
+            ratios: intervals.windows(2).map(|w| w[1] / w[0]).collect(),
+            frames: vec![],
+            recovered_frame: Some(9),
+        }
+    }
+
+    #[test]
+    fn a_blackhole_needs_one_episode_that_doubles_from_the_second_wait() {
+        // The first wait may be short (it runs from the last send).
+        assert!(doubles(&episode(&[0.05, 0.4, 0.8, 1.6])));
+        assert!(doubles(&episode(&[0.2, 0.4, 0.8])));
+        assert!(!doubles(&episode(&[0.2, 0.4])));
+        assert!(!doubles(&episode(&[0.2, 0.4, 0.4])));
+        assert!(!doubles(&episode(&[0.2, 0.4, 1.6])));
+        let (mut run, mut a, b, m) = closing();
+        run.blackhole_s = 1.2;
+        let acc = build(&run, a.clone(), b.clone(), m, no_tshark());
+        assert!(!acc.rto.verdict.closes, "no episode at all");
+        a.rto_episodes = vec![episode(&[0.2]), episode(&[0.21, 0.42, 0.85])];
+        let acc = build(&run, a.clone(), b.clone(), m, no_tshark());
+        assert!(acc.rto.verdict.closes, "{:?}", acc.rto.verdict);
+        assert_eq!(acc.rto.longest, Some(1));
+        a.rto_episodes = vec![episode(&[0.2, 0.2, 0.2])];
+        let acc = build(&run, a, b, m, no_tshark());
+        assert!(acc.rto.verdict.verdict.contains("does not double"));
+    }
+
+    #[test]
+    fn missing_segments_are_matched_as_a_multiset() {
+        let a: HashMap<SegmentKey, u64> = [
+            ((1, 100, 0x10), 2),
+            ((101, 100, 0x10), 1),
+            ((201, 0, 0x11), 1),
+        ]
+        .into();
+        let b: HashMap<SegmentKey, u64> = [((1, 100, 0x10), 1), ((201, 0, 0x11), 1)].into();
+        let m = missing(&a, &b);
+        assert_eq!(m.segments, 2);
+        assert_eq!(m.data_segments, 2);
+        assert_eq!(m.payload_bytes, 200);
+        assert_eq!(m.distinct_data_segments, 2);
+        assert_eq!(m.unexpected_at_b, 0);
+        let b2: HashMap<SegmentKey, u64> = [((9, 1, 0x10), 1)].into();
+        assert_eq!(missing(&a, &b2).unexpected_at_b, 1);
+        // The first copy and its retransmission both dropped: one hole's
+        // worth of distinct bytes.
+        let a3: HashMap<SegmentKey, u64> = [((1, 100, 0x10), 3)].into();
+        let b3: HashMap<SegmentKey, u64> = [((1, 100, 0x10), 1)].into();
+        let m3 = missing(&a3, &b3);
+        assert_eq!((m3.data_segments, m3.distinct_data_segments), (2, 1));
+        assert_eq!(m3.distinct_payload_bytes, 100);
+    }
+
+    #[test]
+    fn tshark_field_lines_are_read_by_position() {
+        let (frame, src, f) = tshark::parse_line("75\t198.18.0.1\t1\t1\t\t\t\t\t\t").unwrap();
+        assert_eq!((frame, src.as_str()), (75, "198.18.0.1"));
+        assert!(f.retransmission && f.fast && !f.out_of_order && !f.duplicate_ack);
+        let (_, _, f) = tshark::parse_line("68\t198.19.0.2\t\t\t\t\t\t1,1\t\t").unwrap();
+        assert!(f.duplicate_ack && !f.retransmission);
+        let (_, _, f) = tshark::parse_line("9\t198.19.0.2\t\t\t\t\t\t\t\t1").unwrap();
+        assert!(f.window_update);
+        assert!(tshark::parse_line("").is_none());
+        assert!(tshark::parse_line("x\t1.2.3.4").is_none());
+    }
+}
