@@ -30,6 +30,11 @@ PROBE_RETX = "tshark: retransmission; tcp-watch: window probe into a zero window
 PROBE_KA = "tshark: keep-alive; tcp-watch: window probe into a zero window"
 DSACK = "tcp-watch: spurious by D-SACK (tshark ignores D-SACK)"
 SACKED = "tcp-watch: spurious, every byte already SACKed when sent (tshark checks the cumulative ACK only)"
+IP_CUT = "the frame holds fewer bytes than its IP header declares: tcp-watch takes the segment's length from the IP header (the rest is not captured), tshark the bytes in the frame"
+IDLE = "tcp-watch's idle timeout ended the stream before this frame (it opens a new stream): tshark kept one connection"
+DISORDER = "capture not in time order (this frame is earlier than one before it): timing rules of both tools read negative delays"
+ACK_REORDER = "ACKs reordered: tcp-watch measures from the highest ACK, tshark from the last ACK (lower)"
+SYN_FIN_SPURIOUS = "tcp-watch: a SYN or FIN resent after the peer ACKed it is spurious; tshark calls only data spurious"
 ACKED_UNSEEN_HOLE = "capture loss first shown by an ACK past the data seen: tcp-watch counts the hole at that ACK, tshark at the next data frame"
 
 
@@ -92,12 +97,20 @@ def explain(flag, side, f, row, ours, ctx):
             return NO_STREAM, both
         if side == "tshark" and (flag, row.direction) in ours.capped:
             return NOT_COMPARED, both
+        split = ours.idle_split(row.src, row.dst, f)
+        if split is not None:
+            return IDLE, f"previous stream {split.id} ended at frame {split.last_frame}; {both}"
     if row is None:
         return UNEXPLAINED, both
     rule = RULES.get((flag, side))
     got = rule(f, row, ours, ctx) if rule else None
     if got:
         return got
+    b = row.before
+    if b.get("ip_cut") or b.get("rev_ip_cut") or (row.ip_payload or 0) > row.length:
+        return IP_CUT, both
+    if b.get("time_disorder"):
+        return DISORDER, both
     return UNEXPLAINED, both
 
 
@@ -112,6 +125,11 @@ def _r_tshark(f, row, ours, ctx):
         return got
     if f in ours.frames["KA"]:
         return "tshark: retransmission; tcp-watch: keep-alive", ours.label(f)
+    if row.before.get("nextseq_pure"):
+        return (
+            "tshark: a segment without data carried a higher seq before it (captured out of order), so this is a retransmission; tcp-watch: new data (a segment without data does not move the highest seq)",
+            f"tshark's next expected seq from frame {row.before.get('nextseq_frame')}; tcp-watch: {ours.label(f)}",
+        )
     return None
 
 
@@ -176,6 +194,8 @@ def _s_ours(f, row, ours, ctx):
     r = ours.frames["S"][f]
     if r.get("classified_before"):
         return DSACK, ours.label(f)
+    if row.length == 0 and row.flags & (SYN | FIN):
+        return SYN_FIN_SPURIOUS, f"tcp-watch: {ours.label(f)}; tshark: {tshark_labels(row)}"
     b = row.before
     end = (row.seq + row.length) % MOD
     if b.get("rev_lastack") is None or not le_seq(end, b["rev_lastack"]):
@@ -210,6 +230,8 @@ def _d_tshark(f, row, ours, ctx):
 
 def _d_ours(f, row, ours, ctx):
     b = row.before
+    if b.get("max_ack") is not None and row.ack == b["max_ack"] and b.get("lastack") is not None and row.ack != b["lastack"]:
+        return ACK_REORDER, f"this ACK {row.ack} repeats the highest; the ACK before it was lower"
     if b.get("prev_window") is not None and b["prev_window"] != row.window:
         return (
             "tcp-watch: an ACK with SACK blocks counts although its window changed (RFC 6675); tshark needs the same window",
@@ -233,13 +255,32 @@ def _l_ours(f, row, ours, ctx):
 
 
 def _l_tshark(f, row, ours, ctx):
+    if row.seq_len == 0:
+        return (
+            "tshark: a segment without data whose seq is past the data seen is a lost segment; tcp-watch looks for holes in data only",
+            f"seq {row.seq}, tshark's next expected {row.before.get('nextseq')}",
+        )
     for other, rec in ours.frames["L"].items():
         if rec.get("acked_unseen") and (rec.get("seq", 0) + rec.get("len", 0)) % MOD == row.seq:
             return ACKED_UNSEEN_HOLE, f"tcp-watch counted it at frame {other}"
     return None
 
 
+def _al_ours(f, row, ours, ctx):
+    if row.before.get("rev_al_latch"):
+        return (
+            "tshark: no second ACKed-unseen until the data side's own ACK changes (its dupacknum -1 latch); tcp-watch flags every ACK past the data seen",
+            ours.label(f),
+        )
+    return None
+
+
 def _al_tshark(f, row, ours, ctx):
+    if not row.before.get("rev_sent_data"):
+        return (
+            "tshark: ACKed unseen in a direction that has sent no data in the capture yet (mid-stream start); tcp-watch needs data seen first",
+            f"ACK {row.ack}",
+        )
     nxt = row.before.get("rev_nextseq")
     if nxt is not None and le_seq(row.ack, nxt):
         return (
@@ -263,7 +304,17 @@ def _ka_tshark(f, row, ours, ctx):
     return None
 
 
+def _wf_reorder(f, row, ours, ctx):
+    b = row.before
+    if b.get("rev_max_ack") is not None and b.get("rev_lastack") != b["rev_max_ack"]:
+        return ACK_REORDER, f"last ACK {b.get('rev_lastack')}, highest {b['rev_max_ack']}"
+    return None
+
+
 def _wf_ours(f, row, ours, ctx):
+    got = _wf_reorder(f, row, ours, ctx)
+    if got:
+        return got
     if row.stream not in ctx["syn_streams"]:
         return (
             "tshark: no window full without the handshake (scale unknown); tcp-watch: the window field is under 65535, so no shift can hide a larger window",
@@ -298,10 +349,12 @@ RULES = {
     ("L", "tshark"): _l_tshark,
     ("L", "tcp-watch"): _l_ours,
     ("AL", "tshark"): _al_tshark,
+    ("AL", "tcp-watch"): _al_ours,
     ("O", "tshark"): _o_tshark,
     ("O", "tcp-watch"): _o_ours,
     ("KA", "tshark"): _ka_tshark,
     ("WF", "tcp-watch"): _wf_ours,
+    ("WF", "tshark"): _wf_reorder,
     ("ZW", "tshark"): _zw_tshark,
     ("ZW", "tcp-watch"): _zw_ours,
 }

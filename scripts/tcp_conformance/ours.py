@@ -52,6 +52,7 @@ class Stream:
     server: str
     first_frame: int
     last_frame: int
+    close: str = ""
 
 
 @dataclass
@@ -74,6 +75,19 @@ class Ours:
 
     def label(self, frame):
         return "; ".join(self.labels.get(frame, [])) or "nothing"
+
+    def idle_split(self, src, dst, frame):
+        """The stream that tcp-watch's idle timeout ended before `frame`,
+        when `frame` opens the next stream of the same endpoints."""
+        pair = {src, dst}
+        same = sorted(
+            (s for s in self.streams if {s.client, s.server} == pair),
+            key=lambda s: s.first_frame,
+        )
+        for before, after in zip(same, same[1:]):
+            if after.first_frame == frame and before.close == "idle_timeout":
+                return before
+        return None
 
     def stream_of(self, src, dst, frame):
         pair = {src, dst}
@@ -133,6 +147,7 @@ def parse(doc):
                 server,
                 st.get("first_frame", 0),
                 st.get("last_frame", 0),
+                st.get("close") or "",
             )
         )
         dirs = st.get("directions", {})

@@ -62,6 +62,11 @@ HEADER_FIELDS = [
     "tcp.len",
     "tcp.flags",
     "tcp.window_size_value",
+    "tcp.hdr_len",
+    "ip.len",
+    "ip.hdr_len",
+    "ipv6.plen",
+    "ipv6.nxt",
     "icmp.type",
     "icmpv6.type",
     "tcp.analysis.duplicate_ack_num",
@@ -116,6 +121,9 @@ class Row:
     in_icmp: bool
     labels: set
     dupack_num: int
+    # Payload length the IP header declares (None when unknown, e.g. IPv6
+    # extension headers): more than `length` when the frame was cut.
+    ip_payload: int = None
     # Filled by `annotate`: what tshark's rules read before this frame.
     before: dict = field(default_factory=dict)
 
@@ -155,6 +163,12 @@ def parse_rows(text):
         # Tunnels repeat the IP layer: the TCP header belongs to the last.
         src_ip = _last(v["ip.src"]) or _last(v["ipv6.src"])
         dst_ip = _last(v["ip.dst"]) or _last(v["ipv6.dst"])
+        tcp_hdr = _int(_first(v["tcp.hdr_len"]))
+        ip_payload = None
+        if _last(v["ip.len"]):
+            ip_payload = _int(_last(v["ip.len"])) - _int(_last(v["ip.hdr_len"])) - tcp_hdr
+        elif _last(v["ipv6.plen"]) and _last(v["ipv6.nxt"]) == "6":
+            ip_payload = _int(_last(v["ipv6.plen"])) - tcp_hdr
         labels = {short for short, f in FLAGS + INFO_FLAGS if v["tcp.analysis." + f]}
         rows.append(
             Row(
@@ -171,6 +185,7 @@ def parse_rows(text):
                 in_icmp=bool(v["icmp.type"] or v["icmpv6.type"]),
                 labels=labels,
                 dupack_num=_int(_first(v["tcp.analysis.duplicate_ack_num"])),
+                ip_payload=ip_payload,
             )
         )
     return rows
@@ -187,6 +202,13 @@ class _Dir:
     dupacknum: int = 0
     last_header: tuple = None
     last_frame: int = 0
+    max_ack: int = None
+    sent_data: bool = False
+    # tshark's "dupacknum = -1" after an ACKed-unseen (no second one until
+    # this direction's ACK changes).
+    al_latch: bool = False
+    nextseq_pure: bool = False
+    ip_cut: bool = False
 
 
 def annotate(rows):
@@ -196,13 +218,21 @@ def annotate(rows):
     `rev_lastack`, `rev_last_ts`, `rev_dupacks`, `rev_nextseq` (the other
     direction); `prev_window`; `copy_of` (the frame this one repeats header
     and timestamp of, as a capture copy); `irtt` (tshark's initial RTT, None
-    when unknown).
+    when unknown); `max_ack`, `rev_max_ack`, `rev_window` (ACKs reordered
+    when the last differs from the highest); `rev_sent_data`; `rev_al_latch`;
+    `nextseq_pure` (the next expected seq came from a segment without data);
+    `ip_cut`, `rev_ip_cut` (a segment of the direction so far had fewer
+    bytes in the frame than its IP header declares); `time_disorder` (the
+    frame is earlier than one before it).
     """
     dirs = {}
     syn_ts, irtt = {}, {}
+    latest = None
     for r in rows:
         if r.in_icmp:
             continue
+        disorder = latest is not None and r.ts < latest
+        latest = r.ts if latest is None else max(latest, r.ts)
         me = dirs.setdefault((r.stream, r.src), _Dir())
         rev = dirs.setdefault((r.stream, r.dst), _Dir())
         header = (r.seq, r.ack, r.flags, r.length, r.window, r.ts)
@@ -217,7 +247,27 @@ def annotate(rows):
             "prev_window": me.window,
             "copy_of": me.last_frame if me.last_header == header else None,
             "irtt": irtt.get(r.stream),
+            "lastack": me.lastack,
+            "max_ack": me.max_ack,
+            "rev_max_ack": rev.max_ack,
+            "rev_window": rev.window,
+            "rev_sent_data": rev.sent_data,
+            "rev_al_latch": rev.al_latch,
+            "nextseq_pure": me.nextseq_pure,
+            "ip_cut": me.ip_cut,
+            "rev_ip_cut": rev.ip_cut,
+            "time_disorder": disorder,
         }
+        if r.ip_payload is not None and r.ip_payload > r.length:
+            me.ip_cut = True
+        if "AL" in r.labels:
+            rev.al_latch = True
+        if me.lastack is not None and r.ack != me.lastack:
+            me.al_latch = False
+        if r.flags & ACK and (me.max_ack is None or gt_seq(r.ack, me.max_ack)):
+            me.max_ack = r.ack
+        if r.seq_len > 0:
+            me.sent_data = True
         if r.flags & SYN and not r.flags & ACK:
             syn_ts.setdefault(r.stream, r.ts)
         elif (
@@ -235,6 +285,7 @@ def annotate(rows):
         nxt = (r.seq + r.seq_len) % MOD
         if (me.nextseq is None or gt_seq(nxt, me.nextseq)) and "ZWP" not in r.labels:
             me.nextseq, me.nextseq_ts, me.nextseq_frame = nxt, r.ts, r.frame
+            me.nextseq_pure = r.seq_len == 0
         me.lastack, me.last_ts, me.window = r.ack, r.ts, r.window
         me.last_header, me.last_frame = header, r.frame
     return rows
