@@ -8,6 +8,7 @@
 //!   pipelined client that verifies every echo.
 //! - [`ack_tour`]: the tour's `ack-demo` section.
 //! - [`audio_tour`]: the tour's `udp-audio` section.
+//! - [`tcp_tour`]: the tour's `tcp-watch` section (root).
 //! - [`tour`]: runs every demo on loopback and prints one report.
 
 pub mod ack_tour;
@@ -15,6 +16,7 @@ pub mod audio_tour;
 pub mod echo;
 pub mod error;
 pub mod preset;
+pub mod tcp_tour;
 pub mod tour;
 
 pub use error::Error;

@@ -35,6 +35,8 @@ pub enum Part {
     BufferDemo,
     /// `udp-audio`: speech over lossy UDP.
     UdpAudio,
+    /// `tcp-watch`: loss on a real path (root; skipped otherwise).
+    TcpWatch,
 }
 
 /// One demo's part of the report.
@@ -80,7 +82,11 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for section in &self.sections {
-            let mark = if section.passed { "ok" } else { "FAILED" };
+            let mark = match (section.passed, section.figures.get("skipped")) {
+                (true, Some(_)) => "skipped",
+                (true, None) => "ok",
+                (false, _) => "FAILED",
+            };
             out.push_str(&format!("== {} [{mark}]\n", section.title));
             for line in &section.lines {
                 out.push_str("   ");
@@ -135,6 +141,9 @@ pub fn run(settings: TourSettings) -> Report {
             crate::audio_tour::section(settings.quick)
                 .unwrap_or_else(|e| Section::failed(crate::audio_tour::TITLE, &e)),
         );
+    }
+    if wanted(Part::TcpWatch) {
+        sections.push(crate::tcp_tour::section(settings.quick));
     }
     Report {
         sections,

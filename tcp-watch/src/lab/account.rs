@@ -1292,12 +1292,18 @@ pub mod tshark {
     }
 
     impl Context<'_> {
-        /// Of `frames` (of this capture), how many A sent more than once.
+        /// Of `frames` (of this capture), how many carry bytes A sent more
+        /// than once (same seq and length, whatever the flags: a resent
+        /// tail may gain PSH).
         fn sent_twice(&self, frames: &[u64]) -> usize {
+            let mut by_range: HashMap<(u32, u32), u64> = HashMap::new();
+            for (&(seq, len, _), &n) in &self.at_a.counts {
+                *by_range.entry((seq, len)).or_insert(0) += n;
+            }
             frames
                 .iter()
                 .filter_map(|f| self.here.by_frame.get(f))
-                .filter(|k| self.at_a.counts.get(k).copied().unwrap_or(0) >= 2)
+                .filter(|&&(seq, len, _)| by_range.get(&(seq, len)).copied().unwrap_or(0) >= 2)
                 .count()
         }
     }
