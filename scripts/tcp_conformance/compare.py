@@ -162,6 +162,21 @@ def _f_tshark(f, row, ours, ctx):
         )
     if kind == "spurious":
         return SACKED, detail
+    if kind == "rto":
+        earlier = [
+            x
+            for x in ours.frames["R"].values()
+            if x.get("direction") == r.get("direction")
+            and x["frame"] < f
+            and x.get("kind") == "rto"
+            and (x.get("offset", 0) > 0 or x.get("len", 0) > 1)
+        ]
+        if earlier:
+            return (
+                "tshark: fast retransmission; tcp-watch: rto (a timeout recovery of this direction's data was still open)",
+                f"{detail}; earlier rto at frame {earlier[-1]['frame']}",
+            )
+        return None
     return f"tshark: fast retransmission; tcp-watch: retransmission ({kind})", detail
 
 
@@ -170,10 +185,14 @@ def _f_ours(f, row, ours, ctx):
     b = row.before
     n = r.get("duplicate_acks", 0)
     if b.get("rev_dupacks", 0) < 2:
+        if n == 0:
+            key = "tcp-watch: fast, a later resend in an ACK-driven recovery with no SACK block held (NewReno, RFC 6582: after a partial ACK); tshark needs 2 dup ACKs right before it"
+        elif n == 1:
+            key = "tshark needs 2 dup ACKs for fast, tcp-watch reports 1"
+        else:
+            key = "tshark needs 2 dup ACKs for fast (it saw fewer as duplicates), tcp-watch counted 2 or more"
         return (
-            f"tshark needs 2 dup ACKs for fast, tcp-watch reports {min(n, 2) if n < 2 else n}"
-            if n < 2
-            else "tshark needs 2 dup ACKs for fast (it saw fewer as duplicates), tcp-watch counted 2 or more",
+            key,
             f"tcp-watch: {ours.label(f)}; tshark counted {b.get('rev_dupacks', 0)}; tshark: {tshark_labels(row)}",
         )
     if b.get("rev_lastack") != row.seq:

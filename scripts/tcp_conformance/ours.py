@@ -166,6 +166,7 @@ def parse(doc):
             if len(retx) < c["R"]:
                 capped.update({("R", key), ("F", key), ("S", key)})
             for r in retx:
+                r = dict(r, direction=key)
                 add("R", r["frame"], r, _retx_label(r))
                 if r.get("kind") == "fast":
                     frames["F"][r["frame"]] = r
