@@ -34,6 +34,7 @@ IP_CUT = "the frame holds fewer bytes than its IP header declares: tcp-watch tak
 IDLE = "tcp-watch's idle timeout ended the stream before this frame (it opens a new stream): tshark kept one connection"
 DISORDER = "capture not in time order (this frame is earlier than one before it): timing rules of both tools read negative delays"
 ACK_REORDER = "ACKs reordered: tcp-watch measures from the highest ACK, tshark from the last ACK (lower)"
+SPLIT = "tshark started a new conversation between the two copies (a SYN it took for port reuse); tcp-watch kept one connection and compares them"
 SYN_FIN_SPURIOUS = "tcp-watch: a SYN or FIN resent after the peer ACKed it is spurious; tshark calls only data spurious"
 ACKED_UNSEEN_HOLE = "capture loss first shown by an ACK past the data seen: tcp-watch counts the hole at that ACK, tshark at the next data frame"
 
@@ -102,6 +103,11 @@ def explain(flag, side, f, row, ours, ctx):
             return IDLE, f"previous stream {split.id} ended at frame {split.last_frame}; {both}"
     if row is None:
         return UNEXPLAINED, both
+    r = ours.frames["R"].get(f)
+    if r and flag in ("R", "F", "S") and r.get("repeats_frame") is not None:
+        first = ctx["by_frame"].get(r["repeats_frame"])
+        if first is not None and first.stream != row.stream:
+            return SPLIT, f"tshark stream {first.stream} then {row.stream}; {both}"
     rule = RULES.get((flag, side))
     got = rule(f, row, ours, ctx) if rule else None
     if got:
@@ -406,6 +412,7 @@ def compare(rows, ours):
     for r in rows:
         by_frame.setdefault(r.frame, r)
     ctx = {
+        "by_frame": by_frame,
         "syn_streams": {r.stream for r in rows if r.flags & SYN},
     }
     tshark_frames = {flag: sorted({r.frame for r in rows if flag in r.labels}) for flag in FLAG_ORDER}
