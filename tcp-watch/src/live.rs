@@ -602,9 +602,10 @@ fn ipv6(b: &[u8]) -> Option<Seen> {
     None
 }
 
-/// Datagrams whose first fragment was kept, remembered so that their later
-/// fragments are kept too. A fixed ring: the oldest is forgotten first.
-const FRAGMENTS_REMEMBERED: usize = 64;
+/// IP datagrams whose first fragment was kept, remembered so that their
+/// later fragments are kept too (a fixed ring: the oldest is forgotten
+/// first).
+pub const FRAGMENTS_REMEMBERED: usize = 64;
 
 #[derive(Debug)]
 struct KeptDatagrams {
@@ -640,8 +641,9 @@ impl KeptDatagrams {
 pub struct LiveStats {
     /// Frames the socket delivered (every protocol).
     pub frames: u64,
-    /// Outgoing copies on a loopback device, skipped (each packet there is
-    /// seen once leaving and once arriving; the arriving one is kept).
+    /// Outgoing copies on a loopback device skipped here (each packet there
+    /// is seen once leaving and once arriving; the arriving one is kept).
+    /// Normally 0: the socket filter skips them in the kernel first.
     pub loopback_copies: u64,
     /// Frames the filter kept: the records of the pcap stream.
     pub matched: u64,
@@ -705,7 +707,7 @@ pub const DRAIN_MAX: u32 = 4096;
 
 /// Socket receive buffer asked for (`SO_RCVBUFFORCE`, else `SO_RCVBUF`):
 /// the default (about 200 KiB) holds only a few 64 KiB loopback frames.
-const RECEIVE_BUFFER: libc::c_int = 8 << 20;
+const RECEIVE_BUFFER: libc::c_int = 32 << 20;
 
 /// Kept frames between two looks at the kernel's drop counter.
 const STATS_EVERY: u64 = 4096;
@@ -723,7 +725,9 @@ const STATS_EVERY: u64 = 4096;
 /// loopback device: there the kernel hands every packet to packet sockets
 /// twice, when it leaves (outgoing) and when it comes back in, and only the
 /// incoming copy is kept, as libpcap does; both copies would look like a
-/// retransmission of every segment.
+/// retransmission of every segment. A socket filter (classic BPF) refuses
+/// the outgoing copies in the kernel; should it be missing, they are
+/// skipped here ([`LiveStats::loopback_copies`]).
 ///
 /// Timestamps are the kernel's receive time (`SO_TIMESTAMPNS`).
 pub struct LiveCapture {
@@ -806,6 +810,40 @@ fn set_option<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     } else {
         Ok(())
     }
+}
+
+/// Attaches a classic BPF socket filter that refuses the outgoing copy of
+/// every packet on a loopback device (see [`LiveCapture`]), so that these
+/// copies never take room in the socket's queue nor a `recvmsg`: at a
+/// loopback line rate they are half the frames, and dropping them here
+/// halves the kernel's drops. `ret 0` refuses; `ret 0xffffffff` keeps the
+/// whole packet (the snap length is applied when the record is made, so
+/// that `MSG_TRUNC` still tells the frame's length).
+fn skip_loopback_copies_in_kernel(fd: RawFd) -> io::Result<()> {
+    let insn = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let equal = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let ancillary = |field: libc::c_int| (libc::SKF_AD_OFF + field) as u32;
+    let mut program = [
+        insn(load, 0, 0, ancillary(libc::SKF_AD_PKTTYPE)),
+        insn(equal, 0, 3, u32::from(libc::PACKET_OUTGOING)),
+        insn(load, 0, 0, ancillary(libc::SKF_AD_HATYPE)),
+        insn(equal, 0, 1, u32::from(libc::ARPHRD_LOOPBACK)),
+        insn(ret, 0, 0, 0),
+        insn(ret, 0, 0, u32::MAX),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // The kernel copies the program during the call.
+    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 /// A packet socket of `kind` that receives nothing until bound: protocol 0
@@ -916,6 +954,9 @@ impl LiveCapture {
             fd = packet_socket(libc::SOCK_DGRAM).map_err(|e| settings("socket(AF_PACKET)", e))?;
         }
         let raw = fd.as_raw_fd();
+        if let Err(e) = skip_loopback_copies_in_kernel(raw) {
+            tracing::debug!(error = %e, "no socket filter: loopback copies skipped here");
+        }
         if set_option(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RECEIVE_BUFFER).is_err() {
             // Without CAP_NET_ADMIN: as much as `net.core.rmem_max` allows.
             let _ = set_option(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &RECEIVE_BUFFER);
@@ -1225,6 +1266,13 @@ impl LiveCapture {
         if matched % STATS_EVERY == 0 {
             self.look_at_kernel_drops();
         }
+    }
+}
+
+impl AsRawFd for LiveCapture {
+    /// The packet socket, for `poll(2)` or options of the caller's own.
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
