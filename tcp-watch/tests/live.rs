@@ -365,6 +365,105 @@ fn any_gives_cooked_frames_over_ipv6_and_loopback_copies_are_skipped_without_the
     assert_run(test, &run);
 }
 
+/// Sends `frame` as it is on device `interface` of the calling thread's
+/// namespace, through a packet socket.
+fn send_raw(interface: &str, frame: &[u8]) {
+    let name = std::ffi::CString::new(interface).unwrap();
+    // SAFETY: plain calls with valid arguments; `addr` and `frame` outlive
+    // them, and the socket is closed once.
+    unsafe {
+        let index = libc::if_nametoindex(name.as_ptr());
+        assert_ne!(index, 0, "{interface}");
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index as libc::c_int;
+        addr.sll_halen = 6;
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        );
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+}
+
+/// An Ethernet frame (802.1Q tag `vlan`, when given) carrying an IPv4
+/// header and a bare TCP header from port 40000 to `port`.
+fn tcp_frame(vlan: Option<u16>, port: u16) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+    if let Some(id) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&(0x2000 | id).to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&[10, 99, 0, 1, 10, 99, 0, 2]);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&port.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn vlan_tags_taken_off_by_the_kernel_are_put_back() {
+    let test = "vlan_tags_taken_off_by_the_kernel_are_put_back";
+    let (Some(a), Some(b)) = (Netns::new(test), Netns::new(test)) else {
+        return;
+    };
+    // A's v0 <-> B's v1. The receiving kernel moves an 802.1Q tag out of
+    // the frame (into the packet's metadata) before packet sockets see it,
+    // whether or not a VLAN device exists; the capture must put it back.
+    for args in [
+        vec![
+            "ip", "-n", &a.0, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns",
+            &b.0,
+        ],
+        vec!["ip", "-n", &a.0, "link", "set", "v0", "up"],
+        vec!["ip", "-n", &b.0, "link", "set", "v1", "up"],
+    ] {
+        run(&args).unwrap();
+    }
+    let sent = [
+        tcp_frame(Some(100), 5555),
+        tcp_frame(None, 5555),
+        tcp_frame(Some(7), 5556),
+    ];
+    let (bytes, stats) = in_netns(&b.0, || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let live = LiveCapture::open("v1", Filter::parse("port 5555").unwrap(), 0, stop.clone());
+        let live = live.unwrap();
+        let handle = live.stats_handle();
+        let reader = read_raw(live);
+        in_netns(&a.0, || sent.iter().for_each(|f| send_raw("v0", f))).unwrap();
+        let arrived = wait_for(|| handle.get().frames >= 3);
+        stop.store(true, Ordering::Relaxed);
+        let bytes = reader.join().unwrap();
+        assert!(arrived, "{:?}", handle.get());
+        (bytes, handle.get())
+    })
+    .unwrap();
+    eprintln!("{test}: {stats:?}");
+    let mut reader = CaptureReader::new("vlan", &bytes[..]).unwrap();
+    let mut got = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        assert_eq!(frame.original_len as usize, frame.captured.len());
+        got.push(frame.captured.to_vec());
+    }
+    // The frames of port 5555, byte for byte as sent; port 5556's left out.
+    assert_eq!(got, sent[..2].to_vec());
+}
+
 /// Reads `live` to its end on a thread of its own.
 fn read_raw(live: LiveCapture) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
