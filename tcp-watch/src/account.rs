@@ -82,11 +82,24 @@ fn direction_lines(
                     .unwrap_or_default()
             )
         };
-        let run = receiver
-            .events
-            .duplicate_ack_runs
-            .iter()
-            .find(|run| run.ack == h.seq);
+        // The run about this hole: the one that triggered its repair, else
+        // the first after it opened and before it filled, else any.
+        let runs = || {
+            receiver
+                .events
+                .duplicate_ack_runs
+                .iter()
+                .filter(|run| run.ack == h.seq)
+        };
+        let within = |run: &&crate::analysis::DuplicateAckRun| {
+            run.frames
+                .first()
+                .is_some_and(|&f| f >= h.frame && h.filled_frame.is_none_or(|filled| f <= filled))
+        };
+        let run = runs()
+            .find(|run| h.filled_frame.is_some() && run.retransmission_frame == h.filled_frame)
+            .or_else(|| runs().find(within))
+            .or_else(|| runs().next());
         if let Some(run) = run {
             s.push_str(&format!(
                 "; the receiver sent {} duplicate ACK{} ({} {})",
