@@ -925,8 +925,8 @@ impl LiveCapture {
         let mut fd = packet_socket(libc::SOCK_RAW).map_err(|e| {
             if not_permitted(&e) {
                 Error::Settings(format!(
-                    "live capture on `{interface}` needs root or CAP_NET_RAW \
-                     (socket(AF_PACKET): {e})"
+                    "live capture needs root or CAP_NET_RAW (interface `{interface}`: \
+                     socket(AF_PACKET): {e})"
                 ))
             } else {
                 settings("socket(AF_PACKET)", e)

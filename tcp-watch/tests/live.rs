@@ -603,9 +603,10 @@ fn without_cap_net_raw_the_error_says_so() {
     .join()
     .unwrap();
     let text = e.to_string();
+    eprintln!("without CAP_NET_RAW: {text}");
     assert!(matches!(e, Error::Settings(_)), "{e:?}");
     assert!(
-        text.contains("live capture on `lo` needs root or CAP_NET_RAW"),
+        text.contains("live capture needs root or CAP_NET_RAW (interface `lo`"),
         "{text}"
     );
 }
@@ -615,6 +616,7 @@ fn an_unknown_interface_is_named_with_a_hint() {
     let stop = Arc::new(AtomicBool::new(false));
     let e = LiveCapture::open("tw-nosuch0", Filter::all(), 0, stop).unwrap_err();
     let text = e.to_string();
+    eprintln!("unknown interface: {text}");
     assert!(
         text.contains("`tw-nosuch0`") && text.contains("ip link"),
         "{text}"
