@@ -20,7 +20,11 @@
 //! (`PACKET_AUXDATA`) are put back, so a written file shows them.
 //!
 //! Memory is one frame buffer of the snap length (at most
-//! [`MAX_SNAPLEN`]), allocated once; nothing is sized by a packet. The socket
+//! [`MAX_SNAPLEN`]), allocated once; nothing is sized by a packet. Frames
+//! the pipeline has not taken yet wait in the socket's queue (kernel
+//! memory, 32 MiB asked for); when it is full the kernel drops frames and
+//! counts them ([`LiveStats::kernel_drops`]): the analysis then shows those
+//! bytes as not captured. The socket
 //! waits at most [`RECEIVE_TIMEOUT`] for a frame, so the `stop` flag (set by a
 //! Ctrl-C handler or a duration timer) is noticed within that time; the
 //! frames already queued are then drained (at most [`DRAIN_MAX`]) and the
@@ -705,8 +709,11 @@ pub const RECEIVE_TIMEOUT: Duration = Duration::from_millis(100);
 /// empties).
 pub const DRAIN_MAX: u32 = 4096;
 
-/// Socket receive buffer asked for (`SO_RCVBUFFORCE`, else `SO_RCVBUF`):
-/// the default (about 200 KiB) holds only a few 64 KiB loopback frames.
+/// Socket receive buffer asked for (`SO_RCVBUFFORCE`, else `SO_RCVBUF`,
+/// which `net.core.rmem_max` caps): the queue where frames wait while the
+/// pipeline is busy, in kernel memory (the kernel doubles the figure for
+/// its bookkeeping). The default (about 200 KiB) holds only a few 64 KiB
+/// loopback frames; libpcap asks for 2 MiB.
 const RECEIVE_BUFFER: libc::c_int = 32 << 20;
 
 /// Kept frames between two looks at the kernel's drop counter.
