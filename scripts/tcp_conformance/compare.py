@@ -257,7 +257,7 @@ def _d_ours(f, row, ours, ctx):
     b = row.before
     if b.get("max_ack") is not None and row.ack == b["max_ack"] and b.get("lastack") is not None and row.ack != b["lastack"]:
         return ACK_REORDER, f"this ACK {row.ack} repeats the highest; the ACK before it was lower"
-    if b.get("prev_window") is not None and b["prev_window"] != row.window:
+    if row.has_sack and b.get("prev_window") is not None and b["prev_window"] != row.window:
         return (
             "tcp-watch: an ACK with SACK blocks counts although its window changed (RFC 6675); tshark needs the same window",
             f"window {b['prev_window']} -> {row.window}",

@@ -67,6 +67,7 @@ HEADER_FIELDS = [
     "ip.hdr_len",
     "ipv6.plen",
     "ipv6.nxt",
+    "tcp.options.sack_le",
     "icmp.type",
     "icmpv6.type",
     "tcp.analysis.duplicate_ack_num",
@@ -124,6 +125,7 @@ class Row:
     # Payload length the IP header declares (None when unknown, e.g. IPv6
     # extension headers): more than `length` when the frame was cut.
     ip_payload: int = None
+    has_sack: bool = False
     # Filled by `annotate`: what tshark's rules read before this frame.
     before: dict = field(default_factory=dict)
 
@@ -186,6 +188,7 @@ def parse_rows(text):
                 labels=labels,
                 dupack_num=_int(_first(v["tcp.analysis.duplicate_ack_num"])),
                 ip_payload=ip_payload,
+                has_sack=bool(v["tcp.options.sack_le"]),
             )
         )
     return rows
