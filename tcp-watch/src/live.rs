@@ -16,8 +16,9 @@
 //! The link type follows the device: Ethernet frames on Ethernet-like
 //! devices and `lo` (`SOCK_RAW`), Linux cooked capture (`LINKTYPE_LINUX_SLL`,
 //! built from the `sockaddr_ll` the kernel gives) on `any` and on every other
-//! device type (`SOCK_DGRAM`), as libpcap does. VLAN tags the driver took off
-//! (`PACKET_AUXDATA`) are put back, so a written file shows them.
+//! device type (`SOCK_DGRAM`), as libpcap does. VLAN tags the kernel took
+//! out of an Ethernet frame (`PACKET_AUXDATA`) are put back, so a written
+//! file shows them; a cooked frame has no place for one and goes without.
 //!
 //! Memory is one frame buffer of the snap length (at most
 //! [`MAX_SNAPLEN`]), allocated once; nothing is sized by a packet. Frames
