@@ -275,21 +275,33 @@ const SYN: u8 = 0x02;
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
 
+/// One connection: its fixed parameters, the sender's and the receiver's
+/// state, and what it has shown the capture. Times are nanoseconds at the
+/// capture point; data is counted in segments of `mss` bytes (`k`), bytes
+/// in offsets from the first data byte.
 struct Conn {
+    /// Start order, in the truth's `index`.
     id: u64,
     v6: bool,
+    /// Uploads: the client sends the bulk data (else the server does).
     client_is_sender: bool,
     sender_ip: [u8; 16],
     receiver_ip: [u8; 16],
     sender_port: u16,
     receiver_port: u16,
+    /// Round trip from the capture point to the sender and back.
     rtt: u64,
+    /// Pacing: time between two new data segments.
     gap: u64,
+    /// The receiver's reaction time (it is next to the capture point).
     delta: u64,
     mss: u64,
+    /// Bulk payload bytes, and the segments they make.
     total: u64,
     segs: u64,
+    /// Payload seed (bytes are a function of it and the segment index).
     seed: u64,
+    /// The receiver side's small message (request or banner).
     msg_len: usize,
     sender_isn: u32,
     receiver_isn: u32,
@@ -297,34 +309,49 @@ struct Conn {
     receiver_ts: u32,
     ip_id: [u16; 2],
     rng: Rng,
+    /// Scheduled happenings, earliest first (ties in scheduling order).
     pending: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     order: u64,
-    // sender
+
+    // The sender.
+    /// Next new segment, and when it goes (None: paused or finished).
     next_k: u64,
     cursor: Option<u64>,
+    /// The last segment before a pause (timeout or filling window).
     stop_at: Option<u64>,
+    /// The tail segment the timer will resend.
     rto_at: Option<u64>,
+    /// Loss recovery under way: the segments lost before the capture
+    /// point, whether their resends are scheduled, a second loss to come.
     in_recovery: bool,
-    double_at: Option<u64>,
     lost: Vec<u64>,
     retransmit_scheduled: bool,
+    double_at: Option<u64>,
+    /// No new impairment before this segment.
     cooldown_k: u64,
     zero_window_done: bool,
+    /// When the receiver reopens its window.
     update_time: u64,
-    sender_fin_off: u64,
-    // receiver
+
+    // The receiver.
+    /// Segments received in order, and the ranges above a hole.
     rcv_nxt: u64,
     ooo: Vec<(u64, u64)>,
+    /// In-order segments not yet ACKed (ACK every second one).
     unacked: u32,
     last_ack_off: u64,
+    /// Duplicate ACKs in a row for the current hole.
     dupacks: u32,
+    /// TSval to echo (RFC 7323 §4.3: of the last in-order segment).
     ts_recent: u32,
+    /// The right edge its window keeps while its application is not
+    /// reading, and whether the window is closed.
     window_edge: Option<u64>,
     zero: bool,
     fin_scheduled: bool,
-    receiver_fin: bool,
     done: bool,
-    // truth
+
+    // What the capture showed, for the truth.
     dup_acks: u64,
     zero_windows: u64,
     data_hash: Sha256,
@@ -431,7 +458,6 @@ impl Conn {
             cooldown_k: 4,
             zero_window_done: false,
             update_time: 0,
-            sender_fin_off: 0,
             rcv_nxt: 0,
             ooo: Vec::new(),
             unacked: 0,
@@ -441,7 +467,6 @@ impl Conn {
             window_edge: None,
             zero: false,
             fin_scheduled: false,
-            receiver_fin: false,
             done: false,
             dup_acks: 0,
             zero_windows: 0,
@@ -669,7 +694,6 @@ impl Conn {
                 self.schedule(now + self.rtt, Ev::Resume);
             }
             Ev::SenderFin => {
-                self.sender_fin_off = self.total;
                 let seq = self.sender_seq(self.total);
                 let ack = self.receiver_seq_after_msg();
                 self.emit(
@@ -685,7 +709,6 @@ impl Conn {
                 self.schedule(now + self.delta, Ev::ReceiverFin);
             }
             Ev::ReceiverFin => {
-                self.receiver_fin = true;
                 let seq = self.receiver_seq_after_msg();
                 let ack = self.sender_seq(self.total).wrapping_add(1);
                 self.emit(
