@@ -174,13 +174,14 @@ def _f_tshark(f, row, ours, ctx):
             for x in ours.frames["R"].values()
             if x.get("direction") == r.get("direction")
             and x["frame"] < f
-            and x.get("kind") == "rto"
+            and "rto" in (x.get("kind"), x.get("classified_before"))
             and (x.get("offset", 0) > 0 or x.get("len", 0) > 1)
         ]
         if earlier:
             return (
                 "tshark: fast retransmission; tcp-watch: rto (a timeout recovery of this direction's data was still open)",
-                f"{detail}; earlier rto at frame {earlier[-1]['frame']}",
+                f"{detail}; earlier rto at frame {earlier[-1]['frame']}"
+                + (" (later found spurious by D-SACK)" if earlier[-1].get("classified_before") else ""),
             )
         return None
     return f"tshark: fast retransmission; tcp-watch: retransmission ({kind})", detail
