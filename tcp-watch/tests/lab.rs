@@ -121,7 +121,13 @@ fn assert_account_closes(run: &LabRun, acc: &Account) {
     assert_eq!(d.matched.segments, run.router.a_to_b());
     assert_eq!(d.matched.unexpected_at_b, 0);
     assert_eq!(acc.capture_b.holes.unfilled, 0);
-    assert!(acc.capture_b.holes.bytes <= d.matched.distinct_payload_bytes);
+    // B's holes cover at most the bytes dropped, unless the path reordered
+    // segments between the captures (then a hole closes with no drop).
+    assert!(
+        acc.capture_b.holes.bytes <= d.matched.distinct_payload_bytes
+            || d.matched.reordered_at_b > 0,
+        "{acc:#?}"
+    );
     let b = &acc.bytes;
     assert!(b.verdict.closes, "{}: {acc:#?}", b.verdict.verdict);
     // The bytes extracted from both captures are the bytes B read.
@@ -132,11 +138,18 @@ fn assert_account_closes(run: &LabRun, acc: &Account) {
     assert_eq!(acc.capture_a.gaps + acc.capture_b.gaps, 0);
     assert!(acc.rto.verdict.closes, "{}", acc.rto.verdict.verdict);
     assert!(acc.closes);
-    // tshark, when installed, is compared and every difference explained.
+    // tshark, when installed, is compared on both captures. Its line is a
+    // comparison, not a closure (a new tshark may flag otherwise), so its
+    // verdict is printed above, not asserted; but every A→B frame it calls
+    // a retransmission or out-of-order at A is one A sent before.
     let t = &acc.tshark;
     if t.skipped.is_none() {
-        assert_eq!(t.sides.len(), 2);
-        assert!(t.verdict.closes, "{}", t.verdict.verdict);
+        assert_eq!(t.sides.len(), 2, "{t:#?}");
+        let at_a = &t.sides[0].tshark;
+        assert!(
+            at_a.retransmissions + at_a.out_of_order <= run.kernel.retrans_segs,
+            "{t:#?}"
+        );
     }
 }
 
