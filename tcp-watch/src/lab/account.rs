@@ -1622,7 +1622,7 @@ pub mod tshark {
             let (o, d) = (ours_counts.duplicate_acks, t.duplicate_acks);
             let stale = cx.here.stale_acks_from_b;
             let low = d.saturating_sub(t.duplicate_acks_idle + stale);
-            let high = d + t.window_updates;
+            let high = d + t.window_updates + stale;
             let within = (low..=high).contains(&o);
             differences.push(Difference {
                 ours: format!("{o} duplicate ACKs"),
@@ -1638,16 +1638,18 @@ pub mod tshark {
                 why: if within {
                     "tshark counts a repeated ACK even when it acknowledges everything A sent \
                      (B answering retransmissions still in flight after the last ACK), RFC \
-                     5681 §2 and we need data outstanding; tshark counts an old ACK that the \
-                     path reordered behind a newer one as a duplicate, we ignore stale ACKs; \
-                     and when B's receive window changes \
+                     5681 §2 and we need data outstanding; tshark compares each ACK with the one \
+                     just before it, we with the highest, so an old ACK the path reordered behind \
+                     a newer one is a duplicate for tshark (not for us) and the next repeat of \
+                     the newer one is a duplicate for us (not for tshark); and when B's receive window changes \
                      while it repeats an ACK, tshark calls the ACK a window update, we count it \
                      when it carries new SACK blocks, as RFC 6675 and Linux do"
                         .into()
                 } else {
                     format!(
                         "ours {o} is outside tshark's {d} less its {} with nothing outstanding \
-                         and at most {stale} stale ACKs, or plus at most its {} window updates",
+                         and at most {stale} stale ACKs, or plus at most its {} window updates \
+                         and {stale} repeats after a stale ACK",
                         t.duplicate_acks_idle, t.window_updates
                     )
                 },
