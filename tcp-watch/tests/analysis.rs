@@ -286,6 +286,65 @@ fn fast_retransmit_after_three_duplicate_acks() {
 }
 
 #[test]
+fn a_syn_sent_again_does_not_make_later_resends_timeouts() {
+    let mut t = Trace::new();
+    let syn_opts = TcpOptions {
+        mss: Some(1460),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    t.add(true, 0.0, C_ISN, 0, SYN, 0, 65535, syn_opts);
+    let syn_again = t.add(true, 1000.0, C_ISN, 0, SYN, 0, 65535, syn_opts);
+    t.add(
+        false,
+        1010.0,
+        S_ISN,
+        C_ISN + 1,
+        SYN | ACK,
+        0,
+        65535,
+        syn_opts,
+    );
+    t.add(
+        true,
+        1020.0,
+        C_ISN + 1,
+        S_ISN + 1,
+        ACK,
+        0,
+        WIN,
+        TcpOptions::default(),
+    );
+    for i in 0..5u32 {
+        t.c(1100.0 + f64::from(i), 1001 + i * 1000, 1000);
+    }
+    // The first data segment is lost: the receiver's ACKs never advance
+    // past the SYN-ACK's before the resend.
+    t.s_ack(1120.0, 1001);
+    for k in 0..3 {
+        t.s_ack(1122.0 + f64::from(k), 1001);
+    }
+    let rx = t.c(1124.1, 1001, 1000);
+    t.s_ack(1145.0, 6001);
+    let c2s = t.analyze().client_to_server;
+    let kinds: Vec<_> = c2s
+        .events
+        .retransmissions
+        .iter()
+        .map(|r| (r.frame, r.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (syn_again, RetransmissionKind::Rto),
+            (rx, RetransmissionKind::Fast)
+        ]
+    );
+    assert_eq!(c2s.rto_episodes.len(), 1);
+    assert!(c2s.rto_episodes[0].recovered_frame.is_some());
+}
+
+#[test]
 fn sack_recovery_of_two_holes() {
     let mut t = Trace::new();
     t.handshake(C_ISN, 20.0);

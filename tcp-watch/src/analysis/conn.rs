@@ -420,6 +420,21 @@ impl Context {
 }
 
 /// `ackers` (the side sending `seg`) acknowledges `data` (the other side).
+/// An ACK up to `ack` (frame `frame`) ends the timeout episode and the
+/// recovery it covers.
+fn end_recoveries(data: &mut Direction, ack: i64, frame: u64) {
+    if let Some(ep) = data.episode {
+        if ack > ep.offset {
+            data.report.rto_episodes[ep.record].recovered_frame = Some(frame);
+            data.episode = None;
+        }
+    }
+    match data.recovery {
+        Recovery::Ack(p) | Recovery::Rto(p) if ack >= p => data.recovery = Recovery::None,
+        _ => {}
+    }
+}
+
 fn on_ack(acker: &mut Direction, data: &mut Direction, seg: &Segment<'_>, ctx: &Context) {
     if data.base.is_none() {
         // Only the ACKs of this direction are in the capture so far.
@@ -496,6 +511,9 @@ fn on_ack(acker: &mut Direction, data: &mut Direction, seg: &Segment<'_>, ctx: &
         None => {
             data.acked = Some(ack);
             data.last_ack_advance = Some(seg.ts);
+            // The first ACK seen may already end a timeout recovery (a
+            // SYN-ACK sent again, then ACKed): later resends start afresh.
+            end_recoveries(data, ack, seg.frame);
         }
         Some(prev) if ack > prev => {
             rtt_sample(data, prev, ack, seg);
@@ -508,16 +526,7 @@ fn on_ack(acker: &mut Direction, data: &mut Direction, seg: &Segment<'_>, ctx: &
             if let Some(Some(i)) = acker.dup_run.take() {
                 acker.report.events.duplicate_ack_runs[i].ended_frame = Some(seg.frame);
             }
-            if let Some(ep) = data.episode {
-                if ack > ep.offset {
-                    data.report.rto_episodes[ep.record].recovered_frame = Some(seg.frame);
-                    data.episode = None;
-                }
-            }
-            match data.recovery {
-                Recovery::Ack(p) | Recovery::Rto(p) if ack >= p => data.recovery = Recovery::None,
-                _ => {}
-            }
+            end_recoveries(data, ack, seg.frame);
         }
         Some(prev)
             if ack == prev
