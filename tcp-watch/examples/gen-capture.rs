@@ -244,6 +244,7 @@ struct Truth {
     duplicate_acks: u64,
     zero_windows: u64,
     zero_window_probes: u64,
+    keep_alives: u64,
     streams: u64,
     ipv6_streams: u64,
 }
@@ -661,7 +662,14 @@ impl Conn {
                 // The sender probes only while it still believes the window
                 // is closed (the update takes a round trip to reach it).
                 if now < self.update_time + self.rtt {
-                    out.truth.zero_window_probes += 1;
+                    // One that reaches the capture point after the window
+                    // reopened there looks like a keep-alive (seq = next - 1,
+                    // no data, window open): the truth counts what it shows.
+                    if now < self.update_time {
+                        out.truth.zero_window_probes += 1;
+                    } else {
+                        out.truth.keep_alives += 1;
+                    }
                     let seq = self.sender_seq(self.last_ack_off).wrapping_sub(1);
                     let ack = self.receiver_seq_after_msg();
                     self.emit(out, now, Side::Sender, seq, ack, ACK, Payload::None, None)?;
@@ -1335,7 +1343,7 @@ fn totals_json(t: &Truth, args: &Args) -> String {
          \"retransmissions\":{{\"total\":{retrans},\"fast\":{},\"sack\":{},\"rto\":{},\"tlp\":0,\"spurious\":0}},\
          \"rto_episodes\":{},\"out_of_order\":{},\"lost_segments\":{},\"lost_before_capture\":{},\
          \"lost_after_capture\":{},\"duplicate_acks\":{},\"zero_windows\":{},\
-         \"zero_window_probes\":{},\"seed\":{},\"loss\":{}}}",
+         \"zero_window_probes\":{},\"keep_alives\":{},\"seed\":{},\"loss\":{}}}",
         t.streams,
         t.ipv6_streams,
         t.frames,
@@ -1354,6 +1362,7 @@ fn totals_json(t: &Truth, args: &Args) -> String {
         t.duplicate_acks,
         t.zero_windows,
         t.zero_window_probes,
+        t.keep_alives,
         args.seed,
         args.loss
     )
