@@ -325,11 +325,17 @@ impl ConnectionAnalyzer {
         if syn && !ack && d == 0 && h.client.isn.is_none() {
             h.client = opts(seg);
             self.syn_ts = Some(seg.ts);
-            self.dirs[0].base = Some(seg.seq);
+            // A SYN after this side sent in another sequence space (a forged
+            // or reused connection) is a jump in that space, not a new base.
+            if !self.dirs[0].sent_anything {
+                self.dirs[0].base = Some(seg.seq);
+            }
         } else if syn && ack && d == 1 && h.server.isn.is_none() {
             h.server = opts(seg);
             self.syn_ack_ts = Some(seg.ts);
-            self.dirs[1].base = Some(seg.seq);
+            if !self.dirs[1].sent_anything {
+                self.dirs[1].base = Some(seg.seq);
+            }
             h.window_scaling = h.client.window_scale.is_some() && h.server.window_scale.is_some();
             h.sack = h.client.sack_permitted && h.server.sack_permitted;
             if let Some(t0) = self.syn_ts {
