@@ -345,6 +345,26 @@ fn a_syn_sent_again_does_not_make_later_resends_timeouts() {
 }
 
 #[test]
+fn a_syn_ack_in_another_sequence_space_is_a_jump_not_a_resend() {
+    // An evasion trace's shape: the server side sends a RST and a FIN at
+    // seq 0, then a SYN-ACK with another ISN.
+    let mut t = Trace::new();
+    let o = TcpOptions::default();
+    t.add(true, 0.0, C_ISN, 0, SYN, 0, 65535, o);
+    t.add(false, 1.0, 0, C_ISN + 1, TcpFlags::RST | ACK, 0, 0, o);
+    t.add(false, 2.0, 0, C_ISN + 1, TcpFlags::FIN | ACK, 0, 0, o);
+    let syn_ack = t.add(false, 3.0, 26_175, C_ISN + 1, SYN | ACK, 0, 65535, o);
+    let s2c = t.analyze().server_to_client;
+    assert_eq!(
+        s2c.retransmissions.total, 0,
+        "{:?}",
+        s2c.events.retransmissions
+    );
+    assert_eq!(s2c.lost_segments, 1);
+    assert_eq!(s2c.events.lost_segments[0].frame, syn_ack);
+}
+
+#[test]
 fn sack_recovery_of_two_holes() {
     let mut t = Trace::new();
     t.handshake(C_ISN, 20.0);
