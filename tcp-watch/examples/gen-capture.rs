@@ -1426,3 +1426,58 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn numeric_flags_refuse_hostile_values() {
+        cli_values::assert_numeric_flags_refuse_hostile_values(&Args::command());
+    }
+
+    #[test]
+    fn sizes_parse_in_binary_units_within_bounds() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("100KiB"), Ok(100 << 10));
+        assert_eq!(parse_size("1000000"), Ok(1_000_000));
+        for bad in [
+            "",
+            "1T",
+            "1.5G",
+            "-1G",
+            "63K",
+            "257G",
+            "G",
+            "18446744073709551615G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_resend_carries_the_original_bytes() {
+        let (mut a, mut b, mut c) = ([0u8; 1448], [0u8; 1448], [0u8; 1448]);
+        fill_payload(7, 42, &mut a);
+        fill_payload(7, 42, &mut b);
+        fill_payload(7, 43, &mut c);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mut short = [0u8; 13];
+        fill_payload(7, 42, &mut short);
+        assert_eq!(short, a[..13]);
+    }
+
+    #[test]
+    fn sack_ranges_merge_and_stay_sorted() {
+        let mut c = Conn::new(0, 1, EPOCH_NS);
+        for k in [5, 7, 6, 9, 3] {
+            c.insert_ooo(k);
+        }
+        assert_eq!(c.ooo, vec![(3, 4), (5, 8), (9, 10)]);
+        c.insert_ooo(8);
+        assert_eq!(c.ooo, vec![(3, 4), (5, 10)]);
+    }
+}
