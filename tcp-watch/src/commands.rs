@@ -189,6 +189,9 @@ fn run_inputs(
     open: &mut dyn FnMut(usize) -> Result<CaptureReader<Box<dyn io::Read>>, Error>,
     stop: &AtomicBool,
 ) -> Result<(Vec<RunSummary>, Totals), Error> {
+    // The first input is opened before anything is written, so that an
+    // unreadable capture leaves stdout empty rather than half a document.
+    let mut first = Some(open(0)?);
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout);
     let mut json = if cmd.json {
@@ -200,7 +203,20 @@ fn run_inputs(
     let mut summaries = Vec::new();
     let several = names.len() > 1;
     for (i, name) in names.iter().enumerate() {
-        let mut reader = open(i)?;
+        let opened = match first.take() {
+            Some(r) => Ok(r),
+            None => open(i),
+        };
+        let mut reader = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                // The document still ends, with what was read.
+                if let Some(j) = json.take() {
+                    let _ = j.end(&summaries, &totals);
+                }
+                return Err(e);
+            }
+        };
         let mut options = cmd.options.clone();
         if several {
             options.extract = options.extract.map(|d| d.join(i.to_string()));
@@ -244,7 +260,15 @@ fn run_inputs(
             }
         };
         let mut tick = |p: &Progress| meter.tick(name, p);
-        let summary = pipeline::run(i, &mut reader, &options, stop, &mut each, &mut tick)?;
+        let summary = match pipeline::run(i, &mut reader, &options, stop, &mut each, &mut tick) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(j) = json.take() {
+                    let _ = j.end(&summaries, &totals);
+                }
+                return Err(e);
+            }
+        };
         meter.done();
         // Streams after a gap in the ids (none expected: each is reported
         // once) still go out, in order.

@@ -19,8 +19,8 @@
 
 pub mod account;
 pub mod analysis;
-pub mod commands;
 pub mod capture;
+pub mod commands;
 pub mod error;
 pub mod lab;
 pub mod live;

@@ -15,7 +15,6 @@
 
 pub mod extract;
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,7 +30,7 @@ use crate::reassembly::{
     CloseReason, Config, Conflict, Dir, Gap, GapCause, Kept, Reassembler, Stats, StreamEnd,
     StreamInfo, StreamSink,
 };
-use crate::segment::Timestamp;
+use crate::segment::{FastMap, Timestamp};
 pub use extract::{Extractor, GapFill};
 
 /// Gap and conflict records kept per direction in a report; the counts stay
@@ -52,6 +51,9 @@ pub struct Options {
     pub max_open_files: usize,
     /// Capture time a closed stream's analysis still takes segments.
     pub linger_ns: u64,
+    /// Most closed streams lingering at once; past it the longest closed is
+    /// reported (its analysis state is the memory a stream costs).
+    pub max_lingering: usize,
 }
 
 impl Default for Options {
@@ -61,7 +63,8 @@ impl Default for Options {
             extract: None,
             gaps: GapFill::Skip,
             max_open_files: 64,
-            linger_ns: 10_000_000_000,
+            linger_ns: 5_000_000_000,
+            max_lingering: 64,
         }
     }
 }
@@ -291,18 +294,25 @@ struct Live {
     last_ts: Timestamp,
     /// Offset after the last gap, while no data followed it.
     gap_end: [Option<u64>; 2],
+    /// Order of its close among lingering streams.
+    closed_seq: Option<u64>,
 }
 
 /// The reassembler's sink: keeps each stream's reassembly record and
 /// writes its bytes.
 struct Streams<'o> {
     input: usize,
-    live: HashMap<u64, Live>,
+    /// Boxed: a table sized for the streams open at a peak holds only
+    /// pointers once they are gone.
+    live: FastMap<u64, Box<Live>>,
     /// Latest stream id per port pair, to end a closed stream's report as
     /// soon as its port pair is reused.
-    by_pair: HashMap<(SocketAddr, SocketAddr), u64>,
+    by_pair: FastMap<(SocketAddr, SocketAddr), u64>,
     extractor: Option<Extractor>,
     ready: Vec<u64>,
+    /// Closed streams still taking late segments, by close order.
+    lingering: std::collections::BTreeSet<(u64, u64)>,
+    close_count: u64,
     error: Option<Error>,
     out: &'o mut dyn FnMut(StreamReport) -> Result<(), Error>,
     reported: u64,
@@ -328,14 +338,15 @@ impl StreamSink for Streams<'_> {
         }
         self.live.insert(
             stream.id,
-            Live {
+            Box::new(Live {
                 info: *stream,
                 analyzer: ConnectionAnalyzer::new(stream.id),
                 dirs,
                 end: None,
                 last_ts: stream.ts,
                 gap_end: [None; 2],
-            },
+                closed_seq: None,
+            }),
         );
     }
 
@@ -432,6 +443,12 @@ impl StreamSink for Streams<'_> {
     fn closed(&mut self, end: &StreamEnd) {
         if let Some(l) = self.live.get_mut(&end.id) {
             l.end = Some(*end);
+            l.analyzer.compact();
+            if l.closed_seq.is_none() {
+                self.close_count += 1;
+                l.closed_seq = Some(self.close_count);
+                self.lingering.insert((self.close_count, end.id));
+            }
             for (r, d) in l.dirs.iter_mut().zip(end.dirs.iter()) {
                 r.start_known = d.start_known;
                 r.isn = d.isn;
@@ -459,11 +476,14 @@ impl Streams<'_> {
         ready.dedup();
         for id in ready {
             if let Some(live) = self.live.remove(&id) {
+                if let Some(seq) = live.closed_seq {
+                    self.lingering.remove(&(seq, id));
+                }
                 let key = pair(live.info.client, live.info.server);
                 if self.by_pair.get(&key) == Some(&id) {
                     self.by_pair.remove(&key);
                 }
-                let report = self.report(live)?;
+                let report = self.report(*live)?;
                 if let Some(x) = &mut self.extractor {
                     x.index(&report)?;
                 }
@@ -472,6 +492,13 @@ impl Streams<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Marks ready the longest-closed streams past `max` lingering.
+    fn bound_lingering(&mut self, max: usize) {
+        let excess = self.lingering.len().saturating_sub(max);
+        self.ready
+            .extend(self.lingering.iter().take(excess).map(|&(_, id)| id));
     }
 
     /// Marks ready the closed streams silent for `linger_ns` before `now`.
@@ -560,10 +587,12 @@ pub fn run<R: Read>(
     };
     let mut streams = Streams {
         input,
-        live: HashMap::new(),
-        by_pair: HashMap::new(),
+        live: FastMap::default(),
+        by_pair: FastMap::default(),
         extractor,
         ready: Vec::new(),
+        lingering: Default::default(),
+        close_count: 0,
         error: None,
         out,
         reported: 0,
@@ -613,6 +642,7 @@ pub fn run<R: Read>(
             next_sweep = ts.0.saturating_add(1_000_000_000);
             streams.sweep(ts, opts.linger_ns);
         }
+        streams.bound_lingering(opts.max_lingering);
         streams.flush_ready()?;
     }
     reasm.finish(&mut streams);

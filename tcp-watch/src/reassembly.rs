@@ -40,10 +40,9 @@
 
 mod direction;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::segment::{FlowKey, Segment, TcpFlags, Timestamp};
+use crate::segment::{FastMap, FlowKey, Segment, TcpFlags, Timestamp};
 use direction::{Arrival, Direction, unwrap};
 
 /// Direction of a segment within its stream.
@@ -135,6 +134,11 @@ pub struct Config {
     /// the capture, and the cost of making room is spread over many new
     /// streams.
     pub max_streams: usize,
+    /// Most streams ended by FIN or RST kept in the table to recognise
+    /// their late segments (a last ACK, a FIN sent again); past it the one
+    /// that ended longest ago is forgotten. Bounds the table by what is
+    /// open, not by how many streams the capture held.
+    pub max_closed: usize,
 }
 
 impl Default for Config {
@@ -146,6 +150,7 @@ impl Default for Config {
             idle_timeout_ns: 300_000_000_000,
             window_limit: 1 << 30,
             max_streams: 1 << 16,
+            max_closed: 256,
         }
     }
 }
@@ -509,10 +514,12 @@ fn canon(key: FlowKey) -> CanonKey {
 #[derive(Debug)]
 pub struct Reassembler {
     cfg: Config,
-    flows: HashMap<CanonKey, Flow>,
+    flows: FastMap<CanonKey, Flow>,
     next_id: u64,
     stats: Stats,
     next_sweep: u64,
+    /// Streams ended by FIN or RST, oldest first (some may be gone).
+    closed_order: std::collections::VecDeque<(CanonKey, u64)>,
 }
 
 impl Reassembler {
@@ -520,16 +527,23 @@ impl Reassembler {
     pub fn new(cfg: Config) -> Reassembler {
         Reassembler {
             cfg,
-            flows: HashMap::new(),
+            flows: FastMap::default(),
             next_id: 0,
             stats: Stats::default(),
             next_sweep: 0,
+            closed_order: Default::default(),
         }
     }
 
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Streams in the table: the open ones and the ended ones kept to
+    /// recognise their late segments (at most [`Config::max_closed`]).
+    pub fn tracked_streams(&self) -> usize {
+        self.flows.len()
     }
 
     /// Streams in the table not yet ended.
@@ -660,14 +674,34 @@ impl Reassembler {
                 }
             }
         }
+        let was_closed = flow.closed;
         if seg.flags.contains(TcpFlags::RST) {
             flow.close(CloseReason::Rst, cfg, stats, sink);
         } else if flow.dirs[0].finished() && flow.dirs[1].finished() {
             flow.close(CloseReason::Fin, cfg, stats, sink);
         }
+        if flow.closed && !was_closed {
+            let id = flow.id;
+            self.forget_old_closed(key, id);
+        }
         self.enforce_global_cap(sink);
         self.stats.peak_held_bytes = self.stats.peak_held_bytes.max(self.stats.held_bytes);
         place
+    }
+
+    /// Remembers that `key`'s stream `id` ended; past
+    /// [`Config::max_closed`] ended streams, forgets the one that ended
+    /// longest ago (its late segments then open a mid-stream pickup).
+    fn forget_old_closed(&mut self, key: CanonKey, id: u64) {
+        self.closed_order.push_back((key, id));
+        while self.closed_order.len() > self.cfg.max_closed {
+            let Some((k, old)) = self.closed_order.pop_front() else {
+                break;
+            };
+            if self.flows.get(&k).is_some_and(|f| f.closed && f.id == old) {
+                self.flows.remove(&k);
+            }
+        }
     }
 
     /// When the table is full: forgets ended streams, then closes the least

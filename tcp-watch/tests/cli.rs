@@ -355,6 +355,21 @@ fn bad_input_is_an_error_naming_it_never_a_panic() {
     let out = run(&["analyze", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pcap"));
+    // With --json, nothing on stdout rather than half a document; a later
+    // input that fails still leaves one whole document.
+    let out = run(&["analyze", "--json", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let good = write(&dir, "good.pcap", &capture(true));
+    let out = run(&[
+        "analyze",
+        "--json",
+        good.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one whole document");
+    assert_eq!(doc["totals"]["streams"], 1);
 
     // Cut in the middle of a packet: counted, and what came before is
     // reported.

@@ -927,3 +927,39 @@ fn full_table_forgets_ended_streams_then_evicts_the_least_recent() {
     assert_eq!(gaps, vec![(0, 4, GapCause::NeverSentOrAcked)]);
     f.finish();
 }
+
+#[test]
+fn ended_streams_are_forgotten_past_max_closed_so_the_table_follows_open_ones() {
+    let cfg = Config {
+        max_closed: 8,
+        ..Config::default()
+    };
+    let mut f = Feed::new(cfg);
+    for i in 0..100u16 {
+        f.key = FlowKey {
+            src: format!("10.0.0.1:{}", 20_000 + i).parse().unwrap(),
+            dst: "10.0.0.2:80".parse().unwrap(),
+        };
+        handshake(&mut f, 1000, 5000);
+        f.send(true, 1001, Some(5001), TcpFlags::FIN, b"bye");
+        f.send(false, 5001, Some(1005), TcpFlags::FIN, &[]);
+        assert!(
+            f.r.tracked_streams() <= 8 + 1,
+            "{} streams tracked",
+            f.r.tracked_streams()
+        );
+    }
+    assert_eq!(f.r.open_streams(), 0);
+    // A late segment of a forgotten stream is a new, mid-stream one; of a
+    // remembered one, it is counted as late.
+    let before = f.r.stats().streams;
+    f.send(true, 1005, Some(5002), NONE, &[]);
+    assert_eq!(f.r.stats().streams, before, "the last stream is remembered");
+    f.key = FlowKey {
+        src: "10.0.0.1:20000".parse().unwrap(),
+        dst: "10.0.0.2:80".parse().unwrap(),
+    };
+    f.send(true, 1005, Some(5002), NONE, b"late");
+    assert_eq!(f.r.stats().streams, before + 1, "the first was forgotten");
+    f.finish();
+}

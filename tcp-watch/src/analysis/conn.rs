@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 /// Transmissions remembered per direction (for "the frame it repeats" and
 /// RTT samples); older ones are forgotten.
 const SENT_KEPT: usize = 4096;
+/// Of those, transmissions already covered by the cumulative ACK kept.
+const SENT_ACKED_KEPT: usize = 64;
 /// Holes and SACK ranges kept per direction.
 const RANGES_KEPT: usize = 512;
 /// Recent retransmissions a D-SACK can still be matched with.
@@ -228,6 +230,22 @@ impl ConnectionAnalyzer {
     /// on the same port pair is another connection).
     pub fn client_isn(&self) -> Option<u32> {
         self.handshake.client.isn
+    }
+
+    /// Releases what only an open connection needs (the transmissions
+    /// remembered for Karn's rule and for the copy a resend repeats, the
+    /// timestamps awaiting an echo), keeping the last few: for a connection
+    /// that has ended but may still see a late ACK or FIN. Counts and
+    /// records are kept.
+    pub fn compact(&mut self) {
+        const KEEP: usize = 64;
+        for d in &mut self.dirs {
+            let excess = d.sent.len().saturating_sub(KEEP);
+            d.sent.drain(..excess);
+            d.sent.shrink_to_fit();
+            d.tsvals.clear();
+            d.tsvals.shrink_to_fit();
+        }
     }
 
     /// Capture time of the last segment pushed.
@@ -524,6 +542,11 @@ fn on_ack(acker: &mut Direction, data: &mut Direction, seg: &Segment<'_>, ctx: &
         Some(prev) if ack > prev => {
             rtt_sample(data, prev, ack, seg);
             data.acked = Some(ack);
+            // Transmissions the ACK covers matter only to name the copy a
+            // spurious resend repeats: the last few are enough, so memory
+            // follows the data in flight, not the connection's length.
+            let covered = data.sent.partition_point(|x| x.end <= ack);
+            data.sent.drain(..covered.saturating_sub(SENT_ACKED_KEPT));
             data.last_ack_advance = Some(seg.ts);
             data.dupacks = 0;
             data.fast_done_in_run = false;
@@ -846,7 +869,12 @@ fn record_sent(me: &mut Direction, start: i64, end: i64, seg: &Segment<'_>, retr
     if start >= end {
         return;
     }
-    let at = me.sent.partition_point(|x| x.start < start);
+    // In-order data, the common case, goes at the back without a search.
+    let at = if me.sent.back().is_none_or(|x| x.start < start) {
+        me.sent.len()
+    } else {
+        me.sent.partition_point(|x| x.start < start)
+    };
     me.sent.insert(
         at,
         Sent {

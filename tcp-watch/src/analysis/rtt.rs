@@ -8,7 +8,7 @@
 //! over its whole length in fixed memory. The minimum is always exact.
 
 /// Samples kept for the median and p95.
-const KEPT: usize = 4096;
+const KEPT: usize = 1024;
 
 /// RTT samples in milliseconds.
 #[derive(Debug, Clone, Default)]

@@ -14,7 +14,7 @@
 //! again, so thousands of concurrent streams need no more descriptors than
 //! that.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use super::StreamReport;
 use crate::error::Error;
 use crate::lab::transfer::hex;
 use crate::reassembly::{Dir, Gap};
+use crate::segment::FastMap;
 
 /// Buffer per open file.
 const FILE_BUFFER: usize = 32 * 1024;
@@ -71,7 +72,7 @@ pub struct Extractor {
     dir: PathBuf,
     fill: GapFill,
     max_open: usize,
-    outs: HashMap<(u64, Dir), Out>,
+    outs: FastMap<(u64, Dir), Out>,
     /// Open files by last use.
     lru: BTreeMap<u64, (u64, Dir)>,
     clock: u64,
@@ -122,7 +123,7 @@ impl Extractor {
             dir: dir.to_path_buf(),
             fill,
             max_open: max_open.max(1),
-            outs: HashMap::new(),
+            outs: FastMap::default(),
             lru: BTreeMap::new(),
             clock: 0,
             index,
