@@ -237,6 +237,16 @@ fn direction_lines(
     lines
 }
 
+/// One line of a stream's table: the heading and each direction share
+/// the column widths.
+fn table_row(w: &mut dyn Write, c: [String; 14]) -> io::Result<()> {
+    writeln!(
+        w,
+        "  {:<7} {:>12} {:>8} {:>6} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5} {:>11} {:>6} {:>22}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12], c[13]
+    )
+}
+
 fn opt_ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.2}"))
 }
@@ -315,23 +325,25 @@ pub fn write_stream(w: &mut dyn Write, r: &StreamReport, limit: Option<usize>) -
             )?;
         }
     }
-    writeln!(
+    table_row(
         w,
-        "  {:<7} {:>12} {:>8} {:>6} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5} {:>11} {:>6} {:>22}",
-        "dir",
-        "bytes",
-        "segs",
-        "retx",
-        "rto",
-        "fast",
-        "sack",
-        "tlp",
-        "spur",
-        "dupacks",
-        "ooo",
-        "holes f/u",
-        "zerow",
-        "rtt ms min/med/p95"
+        [
+            "dir",
+            "bytes",
+            "segs",
+            "retx",
+            "rto",
+            "fast",
+            "sack",
+            "tlp",
+            "spur",
+            "dupacks",
+            "ooo",
+            "holes f/u",
+            "zerow",
+            "rtt ms min/med/p95",
+        ]
+        .map(String::from),
     )?;
     for (name, d) in [
         ("c->s", &dirs.client_to_server),
@@ -339,28 +351,29 @@ pub fn write_stream(w: &mut dyn Write, r: &StreamReport, limit: Option<usize>) -
     ] {
         let a = &d.analysis;
         let x = &a.retransmissions;
-        writeln!(
+        table_row(
             w,
-            "  {:<7} {:>12} {:>8} {:>6} {:>5} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5} {:>11} {:>6} {:>22}",
-            name,
-            a.bytes,
-            a.segments,
-            x.total,
-            x.rto,
-            x.fast,
-            x.sack,
-            x.tlp,
-            x.spurious,
-            a.duplicate_acks,
-            a.out_of_order,
-            format!("{}/{}", d.holes.filled, d.holes.unfilled),
-            a.zero_windows,
-            format!(
-                "{}/{}/{}",
-                opt_ms(a.rtt_ms.min),
-                opt_ms(a.rtt_ms.median),
-                opt_ms(a.rtt_ms.p95)
-            )
+            [
+                name.to_string(),
+                a.bytes.to_string(),
+                a.segments.to_string(),
+                x.total.to_string(),
+                x.rto.to_string(),
+                x.fast.to_string(),
+                x.sack.to_string(),
+                x.tlp.to_string(),
+                x.spurious.to_string(),
+                a.duplicate_acks.to_string(),
+                a.out_of_order.to_string(),
+                format!("{}/{}", d.holes.filled, d.holes.unfilled),
+                a.zero_windows.to_string(),
+                format!(
+                    "{}/{}/{}",
+                    opt_ms(a.rtt_ms.min),
+                    opt_ms(a.rtt_ms.median),
+                    opt_ms(a.rtt_ms.p95)
+                ),
+            ],
         )?;
     }
     writeln!(w)

@@ -5,7 +5,7 @@
 //! one JSON document); progress and notes go to standard error.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -80,10 +80,6 @@ impl Meter {
     }
 }
 
-fn open(path: &Path) -> Result<CaptureReader<Box<dyn io::Read>>, Error> {
-    capture::open_path(path)
-}
-
 /// Runs `analyze`; `stop` ends the reading early (Ctrl-C), with the report
 /// of what was read.
 pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Totals), Error> {
@@ -92,7 +88,12 @@ pub fn analyze(cmd: &Analyze, stop: &AtomicBool) -> Result<(Vec<RunSummary>, Tot
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    run_inputs(cmd, &names, &mut |i| open(&cmd.captures[i]), stop)
+    run_inputs(
+        cmd,
+        &names,
+        &mut |i| capture::open_path(&cmd.captures[i]),
+        stop,
+    )
 }
 
 /// `tcp-watch live`: the capture settings; the rest is [`Analyze`]'s.
@@ -202,82 +203,82 @@ fn run_inputs(
     let mut totals = Totals::default();
     let mut summaries = Vec::new();
     let several = names.len() > 1;
-    for (i, name) in names.iter().enumerate() {
-        let opened = match first.take() {
-            Some(r) => Ok(r),
-            None => open(i),
-        };
-        let mut reader = match opened {
-            Ok(r) => r,
-            Err(e) => {
-                // The document still ends, with what was read.
-                if let Some(j) = json.take() {
-                    let _ = j.end(&summaries, &totals);
-                }
-                return Err(e);
+    let outcome: Result<(), Error> = 'inputs: {
+        for (i, name) in names.iter().enumerate() {
+            let opened = match first.take() {
+                Some(r) => Ok(r),
+                None => open(i),
+            };
+            let mut reader = match opened {
+                Ok(r) => r,
+                Err(e) => break 'inputs Err(e),
+            };
+            let mut options = cmd.options.clone();
+            if several {
+                options.extract = options.extract.map(|d| d.join(i.to_string()));
             }
-        };
-        let mut options = cmd.options.clone();
-        if several {
-            options.extract = options.extract.map(|d| d.join(i.to_string()));
+            let mut meter = Meter::new();
+            // The account goes out in id order: a stream's text waits for
+            // those before it (only text waits, and only behind a stream still
+            // open).
+            let mut pending: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+            let mut next = 0u64;
+            let clear = meter.on;
+            let mut each = |r: StreamReport| -> Result<(), Error> {
+                totals.add(&r);
+                if cmd.stream.is_some_and(|s| s != r.id) {
+                    return Ok(());
+                }
+                match &mut json {
+                    Some(j) => j.stream(&r).map_err(stdout_error),
+                    None if cmd.summary_only => Ok(()),
+                    None => {
+                        let mut text = Vec::new();
+                        if several {
+                            writeln!(text, "[{name}]").map_err(stdout_error)?;
+                        }
+                        let limit = (!cmd.all).then_some(account::DEFAULT_LINES);
+                        account::write_stream(&mut text, &r, limit).map_err(stdout_error)?;
+                        pending.insert(r.id, text);
+                        if cmd.stream.is_some() {
+                            next = r.id;
+                        }
+                        if clear {
+                            eprint!("\r{:100}\r", "");
+                        }
+                        let mut stdout = io::stdout().lock();
+                        while let Some(text) = pending.remove(&next) {
+                            stdout.write_all(&text).map_err(stdout_error)?;
+                            next += 1;
+                        }
+                        Ok(())
+                    }
+                }
+            };
+            let mut tick = |p: &Progress| meter.tick(name, p);
+            let summary = match pipeline::run(i, &mut reader, &options, stop, &mut each, &mut tick)
+            {
+                Ok(s) => s,
+                Err(e) => break 'inputs Err(e),
+            };
+            meter.done();
+            // Streams after a gap in the ids (none expected: each is reported
+            // once) still go out, in order.
+            let mut stdout = io::stdout().lock();
+            for text in pending.into_values() {
+                stdout.write_all(&text).map_err(stdout_error)?;
+            }
+            drop(stdout);
+            summaries.push(summary);
         }
-        let mut meter = Meter::new();
-        // The account goes out in id order: a stream's text waits for
-        // those before it (only text waits, and only behind a stream still
-        // open).
-        let mut pending: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
-        let mut next = 0u64;
-        let clear = meter.on;
-        let mut each = |r: StreamReport| -> Result<(), Error> {
-            totals.add(&r);
-            if cmd.stream.is_some_and(|s| s != r.id) {
-                return Ok(());
-            }
-            match &mut json {
-                Some(j) => j.stream(&r).map_err(stdout_error),
-                None if cmd.summary_only => Ok(()),
-                None => {
-                    let mut text = Vec::new();
-                    if several {
-                        writeln!(text, "[{name}]").map_err(stdout_error)?;
-                    }
-                    let limit = (!cmd.all).then_some(account::DEFAULT_LINES);
-                    account::write_stream(&mut text, &r, limit).map_err(stdout_error)?;
-                    pending.insert(r.id, text);
-                    if cmd.stream.is_some() {
-                        next = r.id;
-                    }
-                    if clear {
-                        eprint!("\r{:100}\r", "");
-                    }
-                    let mut stdout = io::stdout().lock();
-                    while let Some(text) = pending.remove(&next) {
-                        stdout.write_all(&text).map_err(stdout_error)?;
-                        next += 1;
-                    }
-                    Ok(())
-                }
-            }
-        };
-        let mut tick = |p: &Progress| meter.tick(name, p);
-        let summary = match pipeline::run(i, &mut reader, &options, stop, &mut each, &mut tick) {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(j) = json.take() {
-                    let _ = j.end(&summaries, &totals);
-                }
-                return Err(e);
-            }
-        };
-        meter.done();
-        // Streams after a gap in the ids (none expected: each is reported
-        // once) still go out, in order.
-        let mut stdout = io::stdout().lock();
-        for text in pending.into_values() {
-            stdout.write_all(&text).map_err(stdout_error)?;
+        Ok(())
+    };
+    if let Err(e) = outcome {
+        // The document still ends, with what was read.
+        if let Some(j) = json.take() {
+            let _ = j.end(&summaries, &totals);
         }
-        drop(stdout);
-        summaries.push(summary);
+        return Err(e);
     }
     match json {
         Some(j) => {

@@ -441,6 +441,17 @@ impl Decoder {
         }
     }
 
+    /// Counts an IP length (`total`) beyond what the wire carried, or short
+    /// of what the frame holds (`held`: padding, trailers).
+    fn note_lengths(&mut self, total: usize, wire: usize, held: usize) {
+        if total > wire {
+            self.stats.ip_longer_than_frame += 1;
+        }
+        if held > total {
+            self.stats.trailing_bytes += 1;
+        }
+    }
+
     /// RFC 791 header. `wire` is the IP bytes the wire carried.
     fn ipv4<'f>(&mut self, ts: Timestamp, b: &'f [u8], wire: usize) -> Option<Ip<'f>> {
         if b.len() < 20 {
@@ -467,12 +478,7 @@ impl Decoder {
             self.stats.count(Malformed::BadTotalLength);
             return None;
         }
-        if total > wire {
-            self.stats.ip_longer_than_frame += 1;
-        }
-        if b.len() > total {
-            self.stats.trailing_bytes += 1;
-        }
+        self.note_lengths(total, wire, b.len());
         let protocol = b[9];
         let src = IpAddr::V4(Ipv4Addr::new(b[12], b[13], b[14], b[15]));
         let dst = IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19]));
@@ -524,12 +530,7 @@ impl Decoder {
             self.stats.count(Malformed::BadTotalLength);
             return None;
         }
-        if total > wire {
-            self.stats.ip_longer_than_frame += 1;
-        }
-        if b.len() > total {
-            self.stats.trailing_bytes += 1;
-        }
+        self.note_lengths(total, wire, b.len());
         let mut src = [0u8; 16];
         src.copy_from_slice(&b[8..24]);
         let mut dst = [0u8; 16];

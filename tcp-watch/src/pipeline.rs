@@ -333,7 +333,7 @@ impl StreamSink for Streams<'_> {
         let mut dirs: [ReassemblyReport; 2] = Default::default();
         if let Some(x) = &mut self.extractor {
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
-                dirs[dir.index()].file = Some(x.file_name(self.input, stream.id, dir));
+                dirs[dir.index()].file = Some(x.file_name(stream.id, dir));
             }
         }
         self.live.insert(

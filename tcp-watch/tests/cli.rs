@@ -116,10 +116,7 @@ fn json(out: &Output) -> Value {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    tcp_watch::lab::transfer::hex(&Sha256::digest(bytes))
 }
 
 #[test]

@@ -131,18 +131,31 @@ impl Extractor {
         })
     }
 
-    /// The path of a stream direction's file, as reports give it.
-    pub fn file_name(&self, _input: usize, stream: u64, dir: Dir) -> String {
-        self.dir
-            .join(format!("{stream}.{}", suffix(dir)))
-            .display()
-            .to_string()
+    /// Where a stream direction's file is.
+    fn path(&self, stream: u64, dir: Dir) -> PathBuf {
+        self.dir.join(format!("{stream}.{}", suffix(dir)))
     }
 
+    /// The path of a stream direction's file, as reports give it.
+    pub fn file_name(&self, stream: u64, dir: Dir) -> String {
+        self.path(stream, dir).display().to_string()
+    }
+
+    /// The direction's file, open for writing and the most recently used.
     fn out(&mut self, stream: u64, dir: Dir) -> Result<&mut Out, Error> {
         let key = (stream, dir);
-        if !self.outs.contains_key(&key) {
-            let path = self.dir.join(format!("{stream}.{}", suffix(dir)));
+        self.clock += 1;
+        let now = self.clock;
+        // The common case, an open file: one lookup.
+        if let Some(o) = self.outs.get_mut(&key) {
+            if o.file.is_some() {
+                self.lru.remove(&o.used);
+                o.used = now;
+                self.lru.insert(now, key);
+                return Ok(self.outs.get_mut(&key).expect("present"));
+            }
+        } else {
+            let path = self.path(stream, dir);
             self.outs.insert(
                 key,
                 Out {
@@ -155,15 +168,7 @@ impl Extractor {
                 },
             );
         }
-        self.clock += 1;
-        let now = self.clock;
-        let open = self.outs.get(&key).is_some_and(|o| o.file.is_some());
-        if open {
-            let o = self.outs.get_mut(&key).expect("present");
-            self.lru.remove(&o.used);
-            o.used = now;
-            self.lru.insert(now, key);
-        } else {
+        {
             while self.lru.len() >= self.max_open {
                 let Some((_, victim)) = self.lru.pop_first() else {
                     break;
