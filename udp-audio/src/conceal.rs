@@ -60,15 +60,20 @@ pub enum ConcealMode {
     Fade,
     /// Pitch-based waveform substitution after ITU-T G.711 Appendix I.
     G711,
+    /// Both sides of the gap: the past extrapolated forward (Appendix I) and, when the
+    /// jitter buffer already holds the packet after the gap, that packet extrapolated
+    /// backward, aligned in phase and crossfaded.
+    Bridge,
 }
 
 impl ConcealMode {
     /// Every mode, simplest first.
-    pub const ALL: [ConcealMode; 4] = [
+    pub const ALL: [ConcealMode; 5] = [
         ConcealMode::Silence,
         ConcealMode::Repeat,
         ConcealMode::Fade,
         ConcealMode::G711,
+        ConcealMode::Bridge,
     ];
 
     /// The name used by [`FromStr`] and [`fmt::Display`]: `silence`, `repeat`, `fade`, `g711`.
@@ -78,6 +83,7 @@ impl ConcealMode {
             ConcealMode::Repeat => "repeat",
             ConcealMode::Fade => "fade",
             ConcealMode::G711 => "g711",
+            ConcealMode::Bridge => "bridge",
         }
     }
 }
@@ -217,6 +223,7 @@ struct Synth {
 #[derive(Debug, Clone)]
 pub struct Concealer {
     mode: ConcealMode,
+    requested: ConcealMode,
     channels: usize,
     len: Lengths,
     /// `g711`: the last `len.history` frames played, interleaved, oldest first.
@@ -238,7 +245,11 @@ impl Concealer {
     ///
     /// A `rate` or `channels` of 0 is taken as 1 (the jitter buffer validates formats with
     /// [`crate::l16::AudioFormat::new`]; this only keeps the concealer from panicking).
-    pub fn new(mode: ConcealMode, rate: u32, channels: u16) -> Self {
+    pub fn new(requested: ConcealMode, rate: u32, channels: u16) -> Self {
+        let mode = match requested {
+            ConcealMode::Bridge => ConcealMode::G711,
+            m => m,
+        };
         let channels = usize::from(channels.max(1));
         let len = Lengths::new(rate.max(1));
         let (history, mix) = if mode == ConcealMode::G711 {
@@ -248,10 +259,11 @@ impl Concealer {
         };
         let last = match mode {
             ConcealMode::Repeat | ConcealMode::Fade => vec![0; len.last_packet_max * channels],
-            ConcealMode::Silence | ConcealMode::G711 => Vec::new(),
+            ConcealMode::Silence | ConcealMode::G711 | ConcealMode::Bridge => Vec::new(),
         };
         Concealer {
             mode,
+            requested,
             channels,
             len,
             snapshot: history.clone(),
@@ -278,7 +290,7 @@ impl Concealer {
 
     /// The mode chosen at construction.
     pub fn mode(&self) -> ConcealMode {
-        self.mode
+        self.requested
     }
 
     /// Frames concealed so far in total (over all erasures).
@@ -352,7 +364,7 @@ impl Concealer {
         }
         match self.mode {
             ConcealMode::Silence => {}
-            ConcealMode::G711 => push_history(&mut self.history, frames),
+            ConcealMode::G711 | ConcealMode::Bridge => push_history(&mut self.history, frames),
             ConcealMode::Repeat | ConcealMode::Fade => {
                 let keep = whole.min(self.len.last_packet_max);
                 self.last[..keep * ch].copy_from_slice(&frames[(whole - keep) * ch..]);
@@ -398,7 +410,7 @@ impl Concealer {
         match self.mode {
             ConcealMode::Silence => 0,
             ConcealMode::Repeat | ConcealMode::Fade => self.len.merge_step,
-            ConcealMode::G711 => {
+            ConcealMode::G711 | ConcealMode::Bridge => {
                 let further = self.synth.erased.saturating_sub(1) / self.len.frame;
                 self.len
                     .merge_step
@@ -533,7 +545,7 @@ impl Concealer {
                     v
                 }
             }
-            ConcealMode::G711 => {
+            ConcealMode::G711 | ConcealMode::Bridge => {
                 let gain = self.gain(s.t);
                 if gain == 0.0 {
                     return 0.0;
@@ -566,7 +578,7 @@ impl Concealer {
                     s.pos + 1
                 };
             }
-            ConcealMode::G711 => {
+            ConcealMode::G711 | ConcealMode::Bridge => {
                 let quarter = s.pitch / 4;
                 s.pos = (s.pos + 1) % (s.periods * s.pitch);
                 if let Some(old) = &mut s.old {
@@ -724,7 +736,7 @@ mod tests {
         assert_eq!("G711".parse::<ConcealMode>().unwrap(), ConcealMode::G711);
         let err = "plc".parse::<ConcealMode>().unwrap_err().to_string();
         assert!(
-            err.contains("\"plc\"") && err.contains("silence, repeat, fade, g711"),
+            err.contains("\"plc\"") && err.contains("silence, repeat, fade, g711, bridge"),
             "{err}"
         );
     }
@@ -878,7 +890,7 @@ mod tests {
                             assert!(jump < 2 * steepest, "{what}")
                         }
                         // Also seamless at the start and within the loss.
-                        ConcealMode::G711 => assert!(whole < 2 * steepest, "{what}, whole {whole}"),
+                        ConcealMode::G711 | ConcealMode::Bridge => assert!(whole < 2 * steepest, "{what}, whole {whole}"),
                     }
                 }
             }
