@@ -190,10 +190,21 @@ struct QualityArgs {
     /// Loss conditions as LOSS or LOSS/BURST, e.g. 0.05 0.1 0.2 0.1/3 (default those).
     #[arg(long = "loss", value_name = "P[/BURST]", value_parser = parse_condition)]
     conditions: Vec<Condition>,
-    /// Seed of the losses.
+    /// Seed of the losses (the first, with --seeds).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Also write every output (and each reference) as a WAV file into this directory.
+    /// Run every condition with this many seeds: SEED, SEED+1, ... (every mode sees the same
+    /// losses for a seed); the table shows mean ± sample standard deviation over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_SEEDS))]
+    seeds: u32,
+    /// Fixed jitter-buffer latency of the simulated runs, ms (0..=10000), or "auto". The
+    /// default, two 20 ms packets, means that when a loss is due the packet after it has
+    /// already arrived, so a mode that bridges the gap (bridge) can use it; with 20 ms the
+    /// buffer is empty whenever a loss starts.
+    #[arg(long, default_value = "40", value_parser = parse_latency)]
+    latency: Latency,
+    /// Also write every output as NAME-CONDITION-MODE-sSEED.wav (and each reference as
+    /// NAME-reference.wav) into this directory.
     #[arg(long, value_name = "DIR")]
     write: Option<PathBuf>,
     /// Print the rows as one JSON object on the last line.
@@ -241,6 +252,13 @@ fn parse_ssrc(s: &str) -> std::result::Result<u32, String> {
         None => t.parse::<u32>(),
     };
     parsed.map_err(|_| format!("{s:?}: expected an SSRC, 0..=4294967295 or 0x0..=0xffffffff"))
+}
+
+/// Most seeds `quality --seeds` runs.
+const MAX_SEEDS: i64 = 1000;
+
+fn parse_latency(s: &str) -> std::result::Result<Latency, String> {
+    s.parse::<Latency>().map_err(|e| e.to_string())
 }
 
 fn parse_signal(s: &str) -> std::result::Result<(String, PathBuf), String> {
@@ -388,7 +406,18 @@ fn evaluate(a: EvalArgs) -> Result<()> {
 #[derive(Serialize)]
 struct QualityReport {
     seed: u64,
+    seeds: u32,
+    /// "auto" or the fixed latency in ms.
+    latency: String,
+    ptime_ms: u32,
     rows: Vec<quality::Row>,
+}
+
+fn latency_name(latency: Latency) -> String {
+    match latency {
+        Latency::Fixed(ms) => ms.to_string(),
+        Latency::Auto { .. } => "auto".to_string(),
+    }
 }
 
 fn quality_matrix(a: QualityArgs) -> Result<()> {
@@ -420,6 +449,12 @@ fn quality_matrix(a: QualityArgs) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
     }
+    let opts = quality::MatrixOptions {
+        latency: a.latency,
+        seed: a.seed,
+        seeds: a.seeds,
+        write_dir: a.write.as_deref(),
+    };
     let mut rows = Vec::new();
     for (name, audio) in &signals {
         tracing::info!(
@@ -428,17 +463,17 @@ fn quality_matrix(a: QualityArgs) -> Result<()> {
             audio.rate,
             audio.channels
         );
-        rows.extend(quality::matrix(
-            name,
-            audio,
-            &conditions,
-            a.seed,
-            a.write.as_deref(),
-        )?);
+        rows.extend(quality::run(name, audio, &conditions, &opts)?);
     }
     print_report(
         &quality::markdown(&rows),
-        &QualityReport { seed: a.seed, rows },
+        &QualityReport {
+            seed: a.seed,
+            seeds: a.seeds,
+            latency: latency_name(a.latency),
+            ptime_ms: quality::PTIME_MS,
+            rows,
+        },
         a.json,
     );
     Ok(())
@@ -509,6 +544,16 @@ mod tests {
         assert_eq!(parse_ssrc("4294967295"), Ok(u32::MAX));
         assert!(parse_ssrc("4294967296").is_err());
         assert!(parse_ssrc("0x1_0000_0000").is_err());
+    }
+
+    #[test]
+    fn quality_latency_defaults_to_the_librarys_constant() {
+        let cli = Cli::try_parse_from(["udp-audio", "quality"]).unwrap();
+        let Command::Quality(a) = cli.command else {
+            panic!("not quality")
+        };
+        assert_eq!(a.latency, Latency::Fixed(quality::DEFAULT_LATENCY_MS));
+        assert_eq!(a.seeds, 1);
     }
 
     #[test]
