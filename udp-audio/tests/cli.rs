@@ -397,8 +397,16 @@ fn send_impair_recv_accounts_for_every_packet() {
         if drops[k] || (k > leading && drops[k - 1]) {
             continue;
         }
+        // Before a loss, G.711 Appendix I concealment (the default) may blend the last
+        // 3.75 ms into its repetition.
+        let held = RATE as usize * 375 / 100_000;
+        let n = if drops.get(k + 1) == Some(&true) {
+            FRAMES_PER_PACKET - held
+        } else {
+            FRAMES_PER_PACKET
+        };
         assert!(
-            got_at(k) == sent_at(k),
+            got_at(k)[..n] == sent_at(k)[..n],
             "packet {k} got through after a packet that did, so it must be exact"
         );
         exact += 1;
