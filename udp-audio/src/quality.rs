@@ -90,12 +90,15 @@ pub struct Row {
     pub mode: String,
     /// Seed of the losses.
     pub seed: u64,
-    /// Packet duration, ms.
+    /// Packet duration, ms, rounded: [`PTIME_MS`] unless a packet of that length would not
+    /// fit one datagram (44.1 kHz stereo: 8 ms).
     pub ptime_ms: u32,
+    /// Sample frames per packet, exactly (320 at 16 kHz, 365 for 44.1 kHz stereo).
+    pub packet_frames: usize,
     /// Packets lost, as a fraction of those sent.
     pub lost_fraction: f64,
     /// Indices (from 0, in send order) of the packets that never reached the receiver; packet
-    /// `k` carries frames `k·ptime·rate/1000` onwards. The same for every mode of a seed.
+    /// `k` carries frames `k·packet_frames` onwards. The same for every mode of a seed.
     pub lost_packets: Vec<u64>,
     /// Objective quality of the output against the original.
     pub quality: Quality,
@@ -110,6 +113,8 @@ pub struct Simulation {
     pub stats: RecvStats,
     /// Packets sent.
     pub sent: u64,
+    /// Sample frames per packet (the last may be shorter).
+    pub packet_frames: usize,
     /// Indices of the packets the impairer dropped, ascending.
     pub lost_packets: Vec<u64>,
 }
@@ -162,6 +167,7 @@ pub fn simulate(
         },
         stats: jb.stats(),
         sent: k,
+        packet_frames: params.frames_per_packet,
         lost_packets,
     })
 }
@@ -267,7 +273,9 @@ fn condition_rows(
             condition: c.name.clone(),
             mode: mode.name().to_string(),
             seed,
-            ptime_ms: PTIME_MS,
+            ptime_ms: ((sim.packet_frames as u64 * 1000 + u64::from(audio.rate) / 2)
+                / u64::from(audio.rate)) as u32,
+            packet_frames: sim.packet_frames,
             lost_fraction: if sim.sent == 0 {
                 0.0
             } else {
@@ -462,6 +470,7 @@ mod test {
                 for r in of_seed {
                     assert_eq!(r.lost_packets, want, "{} {} seed {seed}", c.name, r.mode);
                     assert_eq!(r.ptime_ms, PTIME_MS);
+                    assert_eq!(r.packet_frames, 160);
                     let fraction = want.len() as f64 / packets as f64;
                     assert!((r.lost_fraction - fraction).abs() < 1e-12);
                 }

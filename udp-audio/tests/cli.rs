@@ -844,6 +844,7 @@ fn quality_runs_several_seeds_and_reports_the_lost_packets() {
         for r in &of_seed {
             assert_eq!(&r["lost_packets"], lost, "seed {seed}: {r}");
             assert_eq!(r["ptime_ms"], json!(20), "{r}");
+            assert_eq!(r["packet_frames"], json!(160), "{r}");
             let file = out_dir.join(format!(
                 "t-random_20__-{}-s{seed}.wav",
                 r["mode"].as_str().unwrap()

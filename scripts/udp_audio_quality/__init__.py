@@ -1,0 +1,2 @@
+"""Helpers of scripts/udp-audio-quality: the ITU-T G.711 Appendix I reference concealment
+(appendix1), WAV files (wavio), scoring (score) and the table (report)."""
