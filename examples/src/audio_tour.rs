@@ -118,8 +118,9 @@ pub fn section(quick: bool) -> Result<Section, Error> {
             RATE / 1000
         ),
         format!(
-            "per mode: send -> impair relay ({:.0} % loss, seed {LOSS_SEED}) -> recv (auto latency) -> WAV; 4 modes at once",
-            LOSS * 100.0
+            "per mode: send -> impair relay ({:.0} % loss, seed {LOSS_SEED}) -> recv (auto latency) -> WAV; {} modes at once",
+            LOSS * 100.0,
+            ConcealMode::ALL.len()
         ),
         format!(
             "the seed loses {} packets in every mode: #{}",

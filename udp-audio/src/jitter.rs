@@ -36,6 +36,15 @@
 //!
 //! Both are counted in [`RecvStats`] as `stretched_ms` and `shrunk_ms`.
 //!
+//! # What the concealer is told
+//!
+//! When a missing frame's playout time comes and the buffer already holds later audio, the
+//! concealer is told how far ahead it starts and is given it (the packets in sequence from
+//! there, up to [`Concealer::ahead_wanted`] frames, see [`Ahead`]); `bridge` fills the gap
+//! from both sides with it. Nothing waits for it: what has not arrived is not told. The
+//! concealer may hold back the last 3.75 ms it was given (G.711 Appendix I's delay);
+//! [`JitterBuffer::finish`] hands them out.
+//!
 //! # What is dropped and counted
 //!
 //! Datagrams that are not valid RTP (by [`crate::Error::kind`]), packets of any source but
@@ -163,6 +172,9 @@ pub struct RecvStats {
     pub bad: BTreeMap<&'static str, u64>,
     /// Concealed audio written to the output.
     pub concealed_ms: f64,
+    /// Of that, audio filled from both sides of the gap (`bridge`: the packet after it was
+    /// already buffered).
+    pub bridged_ms: f64,
     /// Interarrival jitter (RFC 3550 A.8) at the end.
     pub jitter_ms: f64,
     /// Added playout delay over the fastest path, median over played packets.
@@ -230,7 +242,8 @@ impl RecvStats {
              received {} packets ({} datagrams), played {}, lost {}, late {} ({:.2} %), \
              duplicate {}, reordered {}\n\
              dropped as bad: {bad}\n\
-             concealed {:.1} ms; underruns {}; jitter {:.2} ms (RFC 3550 A.8)\n\
+             concealed {:.1} ms ({:.1} ms from both sides); underruns {}; jitter {:.2} ms \
+             (RFC 3550 A.8)\n\
              added playout delay p50 {:.1} ms, p95 {:.1} ms, final {:.1} ms; \
              stretched {:.1} ms, shrunk {:.1} ms; restarts {}\n\
              wrote {} frames",
@@ -243,6 +256,7 @@ impl RecvStats {
             self.duplicate,
             self.reordered,
             self.concealed_ms,
+            self.bridged_ms,
             self.underruns,
             self.jitter_ms,
             self.delay_p50_ms,
@@ -860,6 +874,7 @@ impl JitterBuffer {
         let mut s = self.stats.clone();
         let rate = self.rate() as f64;
         s.concealed_ms = self.concealed_frames as f64 * 1000.0 / rate;
+        s.bridged_ms = self.concealer.bridged_frames() as f64 * 1000.0 / rate;
         s.jitter_ms = self.jitter.jitter() * 1000.0 / rate;
         s.delay_p50_ms = self.delays.quantile_ms(0.5);
         s.delay_p95_ms = self.delays.quantile_ms(0.95);
@@ -1112,6 +1127,68 @@ mod test {
             // last 3.75 ms before a loss (G.711 Appendix I blends them into the repetition).
             assert_eq!(&out[..320 * 3 - 60], &samples[..320 * 3 - 60], "{mode}");
         }
+    }
+
+    /// The concealer is told what the buffer holds after a gap. With 40 ms of latency the
+    /// packet after each loss is there when the loss is due, and bridge fills the whole gap
+    /// from both sides; with 15 ms it arrives halfway through (the second 10 ms are bridged);
+    /// with 5 ms it comes too late to help and bridge is g711 exactly.
+    #[test]
+    fn bridge_is_told_of_the_packet_after_a_loss_when_the_buffer_holds_it() {
+        let samples = signal(16000);
+        let pkts = packets(&samples);
+        let ev: Vec<_> = on_time(&pkts)
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % 7 != 3)
+            .map(|(_, e)| e)
+            .collect();
+        let run = |ms, mode| {
+            let mut jb = JitterBuffer::new(cfg(Latency::Fixed(ms), mode)).unwrap();
+            let out = simulate(&mut jb, ev.clone());
+            assert_eq!(out.len(), samples.len(), "{mode} {ms} ms");
+            (out, jb.stats())
+        };
+        let rms = |out: &[i16]| {
+            let sum: f64 = out
+                .iter()
+                .zip(&samples)
+                .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+                .sum();
+            (sum / samples.len() as f64).sqrt()
+        };
+        let (g711, _) = run(5, ConcealMode::G711);
+        let (bridge, stats) = run(5, ConcealMode::Bridge);
+        assert_eq!((stats.bridged_ms, stats.concealed_ms), (0.0, 140.0));
+        assert_same(&bridge, &g711);
+
+        let (bridge, stats) = run(15, ConcealMode::Bridge);
+        assert_eq!((stats.bridged_ms, stats.concealed_ms), (70.0, 140.0));
+        let steepest = samples
+            .windows(2)
+            .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+            .max()
+            .unwrap();
+        let jump = bridge
+            .windows(2)
+            .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+            .max()
+            .unwrap();
+        assert!(
+            jump < 2 * steepest,
+            "jump {jump}, the signal's own {steepest}"
+        );
+        assert!(rms(&bridge) < rms(&g711), "{} {}", rms(&bridge), rms(&g711));
+
+        let (g711, _) = run(40, ConcealMode::G711);
+        let (bridge, stats) = run(40, ConcealMode::Bridge);
+        assert_eq!((stats.bridged_ms, stats.concealed_ms), (140.0, 140.0));
+        assert!(
+            rms(&bridge) < 0.5 * rms(&g711),
+            "RMS error bridge {:.0}, g711 {:.0}",
+            rms(&bridge),
+            rms(&g711)
+        );
     }
 
     #[test]

