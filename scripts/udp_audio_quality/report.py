@@ -125,9 +125,9 @@ def targets(rows, speech_signals, music_signal):
                 add(c, s, "bridge − silence, PESQ-NB", "bridge", "silence", "pesq_nb",
                     None, "–")
             add(c, s, "g711 − reference, PESQ-NB", "g711", REFERENCE, "pesq_nb",
-                lambda m: abs(m) <= 0.05, "|·| ≤ 0.05")
+                lambda m: abs(m) <= 0.05, "within ±0.05")
             add(c, s, "g711 − reference, PESQ-WB", "g711", REFERENCE, "pesq_wb",
-                lambda m: abs(m) <= 0.05, "|·| ≤ 0.05")
+                lambda m: abs(m) <= 0.05, "within ±0.05")
         if music_signal:
             add(c, music_signal, "bridge − g711, LSD dB", "bridge", "g711", "lsd_db",
                 lambda m: m <= 0.0, "≤ 0")
