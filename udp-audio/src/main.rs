@@ -103,7 +103,7 @@ struct RecvArgs {
     pt: Option<u8>,
     /// How missing audio is concealed: silence, repeat, fade, g711 (ITU-T G.711 Appendix
     /// I) or bridge, the default: Appendix I from the past and, when the jitter buffer already
-    /// holds the packet after a gap, that packet extrapolated backward and crossfaded in phase.
+    /// holds the packet after a gap, that packet extrapolated backward, the two crossfaded.
     /// It scored best in scripts/udp-audio-quality (PESQ-NB +0.6 over g711 at 10 % loss); with
     /// nothing held after a gap it is g711.
     #[arg(long, default_value = "bridge")]
