@@ -1011,17 +1011,6 @@ mod tests {
         out
     }
 
-    fn play(
-        mode: ConcealMode,
-        rate: u32,
-        channels: usize,
-        signal: &[i16],
-        packet: usize,
-        lost: impl Fn(usize) -> bool,
-    ) -> Vec<i16> {
-        play_with(mode, rate, channels, signal, packet, lost, false)
-    }
-
     /// RMS difference over `range` (frames of a mono signal).
     fn rms_error(reference: &[i16], test: &[i16], range: std::ops::Range<usize>) -> f64 {
         let n = range.len() as f64;
@@ -1537,9 +1526,9 @@ mod tests {
         ] {
             for lost_at in [8usize, 9, 12] {
                 let lost = |i: usize| i == lost_at;
-                let g711 = play(ConcealMode::G711, RATE, 1, &signal, 320, lost);
+                let g711 = play_with(ConcealMode::G711, RATE, 1, &signal, 320, lost, false);
                 let bridge = play_with(ConcealMode::Bridge, RATE, 1, &signal, 320, lost, true);
-                let no_ahead = play(ConcealMode::Bridge, RATE, 1, &signal, 320, lost);
+                let no_ahead = play_with(ConcealMode::Bridge, RATE, 1, &signal, 320, lost, false);
                 // The gap and the join after it (the blend before it is the same in both).
                 let range = lost_at * 320..(lost_at + 1) * 320 + 160;
                 let (e_g, e_b) = (
@@ -1716,7 +1705,9 @@ mod tests {
                         });
                         c.conceal(n, &mut out, ahead);
                         prop_assert_eq!(out.len() + c.held_frames() * ch, before + n * ch);
-                        prop_assert_eq!(c.held_frames(), 0);
+                        if n > 0 {
+                            prop_assert_eq!(c.held_frames(), 0);
+                        }
                         if mode == ConcealMode::Silence {
                             prop_assert!(out[out.len() - n * ch..].iter().all(|&s| s == 0));
                         }

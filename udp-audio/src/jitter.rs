@@ -1101,16 +1101,21 @@ mod test {
         assert_eq!((s.reordered, s.duplicate, s.late, s.lost), (2, 1, 0, 0));
     }
 
-    #[test]
-    fn lost_packets_are_concealed_and_the_length_is_kept() {
-        let samples = signal(16000);
-        let pkts = packets(&samples);
-        let ev: Vec<_> = on_time(&pkts)
+    /// `pkts` on time, but for packets 3, 10, 17, ... (lost).
+    fn every_seventh_lost(pkts: &[Vec<u8>]) -> Vec<(u64, Vec<u8>)> {
+        on_time(pkts)
             .into_iter()
             .enumerate()
             .filter(|(k, _)| k % 7 != 3)
             .map(|(_, e)| e)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn lost_packets_are_concealed_and_the_length_is_kept() {
+        let samples = signal(16000);
+        let pkts = packets(&samples);
+        let ev = every_seventh_lost(&pkts);
         for mode in ConcealMode::ALL {
             let mut jb = JitterBuffer::new(cfg(Latency::Fixed(40), mode)).unwrap();
             let out = simulate(&mut jb, ev.clone());
@@ -1137,12 +1142,7 @@ mod test {
     fn bridge_is_told_of_the_packet_after_a_loss_when_the_buffer_holds_it() {
         let samples = signal(16000);
         let pkts = packets(&samples);
-        let ev: Vec<_> = on_time(&pkts)
-            .into_iter()
-            .enumerate()
-            .filter(|(k, _)| k % 7 != 3)
-            .map(|(_, e)| e)
-            .collect();
+        let ev = every_seventh_lost(&pkts);
         let run = |ms, mode| {
             let mut jb = JitterBuffer::new(cfg(Latency::Fixed(ms), mode)).unwrap();
             let out = simulate(&mut jb, ev.clone());
