@@ -1191,6 +1191,35 @@ mod test {
         );
     }
 
+    /// A loss concealed while the buffer was empty, then the next packet arrives and the
+    /// stream ends before it is played: `finish` plays the concealment and then the packet,
+    /// each where it belongs (it used to drop the concealment and play the packet early).
+    #[test]
+    fn finish_keeps_the_concealment_a_packet_follows() {
+        let samples = signal(320 * 12);
+        let pkts = packets(&samples);
+        for mode in ConcealMode::ALL {
+            let mut jb = JitterBuffer::new(cfg(Latency::Fixed(20), mode)).unwrap();
+            let mut out = Vec::new();
+            for (k, (t, d)) in on_time(&pkts).into_iter().enumerate().take(10) {
+                assert_eq!(k as u64 * PTIME_US + 1_000_000, t);
+                jb.push(&d, t);
+                jb.poll(t, &mut out);
+            }
+            // Packet 10 never comes: its 20 ms are concealed provisionally (nothing held).
+            let due_11 = 1_000_000 + 11 * PTIME_US + 20_000;
+            jb.poll(due_11 - 1, &mut out);
+            assert_eq!(jb.buffered(), 0);
+            // Packet 11 arrives; the stream ends before its playout time.
+            jb.push(&pkts[11], 1_000_000 + 11 * PTIME_US);
+            jb.finish(&mut out);
+            assert_eq!(out.len(), 12 * 320, "{mode}");
+            let merge = 160; // the longest merge into the packet after a loss
+            assert_same(&out[11 * 320 + merge..], &samples[11 * 320 + merge..]);
+            assert_eq!(jb.stats().concealed_ms, 20.0, "{mode}");
+        }
+    }
+
     #[test]
     fn a_packet_after_its_playout_time_is_late_and_concealed() {
         let samples = signal(16000);
