@@ -26,33 +26,33 @@
 //!
 //! The Appendix is specified at 8 kHz on 10 ms frames. Every length below is scaled by
 //! `rate / 8000` (rounded), which keeps each step's duration; the steps, in the order of
-//! the Appendix:
+//! the Appendix (the upper-case names are those of its reference code):
 //!
-//! 1. **Delay** (I.2.1): the output lags the input by 3.75 ms (`POVERLAPMAX`, 30 samples at
+//! 1. **Delay**: the output lags the input by 3.75 ms (`POVERLAPMAX`, 30 samples at
 //!    8 kHz, a quarter of the longest pitch period), so that the start of a loss can still
 //!    rewrite the tail of the last good audio. Here the concealer holds back the last
 //!    3.75 ms of what it was given and hands it out with the next call: the sample stream is
 //!    the Appendix's without its constant shift, and with no loss it is the input unchanged.
-//! 2. **History** (I.2.2): a buffer of the last 48.75 ms played (`HISTORYLEN`, 390 samples at
+//! 2. **History**: a buffer of the last 48.75 ms played (`HISTORYLEN`, 390 samples at
 //!    8 kHz: three longest periods and a quarter), concealment included.
-//! 3. **Pitch** (I.2.3), at the first lost frame: the lag in 5..15 ms (`PITCH_MIN` 40 ..
+//! 3. **Pitch**, at the first lost frame: the lag in 5..15 ms (`PITCH_MIN` 40 ..
 //!    `PITCH_MAX` 120) whose history segment best matches the last 20 ms (`CORRLEN`), by
 //!    `Σ l·r / sqrt(max(Σ r², 250))`; first every second lag on every second sample
 //!    (`NDEC` = 2), ties to the shorter lag; then every lag within `NDEC - 1` of the best at
 //!    full resolution, ties to the longer.
-//! 4. **Start of the loss** (I.2.4): the last period is the pitch buffer. Its last quarter
+//! 4. **Start of the loss**: the last period is the pitch buffer. Its last quarter
 //!    period is overlap-added from the last quarter period of history (fading out) into the
 //!    quarter period before the buffer's start (fading in), weights `(i + 1) / n`; the same
 //!    blend replaces the last quarter period of history, which has not been played yet
 //!    (step 1). Concealment reads the buffer cyclically from its start.
-//! 5. **Growth** (I.2.5): at 10 ms and at 20 ms of loss the pitch buffer grows by one period
+//! 5. **Growth**: at 10 ms and at 20 ms of loss the pitch buffer grows by one period
 //!    (to 2, then 3, reaching further back), its tail blended again from the original last
 //!    quarter period; the read offset is brought back into the first period
 //!    (`while offset > pitch: offset -= pitch`), and the first quarter period read from the
 //!    longer buffer is overlap-added with the continued read of the shorter one.
-//! 6. **Attenuation** (I.2.6): none for the first 10 ms, then a linear ramp of 20 % per
+//! 6. **Attenuation**: none for the first 10 ms, then a linear ramp of 20 % per
 //!    10 ms, sample by sample: silence from 60 ms on.
-//! 7. **Recovery** (I.2.7): the first good audio is overlap-added with the continued
+//! 7. **Recovery**: the first good audio is overlap-added with the continued
 //!    synthetic signal (unattenuated read, scaled by the gain `1 - 0.2 (frames lost - 1)`)
 //!    over a quarter period plus 4 ms (`EOVERLAPINCR`) for each 10 ms lost after the first,
 //!    10 ms at most; shorter packets continue the merge into the next ones.
