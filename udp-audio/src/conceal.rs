@@ -312,14 +312,17 @@ impl Extrapolator {
         }
     }
 
-    /// Where the extrapolation reads `t` frames in (steps 4 and 5), `frame` being 10 ms.
-    fn readout(&self, t: usize, frame: usize) -> Readout {
+    /// Where the extrapolation reads `t` frames in (steps 4 and 5), `frame` being 10 ms. The
+    /// buffer grows only at frames that start before `grow_before`: during a loss, any; in
+    /// the recovery merge, none after the loss (the Appendix grows it when a lost frame is
+    /// concealed, and the merge reads on from the buffer as it is).
+    fn readout(&self, t: usize, frame: usize, grow_before: usize) -> Readout {
         let p = self.pitch;
         let (mut periods, mut base, mut pos0) = (1usize, 0usize, 0usize);
         let mut old = None;
         while periods < self.max_periods {
             let grow_at = periods * frame;
-            if t < grow_at {
+            if t < grow_at || grow_at >= grow_before {
                 break;
             }
             let old_at = (pos0 + (grow_at - base)) % (periods * p);
@@ -849,10 +852,16 @@ impl Concealer {
         plan.w0 + (1.0 - plan.w0) * rc
     }
 
-    /// The forward extrapolation of channel `c` now, unattenuated.
+    /// The forward extrapolation of channel `c` now, unattenuated. While concealing, the
+    /// buffer may grow; in the recovery merge it stays as the loss left it.
     fn forward(&self, c: usize) -> f32 {
-        self.fwd
-            .sample(c, self.fwd.readout(self.synth.t, self.len.frame))
+        let grow_before = if self.phase == Phase::Concealing {
+            usize::MAX
+        } else {
+            self.synth.erased
+        };
+        let r = self.fwd.readout(self.synth.t, self.len.frame, grow_before);
+        self.fwd.sample(c, r)
     }
 
     /// `g711`, `bridge`: the concealment sample of channel `c` now.
@@ -862,8 +871,10 @@ impl Concealer {
         match self.synth.plan {
             Some(plan) => {
                 let k = plan.end - 1 - t;
-                let future =
-                    self.bwd.sample(c, self.bwd.readout(k, self.len.frame)) * self.len.gain(k);
+                let future = self
+                    .bwd
+                    .sample(c, self.bwd.readout(k, self.len.frame, usize::MAX))
+                    * self.len.gain(k);
                 let w = self.bridge_weight(plan, t);
                 past * (1.0 - w) + future * w
             }
@@ -1327,7 +1338,7 @@ mod tests {
         (x.pitch, x.max_periods) = (60, 3);
         let frame = 80;
         let at = |t| {
-            let r = x.readout(t, frame);
+            let r = x.readout(t, frame, usize::MAX);
             (r.periods, r.pos, r.old)
         };
         assert_eq!(at(0), (1, 0, None));
@@ -1341,9 +1352,12 @@ mod tests {
         assert_eq!(at(175), (3, 55, None));
         assert_eq!(at(400), (3, (40 + 240) % 180, None));
         // The crossfade's weights are (i + 1) / quarter.
-        let r = x.readout(85, frame);
+        let r = x.readout(85, frame, usize::MAX);
         let want = x.cyclic(0, 1, 25) * (1.0 - 6.0 / 15.0) + x.cyclic(0, 2, 25) * (6.0 / 15.0);
         assert_eq!(x.sample(0, r), want);
+        // In the recovery merge after 160 frames lost the buffer stays at two periods.
+        assert_eq!(x.readout(170, frame, 160).periods, 2);
+        assert_eq!(x.readout(170, frame, 161).periods, 3);
         // The longer buffer reaches back a period further: its start is 120 frames back.
         assert_eq!(x.cyclic(0, 2, 0), f32::from(x.snap[400 - 120]));
         assert_eq!(x.cyclic(0, 3, 0), f32::from(x.snap[400 - 180]));
