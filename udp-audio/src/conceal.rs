@@ -53,7 +53,8 @@
 //! 6. **Attenuation**: none for the first 10 ms, then a linear ramp of 20 % per
 //!    10 ms, sample by sample: silence from 60 ms on.
 //! 7. **Recovery**: the first good audio is overlap-added with the continued
-//!    synthetic signal (unattenuated read, scaled by the gain `1 - 0.2 (frames lost - 1)`)
+//!    synthetic signal (the buffer read on as the loss left it, unattenuated, scaled by the
+//!    gain `1 - 0.2 (frames lost - 1)`)
 //!    over a quarter period plus 4 ms (`EOVERLAPINCR`) for each 10 ms lost after the first,
 //!    10 ms at most; shorter packets continue the merge into the next ones.
 //!
