@@ -170,6 +170,143 @@ fn peek(config: &Config, buf: &[u8]) -> Result<Peek, InvalidLength> {
     Ok(Peek::Head(Head { total, strip }))
 }
 
+/// What [`Finder::step`] found at the front of the buffered bytes.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// A complete frame: its wire bytes are the first `total` buffered
+    /// bytes, of which the first `strip` are not handed over.
+    Frame { total: usize, strip: usize },
+    /// More bytes are needed. `Some(total)` when the next frame's wire length
+    /// is known (so that the caller can make room for it).
+    Pending(Option<u64>),
+    /// A frame over the limit under [`Oversized::Discard`]: the caller drops
+    /// the first `drop` buffered bytes (the part of it already received)
+    /// and reports `error`; the rest is skipped as it arrives.
+    Discard { drop: usize, error: Error },
+}
+
+/// The frame-finding state every decoder shares, whoever owns the buffer:
+/// what the next frame needs, a discard in progress, the error that ended
+/// the stream. It reads the buffered bytes and never holds them.
+#[derive(Debug, Clone)]
+pub(crate) struct Finder {
+    pub(crate) config: Config,
+    /// Buffered bytes needed before the next frame can complete.
+    need: u64,
+    /// Bytes of a discarded frame still to skip, and that frame's size.
+    skip: u64,
+    skip_total: u64,
+    dead: Option<Dead>,
+    pub(crate) discarded: u64,
+}
+
+impl Finder {
+    pub(crate) fn new(config: Config) -> Finder {
+        Finder {
+            config,
+            need: 0,
+            skip: 0,
+            skip_total: 0,
+            dead: None,
+            discarded: 0,
+        }
+    }
+
+    /// Of `n` newly received bytes, how many belong to a frame being
+    /// discarded (they are counted as skipped and must not be buffered).
+    #[inline]
+    pub(crate) fn skip_incoming(&mut self, n: usize) -> usize {
+        let k = self.skip.min(n as u64);
+        self.skip -= k;
+        k as usize
+    }
+
+    /// Looks at the buffered bytes `buf` (the same bytes as last time, plus
+    /// any received since, minus the frames and discards it reported).
+    #[inline]
+    pub(crate) fn step(&mut self, buf: &[u8]) -> Result<Step, Error> {
+        if let Some(dead) = &self.dead {
+            return Err(dead.error());
+        }
+        let avail = buf.len() as u64;
+        if avail < self.need || self.skip > 0 {
+            return Ok(Step::Pending(None));
+        }
+        match peek(&self.config, buf) {
+            Ok(Peek::NeedHeader(n)) => {
+                self.need = n;
+                Ok(Step::Pending(None))
+            }
+            Ok(Peek::Head(head)) => {
+                if head.delivered() > self.config.max_frame_len as u64 {
+                    return self.oversized(head, avail);
+                }
+                if avail < head.total {
+                    self.need = head.total;
+                    return Ok(Step::Pending(Some(head.total)));
+                }
+                self.need = 0;
+                Ok(Step::Frame {
+                    total: head.total as usize,
+                    strip: head.strip as usize,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rejected frame: invalid length field");
+                self.dead = Some(Dead::Invalid(e.clone()));
+                Err(Error::InvalidLength(e))
+            }
+        }
+    }
+
+    #[cold]
+    fn oversized(&mut self, head: Head, avail: u64) -> Result<Step, Error> {
+        let declared = head.delivered();
+        let limit = self.config.max_frame_len as u64;
+        match self.config.oversized {
+            Oversized::Fail => {
+                tracing::warn!(declared, limit, "rejected frame: too large, ending stream");
+                self.dead = Some(Dead::TooLarge { declared, limit });
+                Err(Error::FrameTooLarge { declared, limit })
+            }
+            Oversized::Discard => {
+                tracing::warn!(declared, limit, "rejected frame: too large, discarding it");
+                let dropped = avail.min(head.total);
+                self.skip = head.total - dropped;
+                self.skip_total = head.total;
+                self.need = 0;
+                self.discarded += 1;
+                Ok(Step::Discard {
+                    drop: dropped as usize,
+                    error: Error::Discarded { declared, limit },
+                })
+            }
+        }
+    }
+
+    /// Whether the stream may end with `buf` still buffered.
+    pub(crate) fn finish(&self, buf: &[u8]) -> Result<(), Error> {
+        if self.skip > 0 {
+            return Err(Error::Truncated {
+                expected: self.skip_total,
+                received: self.skip_total - self.skip,
+            });
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let expected = match peek(&self.config, buf) {
+            Ok(Peek::Head(head)) => head.total,
+            Ok(Peek::NeedHeader(n)) => n,
+            Err(e) => return Err(e.into()),
+        };
+        Err(Error::Truncated {
+            expected,
+            received: buf.len() as u64,
+        })
+    }
+}
+
 /// Turns a stream of bytes into frames.
 ///
 /// Feed it bytes with [`feed`](Decoder::feed), or read straight into
@@ -177,7 +314,9 @@ fn peek(config: &Config, buf: &[u8]) -> Result<Peek, InvalidLength> {
 /// frames out with [`next_frame`](Decoder::next_frame) (borrowed, zero-copy)
 /// or [`next_frame_owned`](Decoder::next_frame_owned) until they return
 /// `Ok(None)`. At end of stream, [`finish`](Decoder::finish) tells a clean end
-/// from a truncated frame.
+/// from a truncated frame. (With the `bytes` feature,
+/// `framing::bytes::BytesDecoder` hands out frames as `Bytes` without
+/// copying them.)
 ///
 /// ```
 /// use framing::{Config, Decoder};
@@ -191,18 +330,11 @@ fn peek(config: &Config, buf: &[u8]) -> Result<Peek, InvalidLength> {
 /// ```
 #[derive(Debug)]
 pub struct Decoder {
-    config: Config,
+    finder: Finder,
     /// Initialised storage; the data is `buf[start..end]`.
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Buffered bytes needed before the next frame can complete.
-    need: u64,
-    /// Bytes of a discarded frame still to skip, and that frame's size.
-    skip: u64,
-    skip_total: u64,
-    dead: Option<Dead>,
-    discarded: u64,
     /// Space `read_buf` offers: doubles, up to `MAX_READ_CHUNK`, each time a
     /// read fills it, so a busy stream takes few large reads and an idle
     /// one keeps a small buffer.
@@ -213,22 +345,17 @@ impl Decoder {
     /// A decoder for this layout with an empty buffer.
     pub fn new(config: Config) -> Decoder {
         Decoder {
-            config,
+            finder: Finder::new(config),
             buf: Vec::new(),
             start: 0,
             end: 0,
-            need: 0,
-            skip: 0,
-            skip_total: 0,
-            dead: None,
-            discarded: 0,
             read_chunk: READ_CHUNK,
         }
     }
 
     /// The layout this decoder reads.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.finder.config
     }
 
     /// Bytes received and not yet handed out as frames.
@@ -243,17 +370,13 @@ impl Decoder {
 
     /// Frames skipped so far under [`Oversized::Discard`].
     pub fn discarded_frames(&self) -> u64 {
-        self.discarded
+        self.finder.discarded
     }
 
     /// Appends received bytes. Bytes that belong to a frame being discarded
     /// are dropped here without being buffered.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
-        if self.skip > 0 {
-            let n = self.skip.min(bytes.len() as u64) as usize;
-            self.skip -= n as u64;
-            bytes = &bytes[n..];
-        }
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[self.finder.skip_incoming(bytes.len())..];
         if bytes.is_empty() {
             return;
         }
@@ -282,10 +405,9 @@ impl Decoder {
         if n >= self.read_chunk {
             self.read_chunk = (self.read_chunk * 2).min(MAX_READ_CHUNK);
         }
-        let k = self.skip.min(n as u64) as usize;
+        let k = self.finder.skip_incoming(n);
         if k > 0 {
             // The first `k` new bytes finish a discarded frame.
-            self.skip -= k as u64;
             self.buf.copy_within(self.end + k..self.end + n, self.end);
         }
         self.end += n - k;
@@ -353,70 +475,27 @@ impl Decoder {
     /// until the next call that takes `&mut self`.
     #[inline]
     pub(crate) fn advance(&mut self) -> Result<Option<(usize, usize)>, Error> {
-        if let Some(dead) = &self.dead {
-            return Err(dead.error());
-        }
-        let avail = (self.end - self.start) as u64;
-        if avail < self.need {
-            return Ok(None);
-        }
-        if self.skip > 0 {
-            return Ok(None);
-        }
-        match peek(&self.config, &self.buf[self.start..self.end]) {
-            Ok(Peek::NeedHeader(n)) => {
-                self.need = n;
-                Ok(None)
-            }
-            Ok(Peek::Head(head)) => {
-                let delivered = head.delivered();
-                if delivered > self.config.max_frame_len as u64 {
-                    return Err(self.oversized(head));
-                }
-                if avail < head.total {
-                    self.need = head.total;
-                    // Move the frame to the front now, while only the bytes of
-                    // it received so far have to move, rather than when the
-                    // tail runs out with most of it buffered.
-                    if self.start > 0 && ((self.buf.len() - self.start) as u64) < head.total {
-                        self.buf.copy_within(self.start..self.end, 0);
-                        self.end -= self.start;
-                        self.start = 0;
-                    }
-                    return Ok(None);
-                }
-                self.need = 0;
-                let from = self.start + head.strip as usize;
-                self.start += head.total as usize;
+        match self.finder.step(&self.buf[self.start..self.end])? {
+            Step::Frame { total, strip } => {
+                let from = self.start + strip;
+                self.start += total;
                 Ok(Some((from, self.start)))
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "rejected frame: invalid length field");
-                self.dead = Some(Dead::Invalid(e.clone()));
-                Err(Error::InvalidLength(e))
+            Step::Pending(Some(total)) => {
+                // Move the frame to the front now, while only the bytes of it
+                // received so far have to move, rather than when the tail
+                // runs out with most of it buffered.
+                if self.start > 0 && ((self.buf.len() - self.start) as u64) < total {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
+                    self.start = 0;
+                }
+                Ok(None)
             }
-        }
-    }
-
-    fn oversized(&mut self, head: Head) -> Error {
-        let declared = head.delivered();
-        let limit = self.config.max_frame_len as u64;
-        match self.config.oversized {
-            Oversized::Fail => {
-                tracing::warn!(declared, limit, "rejected frame: too large, ending stream");
-                self.dead = Some(Dead::TooLarge { declared, limit });
-                Error::FrameTooLarge { declared, limit }
-            }
-            Oversized::Discard => {
-                tracing::warn!(declared, limit, "rejected frame: too large, discarding it");
-                let avail = (self.end - self.start) as u64;
-                let dropped = avail.min(head.total);
-                self.start += dropped as usize;
-                self.skip = head.total - dropped;
-                self.skip_total = head.total;
-                self.need = 0;
-                self.discarded += 1;
-                Error::Discarded { declared, limit }
+            Step::Pending(None) => Ok(None),
+            Step::Discard { drop, error } => {
+                self.start += drop;
+                Err(error)
             }
         }
     }
@@ -428,25 +507,7 @@ impl Decoder {
     /// # Errors
     /// [`Error::Truncated`] as above.
     pub fn finish(&self) -> Result<(), Error> {
-        let have = (self.end - self.start) as u64;
-        if self.skip > 0 {
-            return Err(Error::Truncated {
-                expected: self.skip_total,
-                received: self.skip_total - self.skip,
-            });
-        }
-        if have == 0 {
-            return Ok(());
-        }
-        let expected = match peek(&self.config, &self.buf[self.start..self.end]) {
-            Ok(Peek::Head(head)) => head.total,
-            Ok(Peek::NeedHeader(n)) => n,
-            Err(e) => return Err(e.into()),
-        };
-        Err(Error::Truncated {
-            expected,
-            received: have,
-        })
+        self.finder.finish(&self.buf[self.start..self.end])
     }
 }
 
@@ -645,12 +706,7 @@ impl Encoder {
     /// has an offset (use [`encode_with_prefix`](Encoder::encode_with_prefix)).
     #[inline]
     pub fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), Error> {
-        if self.config.offset != 0 {
-            return Err(Error::InvalidConfig(format!(
-                "layout has a {}-byte offset; use encode_with_prefix",
-                self.config.offset
-            )));
-        }
+        self.check_no_offset()?;
         let h = self.header(payload.len())?;
         dst.reserve(h.bytes.len() + payload.len());
         // A fixed-size copy and a truncate cost less than a copy of `h.len` bytes.
@@ -673,6 +729,29 @@ impl Encoder {
         payload: &[u8],
         dst: &mut Vec<u8>,
     ) -> Result<(), Error> {
+        self.check_prefix(prefix)?;
+        let h = self.header(payload.len())?;
+        dst.reserve(prefix.len() + h.len as usize + payload.len());
+        dst.extend_from_slice(prefix);
+        dst.extend_from_slice(&h);
+        dst.extend_from_slice(payload);
+        Ok(())
+    }
+
+    /// An encode without a prefix needs a layout without an offset.
+    #[inline]
+    pub(crate) fn check_no_offset(&self) -> Result<(), Error> {
+        if self.config.offset != 0 {
+            return Err(Error::InvalidConfig(format!(
+                "layout has a {}-byte offset; use encode_with_prefix",
+                self.config.offset
+            )));
+        }
+        Ok(())
+    }
+
+    /// A prefix must be exactly the layout's offset long.
+    pub(crate) fn check_prefix(&self, prefix: &[u8]) -> Result<(), Error> {
         if prefix.len() != self.config.offset {
             return Err(Error::InvalidConfig(format!(
                 "prefix of {} bytes given; the layout's offset is {} bytes",
@@ -680,11 +759,6 @@ impl Encoder {
                 self.config.offset
             )));
         }
-        let h = self.header(payload.len())?;
-        dst.reserve(prefix.len() + h.len as usize + payload.len());
-        dst.extend_from_slice(prefix);
-        dst.extend_from_slice(&h);
-        dst.extend_from_slice(payload);
         Ok(())
     }
 }

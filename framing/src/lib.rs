@@ -25,6 +25,11 @@
 //!   header: one `write` costs less than a `writev` there.)
 //! - [`io`]: blocking adapters over `std::io::Read` and `Write`.
 //! - [`nonblocking`]: a `mio` adapter with a bounded outgoing queue.
+//! - `bytes` (feature `bytes`): frames as `bytes::Bytes` split off a
+//!   `BytesMut` without copying, and encoding into `BytesMut`.
+//! - `tokio` (feature `tokio`): `framing::tokio::Codec`, a drop-in for
+//!   tokio-util's `LengthDelimitedCodec` in `Framed`, `FramedRead` and
+//!   `FramedWrite`, with every layout, limit and policy of [`Config`].
 //!
 //! What it does not do: it never reads the clock, spawns threads, or decides
 //! what a frame means.
@@ -35,11 +40,15 @@
 //! ([`Oversized::Discard`]), and every error carries the lengths that explain
 //! it. Every rejected frame is logged with `tracing`.
 
+#[cfg(feature = "bytes")]
+pub mod bytes;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod io;
 pub mod nonblocking;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use codec::{Decoder, Encoder, Header};
 pub use config::{Builder, Config, DEFAULT_MAX_FRAME_LEN, Endian, LengthField, Oversized, Strip};
