@@ -2,7 +2,8 @@
 //! cargo-fuzz target in `framing/fuzz`): arbitrary bytes under arbitrary
 //! layouts never panic, never hold more memory than the bytes received
 //! justify, and give the same frames and the same first error whatever the
-//! read boundaries.
+//! read boundaries. With the `bytes` feature, `BytesDecoder` must give the
+//! same events as `Decoder` on every input.
 
 use framing::codec::READ_CHUNK;
 use framing::{Config, Decoder, Endian, Error, LengthField, Oversized};
@@ -86,6 +87,61 @@ fn run(config: Config, bytes: &[u8], read: usize) -> Vec<Event> {
     events
 }
 
+/// [`run`] through `BytesDecoder` over a `BytesMut` read buffer.
+#[cfg(feature = "bytes")]
+fn run_bytes(config: Config, bytes: &[u8], read: usize) -> Vec<Event> {
+    use framing::codec::MAX_READ_CHUNK;
+    let mut dec = framing::bytes::BytesDecoder::new(config);
+    let mut buf = bytes::BytesMut::new();
+    let mut events = Vec::new();
+    let mut received = 0;
+    for chunk in bytes.chunks(read.max(1)) {
+        buf.extend_from_slice(chunk);
+        received += chunk.len();
+        loop {
+            let step = dec.decode(&mut buf);
+            assert!(
+                buf.capacity() <= 2 * received + MAX_READ_CHUNK,
+                "capacity {} after {received} bytes",
+                buf.capacity()
+            );
+            match step {
+                Ok(Some(f)) => {
+                    assert!(f.len() <= config.max_frame_len());
+                    events.push(Event::Frame(f.to_vec()));
+                }
+                Ok(None) => break,
+                Err(Error::Discarded { declared, .. }) => events.push(Event::Discarded(declared)),
+                Err(e) => {
+                    assert!(e.is_fatal());
+                    events.push(Event::Fatal(e.to_string()));
+                    return events;
+                }
+            }
+        }
+    }
+    events.push(Event::End(dec.finish(&buf).err().map(|e| e.to_string())));
+    events
+}
+
+/// The same events through every decoder there is.
+fn check_decoders_agree(config: Config, bytes: &[u8], whole: &[Event], read: usize) {
+    #[cfg(feature = "bytes")]
+    {
+        assert_eq!(
+            whole,
+            run_bytes(config, bytes, bytes.len()),
+            "BytesDecoder, one read"
+        );
+        assert_eq!(
+            whole,
+            run_bytes(config, bytes, read),
+            "BytesDecoder, {read}-byte reads"
+        );
+    }
+    let _ = (config, bytes, whole, read);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -96,6 +152,7 @@ proptest! {
         let ones = run(config, &bytes, 1);
         prop_assert_eq!(&whole, &pieces);
         prop_assert_eq!(&whole, &ones);
+        check_decoders_agree(config, &bytes, &whole, read);
     }
 
     /// Bytes that start like frames of the layout, so that deep paths
@@ -122,5 +179,6 @@ proptest! {
         let whole = run(config, &bytes, bytes.len());
         prop_assert_eq!(&whole, &run(config, &bytes, read));
         prop_assert_eq!(&whole, &run(config, &bytes, 1));
+        check_decoders_agree(config, &bytes, &whole, read);
     }
 }
