@@ -21,6 +21,16 @@
 //! bytes arrived ([`Error::Truncated`]), where `LengthDelimitedCodec` says
 //! "bytes remaining on stream".
 //!
+//! Two things `Framed` cannot do are done by the async adapters, the
+//! equivalents of [`io`](crate::io)'s blocking ones:
+//! - [`FramedReader::read_frame`] lends each frame from its buffer, with no
+//!   allocation and no reference count per frame (a `Stream` item must be
+//!   owned), for code that handles a frame before it asks for the next;
+//!   it is cancel-safe, so it can sit in a `select!`.
+//! - [`FramedWriter::write_frame`] sends a payload over
+//!   [`COPY_MAX`](crate::io::COPY_MAX) behind its header in vectored writes,
+//!   never copied; `Framed` copies every payload into its write buffer.
+//!
 //! ```no_run
 //! use futures_util::{SinkExt, StreamExt};
 //! use tokio_util::codec::Framed;
@@ -35,13 +45,17 @@
 //! # }
 //! ```
 
+use std::io::{self, IoSlice};
+
 use ::bytes::{Bytes, BytesMut};
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use ::tokio_util::codec;
 
 use crate::bytes::BytesDecoder;
-use crate::codec::Encoder;
+use crate::codec::{Decoder, Encoder};
 use crate::config::Config;
 use crate::error::Error;
+use crate::io::COPY_MAX;
 
 /// A length-prefix codec for `Framed`: [`Bytes`] frames out, `Bytes`,
 /// `&[u8]` or (for layouts with an offset) `(prefix, payload)` in.
@@ -224,5 +238,168 @@ where
     #[inline]
     fn encode(&mut self, item: T, dst: &mut BytesMut) -> Result<(), Error> {
         self.0.encode(item, dst)
+    }
+}
+
+/// Reads frames from an async byte stream, lending each from its buffer.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use framing::{Config, tokio::FramedReader};
+/// let wire: &[u8] = b"\x00\x02hi\x00\x00";
+/// let mut reader = FramedReader::new(wire, Config::u16_be());
+/// assert_eq!(reader.read_frame().await.unwrap(), Some(&b"hi"[..]));
+/// assert_eq!(reader.read_frame().await.unwrap(), Some(&b""[..]));
+/// assert_eq!(reader.read_frame().await.unwrap(), None); // clean end
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct FramedReader<R> {
+    inner: R,
+    decoder: Decoder,
+}
+
+impl<R: AsyncRead + Unpin> FramedReader<R> {
+    /// Wraps `inner`, reading frames laid out as `config` says.
+    pub fn new(inner: R, config: Config) -> Self {
+        FramedReader {
+            inner,
+            decoder: Decoder::new(config),
+        }
+    }
+
+    /// Reads the next frame, borrowed until the next call. `Ok(None)` when
+    /// the stream ends cleanly between frames.
+    ///
+    /// Cancel-safe: dropping the future loses no bytes; the next call goes
+    /// on where this one stopped.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] when the stream ends inside a frame; the
+    /// decoder's errors ([`Error::Discarded`] is not fatal: call again);
+    /// [`Error::Io`] from the reader.
+    pub async fn read_frame(&mut self) -> Result<Option<&[u8]>, Error> {
+        loop {
+            if let Some(range) = self.decoder.advance()? {
+                return Ok(Some(self.decoder.frame_at(range)));
+            }
+            // Bytes are committed only once a read has completed, so a
+            // future dropped while waiting here has changed nothing.
+            let n = self.inner.read(self.decoder.read_buf()).await?;
+            if n == 0 {
+                self.decoder.finish()?;
+                return Ok(None);
+            }
+            self.decoder.commit(n);
+        }
+    }
+
+    /// The decoder, to inspect what is buffered.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Unwraps the reader; bytes already buffered are lost.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// Writes frames to an async byte stream; payloads over
+/// [`COPY_MAX`](crate::io::COPY_MAX) go out behind their header in vectored
+/// writes, never copied.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use framing::{Config, tokio::FramedWriter};
+/// let mut writer = FramedWriter::new(Vec::new(), Config::u16_be());
+/// writer.write_frame(b"abc").await.unwrap();
+/// assert_eq!(writer.get_ref(), b"\x00\x03abc");
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct FramedWriter<W> {
+    inner: W,
+    encoder: Encoder,
+    /// Header and payload of a small frame, written with one `write`.
+    scratch: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> FramedWriter<W> {
+    /// Wraps `inner`, writing frames laid out as `config` says (no offset).
+    pub fn new(inner: W, config: Config) -> Self {
+        FramedWriter {
+            inner,
+            encoder: Encoder::new(config),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Writes one frame, all of it.
+    ///
+    /// Not cancel-safe: a future dropped mid-frame leaves part of the frame
+    /// written, and the stream can only be closed.
+    ///
+    /// # Errors
+    /// The encoder's errors (too large, does not fit, a layout with an
+    /// offset); [`Error::Io`] from the writer, `WriteZero` if it accepts
+    /// nothing.
+    pub async fn write_frame(&mut self, payload: &[u8]) -> Result<(), Error> {
+        if payload.len() <= COPY_MAX {
+            self.scratch.clear();
+            self.encoder.encode(payload, &mut self.scratch)?;
+            self.inner.write_all(&self.scratch).await?;
+            return Ok(());
+        }
+        self.encoder.check_no_offset()?;
+        let header = self.encoder.header(payload.len())?;
+        let mut bufs = [IoSlice::new(&header), IoSlice::new(payload)];
+        let mut bufs = &mut bufs[..];
+        while !bufs.is_empty() {
+            match self.inner.write_vectored(bufs).await {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "writer accepted no bytes of a frame",
+                    )
+                    .into());
+                }
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the writer.
+    ///
+    /// # Errors
+    /// [`Error::Io`] from the writer.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        Ok(self.inner.flush().await?)
+    }
+
+    /// Flushes and shuts down the write side (a TCP FIN).
+    ///
+    /// # Errors
+    /// [`Error::Io`] from the writer.
+    pub async fn shutdown(&mut self) -> Result<(), Error> {
+        Ok(self.inner.shutdown().await?)
+    }
+
+    /// The wrapped writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Unwraps the writer.
+    pub fn into_inner(self) -> W {
+        self.inner
     }
 }

@@ -1,14 +1,15 @@
 //! The `bytes` and `tokio` decoder paths: property tests (any frames, every
 //! preset and random layouts, any read boundaries) through `BytesDecoder`,
-//! and through tokio-util's `Framed` over an in-memory duplex pipe and over
-//! real loopback `TcpStream`s; then hostile input through `Framed`.
+//! through tokio-util's `Framed` and through the async `FramedReader` and
+//! `FramedWriter`, over an in-memory duplex pipe and over real loopback
+//! `TcpStream`s; then hostile input through `Framed`.
 
 mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::{Case, case, chunking, chunks, presets, random_layout};
 use framing::bytes::BytesDecoder;
-use framing::tokio::{Codec, Decoded, ReportingCodec};
+use framing::tokio::{Codec, Decoded, FramedReader, FramedWriter, ReportingCodec};
 use framing::{Config, Encoder, Error, InvalidLength, Oversized};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use proptest::prelude::*;
@@ -77,6 +78,16 @@ async fn encode_all(case: &Case) -> Vec<u8> {
     framed.into_inner()
 }
 
+/// Every frame the async `FramedReader` takes out of `r` until the end.
+async fn read_all_borrowed(r: impl AsyncRead + Unpin, config: Config) -> Vec<Vec<u8>> {
+    let mut reader = FramedReader::new(r, config);
+    let mut out = Vec::new();
+    while let Some(frame) = reader.read_frame().await.expect("a well-formed stream") {
+        out.push(frame.to_vec());
+    }
+    out
+}
+
 /// Through `Framed` over a duplex pipe whose buffer is smaller than most
 /// frames, so that reads end at arbitrary places as well as at the writes'.
 fn framed_duplex(case: &Case, sizes: &[usize], pipe: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
@@ -85,7 +96,38 @@ fn framed_duplex(case: &Case, sizes: &[usize], pipe: usize) -> (Vec<Vec<u8>>, Ve
         let writer = tokio::spawn(write_in_pieces(a, case.wire.clone(), sizes.to_vec()));
         let frames = read_all(b, case.config).await;
         writer.await.unwrap();
+        let (a, b) = tokio::io::duplex(pipe);
+        let writer = tokio::spawn(write_in_pieces(a, case.wire.clone(), sizes.to_vec()));
+        assert_eq!(
+            read_all_borrowed(b, case.config).await,
+            frames,
+            "FramedReader"
+        );
+        writer.await.unwrap();
         (frames, encode_all(case).await)
+    })
+}
+
+/// The case's frames through the async `FramedWriter` (layouts without an
+/// offset), over a duplex pipe of `pipe` bytes, read back as wire bytes.
+fn framed_writer_wire(case: &Case, pipe: usize) -> Vec<u8> {
+    runtime().block_on(async {
+        let (a, mut b) = tokio::io::duplex(pipe);
+        let frames = case.frames.clone();
+        let config = case.config;
+        let writer = tokio::spawn(async move {
+            let mut w = FramedWriter::new(a, config);
+            for (_, payload) in &frames {
+                w.write_frame(payload).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        });
+        let mut wire = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut b, &mut wire)
+            .await
+            .unwrap();
+        writer.await.unwrap();
+        wire
     })
 }
 
@@ -101,6 +143,41 @@ fn framed_tcp(case: &Case, sizes: &[usize]) -> Vec<Vec<u8>> {
         let frames = read_all(server, case.config).await;
         writer.await.unwrap();
         frames
+    })
+}
+
+/// Large payloads (over `COPY_MAX`, sent in vectored writes) and small ones
+/// through the async `FramedWriter` and `FramedReader` over loopback TCP.
+fn async_adapters_tcp(config: Config, lens: &[usize]) -> Vec<usize> {
+    runtime().block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let payloads: Vec<Vec<u8>> = lens
+            .iter()
+            .map(|&len| (0..len).map(|i| (i * 13 + len) as u8).collect())
+            .collect();
+        let sent = payloads.clone();
+        let writer = tokio::spawn(async move {
+            let mut w = FramedWriter::new(client, config);
+            for p in &sent {
+                w.write_frame(p).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        });
+        let mut reader = FramedReader::new(server, config);
+        let mut got = Vec::new();
+        while let Some(frame) = reader.read_frame().await.unwrap() {
+            assert!(
+                frame == &payloads[got.len()][..],
+                "frame {} differs",
+                got.len()
+            );
+            got.push(frame.len());
+        }
+        writer.await.unwrap();
+        got
     })
 }
 
@@ -121,6 +198,9 @@ proptest! {
         let (frames, wire) = framed_duplex(&case, &sizes, pipe);
         prop_assert_eq!(&frames, &case.expected);
         prop_assert_eq!(&wire, &case.wire, "FramedWrite writes what Encoder writes");
+        if case.config.offset() == 0 {
+            prop_assert_eq!(&framed_writer_wire(&case, pipe), &case.wire, "FramedWriter");
+        }
     }
 }
 
@@ -132,6 +212,46 @@ proptest! {
     fn framed_tcp_round_trips(case in prop_oneof![case(presets()), case(random_layout())], sizes in chunking()) {
         prop_assert_eq!(&framed_tcp(&case, &sizes), &case.expected);
     }
+}
+
+#[test]
+fn async_adapters_over_tcp_small_and_vectored() {
+    let lens = [
+        0usize,
+        1,
+        100,
+        8 * 1024,
+        8 * 1024 + 1,
+        200_000,
+        3,
+        1 << 20,
+        0,
+    ];
+    for config in [Config::u32_be(), Config::varint(), Config::python()] {
+        assert_eq!(
+            async_adapters_tcp(config, &lens),
+            lens.to_vec(),
+            "{config:?}"
+        );
+    }
+}
+
+/// A `read_frame` dropped while half a frame has arrived loses nothing.
+#[test]
+fn read_frame_is_cancel_safe() {
+    runtime().block_on(async {
+        let (mut a, b) = tokio::io::duplex(1024);
+        let mut reader = FramedReader::new(b, Config::u32_be());
+        a.write_all(b"\x00\x00\x00\x06hal").await.unwrap();
+        // Reads the 7 bytes, then waits for more: dropped there.
+        assert!(reader.read_frame().now_or_never().is_none());
+        assert_eq!(reader.decoder().buffered(), 7);
+        a.write_all(b"ves\x00\x00\x00\x01!").await.unwrap();
+        drop(a);
+        assert_eq!(reader.read_frame().await.unwrap(), Some(&b"halves"[..]));
+        assert_eq!(reader.read_frame().await.unwrap(), Some(&b"!"[..]));
+        assert_eq!(reader.read_frame().await.unwrap(), None);
+    });
 }
 
 /// A full echo over loopback TCP, `Framed` on both ends, frames from empty
