@@ -60,6 +60,10 @@ use crate::io::COPY_MAX;
 /// A length-prefix codec for `Framed`: [`Bytes`] frames out, `Bytes`,
 /// `&[u8]` or (for layouts with an offset) `(prefix, payload)` in.
 ///
+/// `send` and `feed` take the item type from their argument. `flush` and
+/// `close` have no argument, and with three item types the compiler cannot
+/// choose one: name it, as in `SinkExt::<Bytes>::flush(&mut framed)`.
+///
 /// Discarded frames (under [`Oversized::Discard`](crate::Oversized::Discard))
 /// are skipped and counted; use [`ReportingCodec`] to see each one in the
 /// stream.

@@ -2,22 +2,11 @@
 //! underflow, EOF inside header and body, discard mode followed by good
 //! frames, and the memory bound against a header that lies.
 
+mod common;
+
+use common::{frame, limited};
 use framing::io::FramedReader;
 use framing::{Config, Decoder, Encoder, Error, InvalidLength, Oversized};
-
-fn limited(max: usize, oversized: Oversized) -> Config {
-    Config::builder()
-        .max_frame_len(max)
-        .oversized(oversized)
-        .build()
-        .unwrap()
-}
-
-fn frame(config: Config, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Encoder::new(config).encode(payload, &mut out).unwrap();
-    out
-}
 
 #[test]
 fn maximum_length_passes_one_more_fails() {

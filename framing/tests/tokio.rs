@@ -7,10 +7,10 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use common::{Case, case, chunking, chunks, presets, random_layout};
+use common::{Case, case, chunking, chunks, frame, limited, presets, random_layout};
 use framing::bytes::BytesDecoder;
 use framing::tokio::{Codec, Decoded, FramedReader, FramedWriter, ReportingCodec};
-use framing::{Config, Encoder, Error, InvalidLength, Oversized};
+use framing::{Config, Error, InvalidLength, Oversized};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use proptest::prelude::*;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -283,20 +283,6 @@ fn framed_echo_over_tcp() {
 }
 
 // --- hostile input through Framed -------------------------------------------------
-
-fn limited(max: usize, oversized: Oversized) -> Config {
-    Config::builder()
-        .max_frame_len(max)
-        .oversized(oversized)
-        .build()
-        .unwrap()
-}
-
-fn frame(config: Config, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Encoder::new(config).encode(payload, &mut out).unwrap();
-    out
-}
 
 /// Everything a `FramedRead` with `decoder` yields for `wire` (written in
 /// 1000-byte pieces through a 1 KiB pipe, then closed), errors included, and

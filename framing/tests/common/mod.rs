@@ -4,7 +4,7 @@
 // Each test file uses its own subset.
 #![allow(dead_code)]
 
-use framing::{Config, Encoder, Endian, LengthField, Strip};
+use framing::{Config, Encoder, Endian, LengthField, Oversized, Strip};
 use proptest::prelude::*;
 
 /// A layout and frames that fit it, with the wire image and what decoding
@@ -130,4 +130,20 @@ pub(crate) fn chunks<'a>(
         at += n;
         Some(&wire[at - n..at])
     })
+}
+
+/// The default layout with this limit and oversize policy.
+pub(crate) fn limited(max: usize, oversized: Oversized) -> Config {
+    Config::builder()
+        .max_frame_len(max)
+        .oversized(oversized)
+        .build()
+        .unwrap()
+}
+
+/// One frame's wire bytes (a layout without an offset).
+pub(crate) fn frame(config: Config, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    Encoder::new(config).encode(payload, &mut out).unwrap();
+    out
 }
