@@ -8,8 +8,8 @@
 //! checked on the frame as delivered, memory that grows only with bytes
 //! received (a 4-byte header declaring 8 MiB followed by one byte costs at
 //! most 64 KiB of buffer, where `LengthDelimitedCodec` reserves the 8 MiB),
-//! errors that carry their lengths, and [`Oversized::Discard`]
-//! (crate::Oversized::Discard).
+//! errors that carry their lengths, and
+//! [`Oversized::Discard`](crate::Oversized::Discard).
 //!
 //! `Framed` ends its stream at the first decoder error, so a discarded frame
 //! cannot be an error there. [`Codec`] skips it, logs it with `tracing` and
@@ -28,7 +28,7 @@
 //!   owned), for code that handles a frame before it asks for the next;
 //!   it is cancel-safe, so it can sit in a `select!`.
 //! - [`FramedWriter::write_frame`] sends a payload over
-//!   [`COPY_MAX`](crate::io::COPY_MAX) behind its header in vectored writes,
+//!   [`COPY_MAX`] behind its header in vectored writes,
 //!   never copied; `Framed` copies every payload into its write buffer.
 //!
 //! ```no_run
@@ -315,7 +315,7 @@ impl<R: AsyncRead + Unpin> FramedReader<R> {
 }
 
 /// Writes frames to an async byte stream; payloads over
-/// [`COPY_MAX`](crate::io::COPY_MAX) go out behind their header in vectored
+/// [`COPY_MAX`] go out behind their header in vectored
 /// writes, never copied.
 ///
 /// ```
