@@ -21,167 +21,26 @@
 //! Each outgoing queue is bounded ([`DEFAULT_MAX_QUEUED`]): a client that
 //! sends faster than it reads its echoes finds the server no longer reading
 //! from it until the echoes drain, instead of the server's memory growing.
+//!
+//! The command line, the messages and the client are shared with the other
+//! echo examples (`examples/common/mod.rs`); this file is the server.
+
+mod common;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::thread;
 use std::time::Instant;
 
+use common::Mode;
 use framing::Config;
-use framing::io::{FramedReader, FramedWriter};
 use framing::nonblocking::{DEFAULT_MAX_QUEUED, FramedStream, ReadStatus};
-use mio::net::{TcpListener, TcpStream as MioStream};
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 /// Name used in messages.
 const PROGRAM: &str = "mio_echo";
-
-/// Messages sent by default.
-const DEFAULT_COUNT: usize = 100;
-
-/// Message sizes, in turn: empty, small, both sides of 16384 (where Python
-/// splits header and payload into two writes), and larger than any one read.
-const SIZES: [usize; 10] = [0, 1, 5, 64, 1000, 16384, 16385, 65535, 100_000, 300_000];
-
-/// What `--help` and a bad command line print.
-const USAGE: &str = "\
-usage: mio_echo [demo] [--preset P]
-       mio_echo server [ADDR] [--preset P]
-       mio_echo client ADDR [N] [--preset P]
-  ADDR  host:port; the server's default is 127.0.0.1:0 (any free port)
-  N     number of messages the client sends (default 100)
-  P     length prefix: u32 (default), u16, varint or python";
-
-/// What the command line asks for.
-enum Mode {
-    /// Server and client in one process.
-    Demo,
-    /// Serve on this address.
-    Server(String),
-    /// Connect to this address and send this many messages.
-    Client(String, usize),
-}
-
-/// Exit status 0 on success, 1 when the run failed, 2 for a bad command line.
-fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let (mode, config) = match parse_args(std::env::args().skip(1)) {
-        Ok(parsed) => parsed,
-        Err(msg) => {
-            eprintln!("{PROGRAM}: {msg}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let result = match mode {
-        Mode::Demo => demo(config),
-        Mode::Server(addr) => server(&addr, config),
-        Mode::Client(addr, count) => client(&addr, count, config),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("{PROGRAM}: {msg}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Reads `[MODE [ARGS]] [--preset P]`, the option anywhere.
-fn parse_args(args: impl Iterator<Item = String>) -> Result<(Mode, Config), String> {
-    let mut config = Config::u32_be();
-    let mut positional = Vec::new();
-    let mut args = args;
-    while let Some(arg) = args.next() {
-        if arg == "--preset" {
-            let name = args.next().ok_or("--preset needs a value")?;
-            config = preset(&name)?;
-        } else if let Some(name) = arg.strip_prefix("--preset=") {
-            config = preset(name)?;
-        } else if arg.starts_with('-') {
-            return Err(format!("unknown option {arg:?}"));
-        } else {
-            positional.push(arg);
-        }
-    }
-    let mode = match positional.as_slice() {
-        [] => Mode::Demo,
-        [m] if m == "demo" => Mode::Demo,
-        [m] if m == "server" => Mode::Server("127.0.0.1:0".into()),
-        [m, addr] if m == "server" => Mode::Server(addr.clone()),
-        [m] if m == "client" => return Err("client needs the server's ADDR".into()),
-        [m, addr] if m == "client" => Mode::Client(addr.clone(), DEFAULT_COUNT),
-        [m, addr, n] if m == "client" => {
-            let count = n
-                .parse()
-                .map_err(|_| format!("N is {n:?}; expected a whole number of messages"))?;
-            Mode::Client(addr.clone(), count)
-        }
-        [m, ..] if ["demo", "server", "client"].contains(&m.as_str()) => {
-            return Err(format!("too many arguments for {m}"));
-        }
-        [m, ..] => {
-            return Err(format!(
-                "unknown mode {m:?}; expected demo, server or client"
-            ));
-        }
-    };
-    Ok((mode, config))
-}
-
-/// The layout a `--preset` name stands for.
-fn preset(name: &str) -> Result<Config, String> {
-    match name {
-        "u32" => Ok(Config::u32_be()),
-        "u16" => Ok(Config::u16_be()),
-        "varint" => Ok(Config::varint()),
-        "python" => Ok(Config::python()),
-        _ => Err(format!(
-            "unknown preset {name:?}; expected u32, u16, varint or python"
-        )),
-    }
-}
-
-/// The first address `addr` resolves to.
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
-        .map_err(|e| format!("address {addr:?}: {e}; expected host:port such as 127.0.0.1:7000"))?
-        .next()
-        .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
-}
-
-/// Server in a thread, client in this one.
-fn demo(config: Config) -> Result<(), String> {
-    let listener = listen("127.0.0.1:0")?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // The server thread serves forever; it ends with the process.
-    thread::spawn(move || {
-        if let Err(e) = serve(listener, config) {
-            eprintln!("{PROGRAM}: {e}");
-        }
-    });
-    client(&addr.to_string(), DEFAULT_COUNT, config)
-}
-
-/// Binds `addr` and says where it listens.
-fn listen(addr: &str) -> Result<TcpListener, String> {
-    let addr = resolve(addr)?;
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on {local}");
-    // A parent process reading our stdout through a pipe waits for this line.
-    io::stdout().flush().map_err(|e| e.to_string())?;
-    Ok(listener)
-}
-
-/// `server ADDR`: listens on `ADDR` and serves until killed.
-fn server(addr: &str, config: Config) -> Result<(), String> {
-    serve(listen(addr)?, config)
-}
 
 /// The listener's token; clients get 1, 2, ...
 const LISTENER: Token = Token(0);
@@ -189,9 +48,31 @@ const LISTENER: Token = Token(0);
 /// Most readiness events taken from one `poll`.
 const EVENTS_PER_POLL: usize = 256;
 
+/// Exit status 0 on success, 1 when the run failed, 2 for a bad command line.
+fn main() -> ExitCode {
+    common::main(PROGRAM, |mode, config| match mode {
+        Mode::Demo => {
+            let listener = listen(common::ANY_PORT)?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            common::demo_with_server_thread(addr, config, move || {
+                if let Err(e) = serve(listener, config) {
+                    eprintln!("{PROGRAM}: {e}");
+                }
+            })
+        }
+        Mode::Server(addr) => serve(listen(&addr)?, config),
+        Mode::Client(addr, count) => common::blocking_client(&addr, count, config),
+    })
+}
+
+/// Binds `addr` and says where it listens.
+fn listen(addr: &str) -> Result<TcpListener, String> {
+    common::listen(addr, TcpListener::bind, TcpListener::local_addr)
+}
+
 /// One connected client.
 struct Client {
-    stream: FramedStream<MioStream>,
+    stream: FramedStream<TcpStream>,
     peer: SocketAddr,
     /// The client closed its side; echoes may still be queued.
     read_closed: bool,
@@ -207,17 +88,30 @@ fn serve(mut listener: TcpListener, config: Config) -> Result<(), String> {
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
     let mut clients: HashMap<Token, Client> = HashMap::new();
     let mut next_token = LISTENER.0 + 1;
+    // After a failed accept: when to accept again. Sleeping instead would
+    // stall every client on this thread.
+    let mut accept_paused_until: Option<Instant> = None;
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = accept_paused_until.map(|at| at.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if interrupted(&e) {
                 continue;
             }
             return Err(format!("poll: {e}"));
         }
+        // The connections still pending raise no new event: take them now.
+        if accept_paused_until.is_some_and(|at| Instant::now() >= at) {
+            accept_paused_until =
+                accept_all(&listener, &poll, &mut clients, &mut next_token, config);
+        }
         for event in &events {
             let token = event.token();
             if token == LISTENER {
-                accept_all(&listener, &poll, &mut clients, &mut next_token, config);
+                // While paused, the pending connections wait for the retry.
+                if accept_paused_until.is_none() {
+                    accept_paused_until =
+                        accept_all(&listener, &poll, &mut clients, &mut next_token, config);
+                }
                 continue;
             }
             // An event for a client removed earlier in this batch.
@@ -242,13 +136,16 @@ fn serve(mut listener: TcpListener, config: Config) -> Result<(), String> {
 /// Accepts every pending connection and registers it for both directions.
 /// mio's readiness is edge-triggered: each event means "something changed",
 /// and [`Client::drive`] does all it can whichever it was.
+///
+/// Returns `None` once no connection is pending, or, when `accept` failed,
+/// the time to accept again (see [`common::ACCEPT_BACKOFF`]).
 fn accept_all(
     listener: &TcpListener,
     poll: &Poll,
     clients: &mut HashMap<Token, Client>,
     next_token: &mut usize,
     config: Config,
-) {
+) -> Option<Instant> {
     loop {
         match listener.accept() {
             Ok((mut socket, peer)) => {
@@ -277,13 +174,14 @@ fn accept_all(
                 );
             }
             // No more pending connections until the next event.
-            Err(e) if would_block(&e) => return,
+            Err(e) if would_block(&e) => return None,
             Err(e) if interrupted(&e) => {}
             // A connection reset before it was accepted, or out of file
-            // descriptors: log it and wait for the next event.
+            // descriptors: log it and pause rather than spin on a failure
+            // that repeats.
             Err(e) => {
                 eprintln!("{PROGRAM}: accept: {e}");
-                return;
+                return Some(Instant::now() + common::ACCEPT_BACKOFF);
             }
         }
     }
@@ -326,68 +224,4 @@ fn would_block(err: &io::Error) -> bool {
 /// `Interrupted`: a signal arrived during the call; try again.
 fn interrupted(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Interrupted
-}
-
-/// Message `k`: its size from [`SIZES`], capped at what the layout can carry,
-/// byte `i` being `(7 i + k) mod 256`.
-fn message(k: usize, config: &Config) -> Vec<u8> {
-    let cap = match config.length_field() {
-        framing::LengthField::Fixed { width, .. } if width < 8 => (1usize << (8 * width)) - 1,
-        _ => usize::MAX,
-    };
-    let len = SIZES[k % SIZES.len()].min(cap).min(config.max_frame_len());
-    (0..len).map(|i| ((i * 7 + k) % 256) as u8).collect()
-}
-
-/// Sends `count` messages one at a time and checks each echo (blocking:
-/// the client needs no event loop).
-fn client(addr: &str, count: usize, config: Config) -> Result<(), String> {
-    let addr = resolve(addr)?;
-    let stream = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut reader = FramedReader::new(stream.try_clone().map_err(|e| e.to_string())?, config);
-    let mut writer = FramedWriter::new(stream, config);
-    let started = Instant::now();
-    let mut bytes = 0;
-    for k in 0..count {
-        let sent = message(k, &config);
-        writer
-            .write_frame(&sent)
-            .map_err(|e| format!("sending message {k}: {e}"))?;
-        let echo = reader
-            .read_frame()
-            .map_err(|e| format!("reading echo {k}: {e}"))?
-            .ok_or_else(|| format!("server closed the connection after {k} of {count} echoes"))?;
-        check_echo(k, &sent, echo)?;
-        bytes += sent.len();
-    }
-    let elapsed = started.elapsed();
-    writer
-        .get_ref()
-        .shutdown(Shutdown::Write)
-        .map_err(|e| e.to_string())?;
-    if let Some(extra) = reader.read_frame().map_err(|e| e.to_string())? {
-        return Err(format!(
-            "server sent an unexpected frame of {} bytes",
-            extra.len()
-        ));
-    }
-    println!(
-        "echoed {count} frames, {bytes} bytes, in {:.1} ms",
-        elapsed.as_secs_f64() * 1e3
-    );
-    Ok(())
-}
-
-/// `Ok` when `echo` is `sent`; otherwise where they part.
-fn check_echo(k: usize, sent: &[u8], echo: &[u8]) -> Result<(), String> {
-    if echo == sent {
-        return Ok(());
-    }
-    let at = sent.iter().zip(echo).take_while(|(a, b)| a == b).count();
-    Err(format!(
-        "echo {k} differs: {} bytes, expected {}; first difference at byte {at}",
-        echo.len(),
-        sent.len()
-    ))
 }
