@@ -3,18 +3,29 @@
 //! stripped (`Config::u32_be()` and `LengthDelimitedCodec::new()`).
 //!
 //! ```text
-//! cargo bench -p framing --bench codec && scripts/bench-ratios
+//! cargo bench -p framing --all-features --bench codec && scripts/bench-ratios
 //! ```
+//!
+//! `ours_bytes` needs the `bytes` feature; without it the other functions
+//! still run.
 //!
 //! Every group reports `Throughput::Elements(frames)`, so the functions of a
 //! group compare directly in frames/s. The IDs are read by
 //! `scripts/bench-ratios` and must stay as they are:
 //!
-//! | group                                    | functions                                |
-//! |------------------------------------------|------------------------------------------|
-//! | `decode_prefilled/{16B,64B,1KiB,1MiB}`   | `tokio`, `ours_borrowed`, `ours_owned`   |
-//! | `decode_chunked/{16B,64B,1KiB,1MiB}`     | `tokio`, `ours_borrowed`, `ours_owned`   |
-//! | `encode/{16B,64B}`                       | `tokio`, `ours`, `ours_header`           |
+//! | group                                  | functions                                            |
+//! |----------------------------------------|------------------------------------------------------|
+//! | `decode_prefilled/{16B,64B,1KiB,1MiB}` | `tokio`, `ours_borrowed`, `ours_owned`, `ours_bytes` |
+//! | `decode_chunked/{16B,64B,1KiB,1MiB}`   | `tokio`, `ours_borrowed`, `ours_owned`, `ours_bytes` |
+//! | `encode/{16B,64B}`                     | `tokio`, `ours`, `ours_header`                       |
+//!
+//! - `tokio`: `LengthDelimitedCodec` over its own `BytesMut`; frames are
+//!   `BytesMut` splits of it.
+//! - `ours_borrowed`: [`Decoder::next_frame`], frames borrowed from its buffer.
+//! - `ours_owned`: [`Decoder::next_frame_owned`], each frame copied into a `Vec`.
+//! - `ours_bytes`: `framing::bytes::BytesDecoder` over its own `BytesMut`,
+//!   frames `Bytes` split off it: the same buffer and the same calls as
+//!   `tokio`, so that this pair compares the codecs alone.
 //!
 //! Both sides do the same work per iteration: append the wire bytes to the
 //! decoder's own buffer (one copy, timed on both sides, since a real decoder
@@ -167,6 +178,38 @@ impl FrameSink for OursOwned {
     }
 }
 
+/// Our `BytesDecoder` over a `BytesMut`, exactly as `Tokio` does it: the
+/// received bytes appended with `extend_from_slice`, each frame a `Bytes`
+/// split off the buffer.
+#[cfg(feature = "bytes")]
+struct OursBytes {
+    decoder: framing::bytes::BytesDecoder,
+    buf: BytesMut,
+}
+
+#[cfg(feature = "bytes")]
+impl FrameSink for OursBytes {
+    const NAME: &'static str = "ours_bytes";
+
+    fn new() -> Self {
+        OursBytes {
+            decoder: framing::bytes::BytesDecoder::new(Config::u32_be()),
+            buf: BytesMut::new(),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        self.buf.extend_from_slice(bytes);
+        let mut n = 0;
+        while let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+            black_box(frame);
+            n += 1;
+        }
+        n
+    }
+}
+
 /// How the wire bytes reach the decoder in one iteration.
 #[derive(Clone, Copy)]
 enum Arrival {
@@ -219,6 +262,8 @@ fn decode(c: &mut Criterion) {
             bench_decoder::<Tokio>(&mut group, arrival, &wire, frames);
             bench_decoder::<OursBorrowed>(&mut group, arrival, &wire, frames);
             bench_decoder::<OursOwned>(&mut group, arrival, &wire, frames);
+            #[cfg(feature = "bytes")]
+            bench_decoder::<OursBytes>(&mut group, arrival, &wire, frames);
             group.finish();
         }
     }
