@@ -29,6 +29,8 @@
 //! result is the CPU cost of moving the bytes, steady to a few percent, which
 //! is what framing changes. `LOOPBACK_UNPINNED=1` measures without pinning.
 
+mod common;
+
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -47,38 +49,6 @@ const SIZES: [(&str, usize); 2] = [("64KiB", 64 * 1024), ("1KiB", 1024)];
 
 /// The raw reader's buffer: a common choice for bulk `read` loops.
 const RAW_READ_BUF: usize = 64 * 1024;
-
-/// Pins the calling thread, and so the threads it spawns later, to the first
-/// CPU it may run on, unless `LOOPBACK_UNPINNED` is set.
-#[cfg(target_os = "linux")]
-fn pin_to_one_cpu() {
-    // `cpu_set_t` of glibc and musl: 1024 bits.
-    type CpuSet = [u64; 16];
-    unsafe extern "C" {
-        fn sched_getaffinity(pid: i32, size: usize, mask: *mut CpuSet) -> i32;
-        fn sched_setaffinity(pid: i32, size: usize, mask: *const CpuSet) -> i32;
-    }
-    if std::env::var_os("LOOPBACK_UNPINNED").is_some() {
-        return;
-    }
-    let size = std::mem::size_of::<CpuSet>();
-    let mut allowed: CpuSet = [0; 16];
-    // SAFETY: `allowed` is a writable `cpu_set_t`-sized buffer; pid 0 is this thread.
-    if unsafe { sched_getaffinity(0, size, &mut allowed) } != 0 {
-        return;
-    }
-    let Some(word) = allowed.iter().position(|&w| w != 0) else {
-        return;
-    };
-    let mut one: CpuSet = [0; 16];
-    one[word] = 1 << allowed[word].trailing_zeros();
-    // SAFETY: as above, `one` is a `cpu_set_t`-sized buffer.
-    let ok = unsafe { sched_setaffinity(0, size, &one) } == 0;
-    assert!(ok, "sched_setaffinity failed");
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pin_to_one_cpu() {}
 
 /// A connected pair over 127.0.0.1: (client, server), `TCP_NODELAY` on both.
 fn connected_pair() -> (TcpStream, TcpStream) {
@@ -115,7 +85,7 @@ fn read_framed(rx: &mut FramedReader<TcpStream>, frames: usize) -> usize {
 }
 
 fn loopback(c: &mut Criterion) {
-    pin_to_one_cpu();
+    common::pin_to_one_cpu("LOOPBACK_UNPINNED");
     for (label, size) in SIZES {
         let frames = TOTAL / size;
         let payload = vec![0x5a_u8; size];
