@@ -102,6 +102,16 @@ fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
+/// Every line `rx` yields until its pipe closes (or `limit` passes).
+fn drain(rx: &mpsc::Receiver<String>, limit: Duration) -> Vec<String> {
+    let until = Instant::now() + limit;
+    let mut got = Vec::new();
+    while let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        got.push(line);
+    }
+    got
+}
+
 /// Waits for a line that `pred` accepts; returns it (all lines seen go to `seen`).
 fn expect_line(
     rx: &mpsc::Receiver<String>,
@@ -216,7 +226,9 @@ fn interrupted_sweep_leaves_nothing(sig: i32, name: &str) {
     let child = left.child.as_mut().unwrap();
     signal(child, sig);
     let code = wait_exit(child, Duration::from_secs(60));
-    let printed: Vec<String> = stdout.try_iter().collect();
+    // The child has exited, but its reader thread may not have passed on the last
+    // lines yet: read until its pipe closes.
+    let printed = drain(&stdout, Duration::from_secs(10));
     assert_eq!(code, Some(130), "stdout {printed:#?} stderr {seen:#?}");
     assert!(
         printed.iter().any(|l| l.contains("INTERRUPTED")),
