@@ -53,3 +53,8 @@ pub mod tokio;
 pub use codec::{Decoder, Encoder, Header};
 pub use config::{Builder, Config, DEFAULT_MAX_FRAME_LEN, Endian, LengthField, Oversized, Strip};
 pub use error::{Error, InvalidLength};
+
+/// The crate README's examples, run as doctests so that they stay true.
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
