@@ -11,7 +11,9 @@
 //! has arrived, the decoder reserves room for the rest of it a doubling at a
 //! time (at most twice what is buffered, or [`MAX_READ_CHUNK`] if more),
 //! never the whole declared length at once. A 4-byte header declaring 8 MiB
-//! followed by one byte costs at most 64 KiB.
+//! followed by one byte costs at most 64 KiB. Memory the buffer already
+//! owns (grown by an earlier large frame, and no longer shared with the
+//! frames split off it) is taken back for a whole frame at once.
 //!
 //! ```
 //! use bytes::{BufMut, BytesMut};
@@ -107,12 +109,23 @@ impl BytesDecoder {
     }
 }
 
-/// Makes room in `src` for more of a frame of `total` wire bytes: capacity
-/// up to twice what is buffered (at least [`MAX_READ_CHUNK`]), never more
-/// than the frame needs.
+/// Makes room in `src` for more of a frame of `total` wire bytes.
+///
+/// Memory the buffer already owns is taken back for the whole frame when it
+/// is enough (`try_reclaim` never allocates: on a long-lived connection the
+/// allocation an earlier large frame grew is reused, and the bytes buffered
+/// so far move to its front while they are few). Otherwise new capacity is
+/// reserved up to twice what is buffered (at least [`MAX_READ_CHUNK`]),
+/// never more than the frame needs: a header alone never allocates towards
+/// its declared length.
 #[cold]
 fn reserve_towards(src: &mut BytesMut, total: u64) {
     let len = src.len();
+    if let Ok(total) = usize::try_from(total)
+        && src.try_reclaim(total - len)
+    {
+        return;
+    }
     let want = total.min((2 * len).max(MAX_READ_CHUNK) as u64) as usize;
     if src.capacity() < want {
         src.reserve(want - len);
@@ -189,6 +202,50 @@ mod tests {
                 received: 5
             })
         ));
+    }
+
+    /// Feeds one frame of `len` payload bytes in 1460-byte reads; returns it.
+    fn feed_in_segments(dec: &mut BytesDecoder, buf: &mut BytesMut, len: usize) -> Bytes {
+        let wire = [&(len as u32).to_be_bytes()[..], &vec![0xa5; len]].concat();
+        let mut got = None;
+        for piece in wire.chunks(1460) {
+            buf.put_slice(piece);
+            if let Some(frame) = dec.decode(buf).unwrap() {
+                got = Some(frame);
+            }
+        }
+        got.expect("the whole frame was fed")
+    }
+
+    #[test]
+    fn a_large_frame_reuses_what_the_last_one_grew() {
+        const LEN: usize = 300_000;
+        let mut dec = BytesDecoder::new(Config::u32_be());
+        let mut buf = BytesMut::new();
+        let first = feed_in_segments(&mut dec, &mut buf, LEN);
+        assert_eq!(first.len(), LEN);
+        let base = first.as_ptr() as usize - 4;
+        drop(first);
+        // The next header: the allocation is the buffer's alone again, so it
+        // takes the whole frame at once (no growing, no copying later) ...
+        buf.put_slice(&(LEN as u32).to_be_bytes());
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() >= LEN + 4, "capacity {}", buf.capacity());
+        assert_eq!(
+            buf.as_ptr() as usize,
+            base,
+            "moved to the front of the same allocation"
+        );
+        // ... while a frame still held keeps its bytes: nothing is taken
+        // back from under it, and the buffer is not given the whole frame.
+        let mut dec = BytesDecoder::new(Config::u32_be());
+        let mut buf = BytesMut::new();
+        let held = feed_in_segments(&mut dec, &mut buf, LEN);
+        buf.put_slice(&(LEN as u32).to_be_bytes());
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() < LEN + 4, "capacity {}", buf.capacity());
+        buf.put_slice(&[0; 1460]);
+        assert!(held.iter().all(|&b| b == 0xa5));
     }
 
     #[test]
