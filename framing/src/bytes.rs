@@ -140,6 +140,16 @@ impl Encoder {
     #[inline]
     pub fn encode_bytes_mut(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), Error> {
         self.check_no_offset()?;
+        if let Some((word, width)) = self.fast_field(payload.len()) {
+            // One 8-byte store and a truncate cost less than a copy of
+            // `width` bytes.
+            dst.reserve(8 + payload.len());
+            let at = dst.len();
+            dst.put_u64_ne(word);
+            dst.truncate(at + usize::from(width));
+            dst.put_slice(payload);
+            return Ok(());
+        }
         let h = self.header(payload.len())?;
         dst.reserve(h.len() + payload.len());
         dst.put_slice(&h);
@@ -280,23 +290,48 @@ mod tests {
     #[test]
     fn encodes_into_bytes_mut_as_into_vec() {
         let offset = Config::builder().offset(2).build().unwrap();
-        for config in [Config::u32_be(), Config::varint(), Config::python(), offset] {
+        let le3 = Config::builder()
+            .width(3)
+            .little_endian()
+            .adjustment(-3)
+            .build()
+            .unwrap();
+        let le8 = Config::builder().width(8).little_endian().build().unwrap();
+        let configs = [
+            Config::u32_be(),
+            Config::u16_be(),
+            Config::varint(),
+            Config::python(),
+            offset,
+            le3,
+            le8,
+        ];
+        for config in configs {
             let enc = Encoder::new(config);
-            for len in [0usize, 1, 127, 128, 300, 70_000] {
+            // Around the fast path's edges too: 2^16 - 1 fits a 2-byte field, 2^16 does not.
+            for len in [0usize, 1, 127, 128, 300, 65_535, 65_536, 70_000] {
                 let payload = vec![0x5a; len];
                 let (mut vec, mut bm) = (Vec::new(), BytesMut::new());
                 if config.offset() == 0 {
-                    enc.encode(&payload, &mut vec).unwrap();
-                    enc.encode_bytes_mut(&payload, &mut bm).unwrap();
+                    let (a, b) = (
+                        enc.encode(&payload, &mut vec),
+                        enc.encode_bytes_mut(&payload, &mut bm),
+                    );
+                    assert_eq!(a.is_ok(), b.is_ok(), "{config:?} {len}");
                     assert_eq!(&bm[..], &vec[..]);
                 }
                 vec.clear();
                 bm.clear();
                 let prefix = vec![7; config.offset()];
-                enc.encode_with_prefix(&prefix, &payload, &mut vec).unwrap();
-                enc.encode_with_prefix_bytes_mut(&prefix, &payload, &mut bm)
-                    .unwrap();
+                let (a, b) = (
+                    enc.encode_with_prefix(&prefix, &payload, &mut vec),
+                    enc.encode_with_prefix_bytes_mut(&prefix, &payload, &mut bm),
+                );
+                assert_eq!(a.is_ok(), b.is_ok(), "{config:?} {len}");
                 assert_eq!(&bm[..], &vec[..]);
+                if config == Config::u16_be() {
+                    assert_eq!(b.is_ok(), len <= 65_535);
+                }
             }
         }
         let enc = Encoder::new(Config::builder().offset(2).build().unwrap());

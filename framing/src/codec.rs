@@ -597,24 +597,39 @@ impl Encoder {
     /// does not fit the field.
     #[inline]
     pub fn header(&self, payload_len: usize) -> Result<Header, Error> {
+        if let Some((word, width)) = self.fast_field(payload_len) {
+            let mut h = Header {
+                bytes: [0; 12],
+                len: width,
+            };
+            h.bytes[..8].copy_from_slice(&word.to_ne_bytes());
+            return Ok(h);
+        }
+        self.header_checked(payload_len)
+    }
+
+    /// The length field for a fixed-width layout and a payload length no
+    /// check can fail on: the field's bytes are the first `width` of
+    /// `word.to_ne_bytes()`, to be written as one 8-byte store. `None` for
+    /// every other case ([`header_checked`](Encoder::header_checked)).
+    ///
+    /// Returned in registers, not as a [`Header`] moved through a `Result`:
+    /// copying that struct field by field and reading it back whole stalled
+    /// store forwarding on the hot path of the tokio `Codec`.
+    #[inline]
+    pub(crate) fn fast_field(&self, payload_len: usize) -> Option<(u64, u8)> {
         if let (LengthField::Fixed { width, endian }, true) = (
             self.config.length,
             (self.fast_lo..=self.fast_hi).contains(&payload_len),
         ) {
-            // In range, so no check can fail: one fixed 8-byte store.
             let value = (payload_len as u64).wrapping_sub(self.config.adjustment as u64);
             let bytes = match endian {
                 Endian::Big => (value << (64 - 8 * u32::from(width))).to_be_bytes(),
                 Endian::Little => value.to_le_bytes(),
             };
-            let mut h = Header {
-                bytes: [0; 12],
-                len: width,
-            };
-            h.bytes[..8].copy_from_slice(&bytes);
-            return Ok(h);
+            return Some((u64::from_ne_bytes(bytes), width));
         }
-        self.header_checked(payload_len)
+        None
     }
 
     /// [`header`](Encoder::header) for every layout, checking as it goes.
@@ -707,6 +722,14 @@ impl Encoder {
     #[inline]
     pub fn encode(&self, payload: &[u8], dst: &mut Vec<u8>) -> Result<(), Error> {
         self.check_no_offset()?;
+        if let Some((word, width)) = self.fast_field(payload.len()) {
+            dst.reserve(8 + payload.len());
+            let at = dst.len();
+            dst.extend_from_slice(&word.to_ne_bytes());
+            dst.truncate(at + usize::from(width));
+            dst.extend_from_slice(payload);
+            return Ok(());
+        }
         let h = self.header(payload.len())?;
         dst.reserve(h.bytes.len() + payload.len());
         // A fixed-size copy and a truncate cost less than a copy of `h.len` bytes.
