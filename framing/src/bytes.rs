@@ -90,7 +90,14 @@ impl BytesDecoder {
                 reserve_towards(src, total);
                 Ok(None)
             }
-            Step::Pending(None) => Ok(None),
+            Step::Pending(None) => {
+                // Full, with a frame still due: grow here, to the frame's
+                // measure, rather than let the caller's `reserve(1)` double.
+                if src.len() == src.capacity() && self.finder.need() > src.len() as u64 {
+                    reserve_towards(src, self.finder.need());
+                }
+                Ok(None)
+            }
             Step::Discard { drop, error } => {
                 src.advance(drop);
                 Err(error)
@@ -109,27 +116,38 @@ impl BytesDecoder {
     }
 }
 
+/// Room a read may use beyond a small frame's end, so that a stream of small
+/// frames is read many at a time (tokio-util's `Framed` starts at 8 KiB).
+const READ_AHEAD: usize = 8 * 1024;
+
 /// Makes room in `src` for more of a frame of `total` wire bytes.
 ///
 /// Memory the buffer already owns is taken back for the whole frame when it
 /// is enough (`try_reclaim` never allocates: on a long-lived connection the
-/// allocation an earlier large frame grew is reused, and the bytes buffered
-/// so far move to its front while they are few). Otherwise new capacity is
-/// reserved up to twice what is buffered (at least [`MAX_READ_CHUNK`]),
-/// never more than the frame needs: a header alone never allocates towards
-/// its declared length.
+/// allocation an earlier frame grew is reused, the bytes buffered so far
+/// moving to its front). Otherwise a new allocation replaces the buffer,
+/// sized to the frame's measure: the whole frame, or twice what is buffered
+/// (at least [`MAX_READ_CHUNK`]) while that is less. A header alone never
+/// allocates towards its declared length. The new allocation is exactly
+/// that size, not a doubling of the old one as `BytesMut::reserve` would
+/// make: a buffer much larger than its frames lets reads run into the next
+/// frame, whose bytes must then be moved to the front before it can be
+/// split off whole.
 #[cold]
 fn reserve_towards(src: &mut BytesMut, total: u64) {
     let len = src.len();
-    if let Ok(total) = usize::try_from(total)
-        && src.try_reclaim(total - len)
-    {
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    let goal = total.max(len.saturating_add(READ_AHEAD));
+    if src.capacity() >= goal || src.try_reclaim(goal - len) {
         return;
     }
-    let want = total.min((2 * len).max(MAX_READ_CHUNK) as u64) as usize;
-    if src.capacity() < want {
-        src.reserve(want - len);
+    let want = goal.min((2 * len).max(MAX_READ_CHUNK));
+    if src.capacity() >= want || src.try_reclaim(want - len) {
+        return;
     }
+    let mut grown = BytesMut::with_capacity(want);
+    grown.put_slice(src);
+    *src = grown;
 }
 
 impl Encoder {

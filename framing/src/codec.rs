@@ -284,6 +284,13 @@ impl Finder {
         }
     }
 
+    /// Buffered bytes the next frame (or header) needs before it completes,
+    /// as last seen by [`step`](Finder::step).
+    #[inline]
+    pub(crate) fn need(&self) -> u64 {
+        self.need
+    }
+
     /// Whether the stream may end with `buf` still buffered.
     pub(crate) fn finish(&self, buf: &[u8]) -> Result<(), Error> {
         if self.skip > 0 {
