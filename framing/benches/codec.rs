@@ -35,6 +35,8 @@
 //! buffer management (tokio's `BytesMut` reclaiming or reallocating, our
 //! compaction).
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -321,12 +323,7 @@ fn encode(c: &mut Criterion) {
 /// two-core machine. Plots and the default 100 000 bootstrap resamples cost
 /// more time than the measurements; the ratios need neither.
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30)
-        .nresamples(20_000)
-        .without_plots()
+    common::short_runs(Duration::from_secs(2), 30)
 }
 
 criterion_group! {

@@ -131,12 +131,7 @@ fn loopback(c: &mut Criterion) {
 /// Few, long samples: one iteration moves 64 MiB. No plots, fewer bootstrap
 /// resamples: the ratios need neither.
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(10)
-        .nresamples(20_000)
-        .without_plots()
+    common::short_runs(Duration::from_secs(4), 10)
 }
 
 criterion_group! {

@@ -347,12 +347,7 @@ fn tokio_echo(c: &mut Criterion) {
 /// Short runs, as in `codec.rs`: the file takes well under two minutes.
 /// No plots, fewer bootstrap resamples: the ratios need neither.
 fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-        .nresamples(20_000)
-        .without_plots()
+    common::short_runs(Duration::from_secs(3), 30)
 }
 
 criterion_group! {

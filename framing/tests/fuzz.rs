@@ -55,6 +55,38 @@ enum Event {
     End(Option<String>),
 }
 
+/// What to do after one decoder call.
+enum Next {
+    /// Call again: there may be more in what was received.
+    Call,
+    /// Feed the next read.
+    Read,
+    /// The stream has ended with a fatal error.
+    Over,
+}
+
+/// Records the result of one decoder call, checking the frame bound and
+/// that only fatal errors end the stream.
+fn record(events: &mut Vec<Event>, config: Config, step: Result<Option<&[u8]>, Error>) -> Next {
+    match step {
+        Ok(Some(f)) => {
+            assert!(f.len() <= config.max_frame_len());
+            events.push(Event::Frame(f.to_vec()));
+            Next::Call
+        }
+        Ok(None) => Next::Read,
+        Err(Error::Discarded { declared, .. }) => {
+            events.push(Event::Discarded(declared));
+            Next::Call
+        }
+        Err(e) => {
+            assert!(e.is_fatal());
+            events.push(Event::Fatal(e.to_string()));
+            Next::Over
+        }
+    }
+}
+
 fn run(config: Config, bytes: &[u8], read: usize) -> Vec<Event> {
     let mut dec = Decoder::new(config);
     let mut events = Vec::new();
@@ -68,18 +100,10 @@ fn run(config: Config, bytes: &[u8], read: usize) -> Vec<Event> {
             dec.capacity()
         );
         loop {
-            match dec.next_frame() {
-                Ok(Some(f)) => {
-                    assert!(f.len() <= config.max_frame_len());
-                    events.push(Event::Frame(f.to_vec()));
-                }
-                Ok(None) => break,
-                Err(Error::Discarded { declared, .. }) => events.push(Event::Discarded(declared)),
-                Err(e) => {
-                    assert!(e.is_fatal());
-                    events.push(Event::Fatal(e.to_string()));
-                    return events;
-                }
+            match record(&mut events, config, dec.next_frame()) {
+                Next::Call => {}
+                Next::Read => break,
+                Next::Over => return events,
             }
         }
     }
@@ -105,18 +129,14 @@ fn run_bytes(config: Config, bytes: &[u8], read: usize) -> Vec<Event> {
                 "capacity {} after {received} bytes",
                 buf.capacity()
             );
-            match step {
-                Ok(Some(f)) => {
-                    assert!(f.len() <= config.max_frame_len());
-                    events.push(Event::Frame(f.to_vec()));
-                }
-                Ok(None) => break,
-                Err(Error::Discarded { declared, .. }) => events.push(Event::Discarded(declared)),
-                Err(e) => {
-                    assert!(e.is_fatal());
-                    events.push(Event::Fatal(e.to_string()));
-                    return events;
-                }
+            let next = match step {
+                Ok(f) => record(&mut events, config, Ok(f.as_deref())),
+                Err(e) => record(&mut events, config, Err(e)),
+            };
+            match next {
+                Next::Call => {}
+                Next::Read => break,
+                Next::Over => return events,
             }
         }
     }

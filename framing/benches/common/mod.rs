@@ -1,8 +1,26 @@
-//! What the benches share: pinning to one CPU.
+//! What the benches share: criterion's settings and pinning to one CPU.
+
+use std::time::Duration;
+
+use criterion::Criterion;
+
+/// Short runs for ratios: one second of warm-up, `measure` of measurement
+/// over `samples` samples, no plots, 20 000 bootstrap resamples instead of
+/// 100 000 (on a noisy two-core machine those cost more than the
+/// measurements, and the ratios need neither).
+pub(crate) fn short_runs(measure: Duration, samples: usize) -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(measure)
+        .sample_size(samples)
+        .nresamples(20_000)
+        .without_plots()
+}
 
 /// Pins the calling thread, and so the threads it spawns later, to the first
 /// CPU it may run on, unless the environment variable `unpinned` is set.
 #[cfg(target_os = "linux")]
+#[allow(dead_code)] // codec.rs does not pin
 pub(crate) fn pin_to_one_cpu(unpinned: &str) {
     // `cpu_set_t` of glibc and musl: 1024 bits.
     type CpuSet = [u64; 16];
@@ -31,4 +49,5 @@ pub(crate) fn pin_to_one_cpu(unpinned: &str) {
 
 /// Pinning is Linux-only.
 #[cfg(not(target_os = "linux"))]
+#[allow(dead_code)]
 pub(crate) fn pin_to_one_cpu(_unpinned: &str) {}
