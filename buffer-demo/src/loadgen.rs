@@ -8,13 +8,15 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::{Error, Result};
-use crate::mmsg::{SLOT, SendBatch, interrupted};
+use crate::mmsg::{MAX_GSO_BYTES, MAX_GSO_SEGMENTS, SLOT, SendBatch, interrupted};
 use crate::stop::Stop;
 use crate::wire::{Datagram, HEADER_LEN};
 
@@ -26,6 +28,8 @@ pub const MAX_RATE: f64 = 50_000_000.0;
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Most datagrams per `sendmmsg` (the kernel's `UIO_MAXIOV`).
 pub const MAX_BATCH: usize = 1024;
+/// Most sending threads.
+pub const MAX_THREADS: usize = 64;
 /// Most sentinel copies.
 pub const MAX_SENTINEL_COPIES: u32 = 1000;
 /// Longest drain pause or gap between sentinel copies.
@@ -106,8 +110,14 @@ pub struct BlastConfig {
     /// How long to send (at a set rate, `rate * duration` datagrams, unless
     /// the sender cannot keep up: it stops [`grace`] after the duration).
     pub duration: Duration,
-    /// Datagrams per `sendmmsg`.
+    /// Messages per `sendmmsg` (each of `gso` datagrams).
     pub batch: usize,
+    /// Datagrams per message: above 1, each message is one UDP GSO send
+    /// (`UDP_SEGMENT`) that the kernel splits into datagrams; up to
+    /// [`MAX_GSO_SEGMENTS`] and [`MAX_GSO_BYTES`] in all.
+    pub gso: usize,
+    /// Sending threads (sharing the socket: one source, one stream).
+    pub threads: usize,
     /// Pause between the last datagram and the first sentinel copy.
     pub drain: Duration,
     /// Sentinel copies.
@@ -128,6 +138,8 @@ impl Default for BlastConfig {
             size: 64,
             duration: Duration::from_secs(1),
             batch: 32,
+            gso: 1,
+            threads: 1,
             drain: Duration::from_millis(100),
             sentinel_copies: 5,
             sentinel_gap: Duration::from_millis(10),
@@ -150,6 +162,10 @@ pub struct BlastReport {
     pub rate: f64,
     /// Bytes per datagram.
     pub size: usize,
+    /// Sending threads.
+    pub threads: usize,
+    /// Datagrams per GSO message (1: no GSO).
+    pub gso: usize,
     /// Datagrams the kernel accepted (the sentinel's total).
     pub sent: u64,
     /// Datagrams due at the offered rate over the duration (`None`: unpaced).
@@ -157,6 +173,9 @@ pub struct BlastReport {
     /// The stream stopped at its deadline before every due datagram went
     /// out: the sender could not keep up with the offered rate.
     pub sender_limited: bool,
+    /// Times the stream was seen behind its schedule while it ran (and
+    /// said so on stderr).
+    pub behind_warnings: u64,
     /// A stop was requested before the stream ended.
     pub interrupted: bool,
     /// `sendmmsg` calls.
@@ -175,10 +194,13 @@ impl std::fmt::Display for BlastReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "blast {} -> {} (nonce {:016x}): {} datagrams of {} B in {:.3} s = {:.0}/s (offered {}), {} sendmmsg calls, {} errors, max lateness {:.0} us",
+            "blast {} -> {} (nonce {:016x}, {} thread{}, gso {}): {} datagrams of {} B in {:.3} s = {:.0}/s (offered {}), {} sendmmsg calls, {} errors, max lateness {:.0} us",
             self.source,
             self.to,
             self.nonce,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.gso,
             self.sent,
             self.size,
             self.secs,
@@ -230,6 +252,26 @@ fn check(cfg: &BlastConfig) -> Result<()> {
     if !(1..=MAX_BATCH).contains(&cfg.batch) {
         return bad(format!("--batch {} is outside 1..={MAX_BATCH}", cfg.batch));
     }
+    if !(1..=MAX_THREADS).contains(&cfg.threads) {
+        return bad(format!(
+            "--threads {} is outside 1..={MAX_THREADS}",
+            cfg.threads
+        ));
+    }
+    if !(1..=MAX_GSO_SEGMENTS).contains(&cfg.gso) {
+        return bad(format!(
+            "--gso {} is outside 1..={MAX_GSO_SEGMENTS} datagrams per message",
+            cfg.gso
+        ));
+    }
+    if cfg.gso > 1 && cfg.gso * cfg.size > MAX_GSO_BYTES {
+        return bad(format!(
+            "--gso {} x --size {} = {} bytes is more than one GSO message holds ({MAX_GSO_BYTES}); use fewer segments",
+            cfg.gso,
+            cfg.size,
+            cfg.gso * cfg.size
+        ));
+    }
     if !(cfg.rate.is_finite() && (0.0..=MAX_RATE).contains(&cfg.rate)) {
         return bad(format!(
             "--rate {} is outside 0..={MAX_RATE} datagrams/s (0: unpaced)",
@@ -262,7 +304,150 @@ fn check(cfg: &BlastConfig) -> Result<()> {
     Ok(())
 }
 
-/// Sends the paced stream, then the sentinel copies.
+/// Counters the sending threads share.
+#[derive(Default)]
+struct Shared {
+    /// The next seq not yet claimed by a thread.
+    claimed: AtomicU64,
+    sent: AtomicU64,
+    calls: AtomicU64,
+    errors: AtomicU64,
+    max_late_ns: AtomicU64,
+    last_sent_ns: AtomicU64,
+    sender_limited: AtomicBool,
+    interrupted: AtomicBool,
+    fatal: std::sync::Mutex<Option<std::io::Error>>,
+}
+
+/// One sending thread: claims the next `batch x gso` seqs, waits for the
+/// last one's deadline, sends them with one `sendmmsg` (retrying the rest
+/// after a partial send), until the stream is done.
+fn send_loop(
+    cfg: &BlastConfig,
+    fd: i32,
+    nonce: u64,
+    start: Instant,
+    limit: Option<u64>,
+    sh: &Shared,
+) {
+    let g = cfg.gso.max(1);
+    let chunk = (cfg.batch * g) as u64;
+    let mut batch = SendBatch::with_gso(cfg.batch, cfg.size, g);
+    let end = start + cfg.duration;
+    let deadline = match limit {
+        Some(_) => end + grace(cfg.duration),
+        None => end,
+    };
+    let pacer = Pacer::new(start, cfg.rate);
+    let mut my_calls = 0u64;
+    loop {
+        if cfg.stop.requested() {
+            sh.interrupted.store(true, Ordering::Relaxed);
+            break;
+        }
+        let now = Instant::now();
+        match limit {
+            Some(l) => {
+                let claimed = sh.claimed.load(Ordering::Relaxed);
+                if claimed >= l {
+                    break;
+                }
+                // Past the duration, go on only while what is left can go
+                // out within the grace at the rate reached so far.
+                let elapsed = now.duration_since(start).as_secs_f64().max(1e-9);
+                let reached = sh.sent.load(Ordering::Relaxed) as f64 / elapsed;
+                if now >= end
+                    && (now >= deadline
+                        || (l - claimed) as f64
+                            > reached * deadline.duration_since(now).as_secs_f64())
+                {
+                    sh.sender_limited.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+            // At least one call, so that even a late start sends something.
+            None if my_calls > 0 && now >= end => break,
+            None => {}
+        }
+        let k = sh.claimed.fetch_add(chunk, Ordering::Relaxed);
+        let want = match limit {
+            Some(l) if k >= l => break,
+            Some(l) => (l - k).min(chunk) as usize,
+            None => chunk as usize,
+        };
+        let last = k + want as u64 - 1;
+        let wait = pacer.wait(last, now);
+        if !wait.is_zero() {
+            if cfg.stop.sleep(wait) {
+                // The claimed seqs still go out: a hole would make the
+                // sentinel's total look short to the sink.
+                sh.interrupted.store(true, Ordering::Relaxed);
+            }
+        } else {
+            let late = now.saturating_duration_since(pacer.due(last)).as_nanos() as u64;
+            sh.max_late_ns.fetch_max(late, Ordering::Relaxed);
+        }
+        let stamp = now_ns();
+        for i in 0..want {
+            let slot = batch.slot(i);
+            Datagram::emit_data(slot, nonce, k + i as u64, stamp);
+            if g > 1 {
+                crate::wire::set_segments(slot, g as u8);
+            }
+        }
+        let mut from = 0;
+        let mut failures = 0u32;
+        while from < want {
+            my_calls += 1;
+            sh.calls.fetch_add(1, Ordering::Relaxed);
+            match batch.send(fd, from, want) {
+                Ok(n) => {
+                    from += n;
+                    sh.sent.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if interrupted(&e) => {}
+                // A full socket send buffer: wait for it, the seqs are claimed.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    failures += 1;
+                    if failures > 1000 {
+                        sh.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) => {
+                    let errors = sh.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::debug!(error = %e, "sendmmsg");
+                    if errors > 1000 && sh.sent.load(Ordering::Relaxed) == 0 {
+                        *sh.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        sh.interrupted.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    break;
+                }
+            }
+            // After a partial send, datagram i still carries seq k + i.
+        }
+        sh.last_sent_ns
+            .fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if sh.interrupted.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+}
+
+/// How far behind its schedule a paced stream may run before the blaster
+/// says so while it runs: the larger of 50 ms of the rate and one batch per thread.
+fn behind_slack(cfg: &BlastConfig) -> u64 {
+    let batch = (cfg.batch * cfg.gso.max(1) * cfg.threads.max(1)) as f64;
+    (cfg.rate * 0.05).max(batch) as u64
+}
+
+/// Sends the paced stream (from `threads` threads sharing one socket, so
+/// that it is one stream from one source), then the sentinel copies.
 pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
     check(cfg)?;
     let nonce = match cfg.nonce {
@@ -286,91 +471,60 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
         .as_socket()
         .ok_or_else(|| Error::Config("local address is not IP".into()))?;
     let fd = socket.as_raw_fd();
-    let mut batch = SendBatch::new(cfg.batch, cfg.size);
     let limit = if cfg.rate > 0.0 {
         Some((cfg.rate * cfg.duration.as_secs_f64()).round() as u64)
     } else {
         None
     };
+    let sh = Shared::default();
     let start = Instant::now();
-    let end = start + cfg.duration;
-    // A paced stream that fell behind may finish what was due a little late;
-    // never longer, whatever the rate.
-    let deadline = match limit {
-        Some(_) => end + grace(cfg.duration),
-        None => end,
-    };
-    let pacer = Pacer::new(start, cfg.rate);
-    let (mut sent, mut calls, mut errors) = (0u64, 0u64, 0u64);
-    let mut max_late = Duration::ZERO;
-    let mut last_sent_at = start;
-    let mut sender_limited = false;
-    let mut interrupted_run = false;
-    loop {
-        if cfg.stop.requested() {
-            interrupted_run = true;
-            break;
+    let mut behind_warnings = 0u64;
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = mpsc::channel::<()>();
+        for t in 0..cfg.threads.max(1) {
+            let (sh, tx) = (&sh, tx.clone());
+            std::thread::Builder::new()
+                .name(format!("bd-blast-{t}"))
+                .spawn_scoped(s, move || {
+                    send_loop(cfg, fd, nonce, start, limit, sh);
+                    drop(tx);
+                })
+                .map_err(Error::io("spawn sending thread"))?;
         }
-        let now = Instant::now();
-        let want = match limit {
-            Some(l) if sent >= l => break,
-            // Past the duration, go on only while what is left can go out
-            // within the grace at the rate reached so far.
-            Some(l)
-                if now >= end
-                    && (now >= deadline
-                        || (l - sent) as f64
-                            > sent as f64 / now.duration_since(start).as_secs_f64()
-                                * deadline.duration_since(now).as_secs_f64()) =>
-            {
-                sender_limited = true;
-                break;
+        drop(tx);
+        // While the threads send: say so as soon as the stream falls behind.
+        let slack = behind_slack(cfg);
+        while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(1)) {
+            let Some(l) = limit else { continue };
+            let elapsed = start.elapsed().as_secs_f64();
+            let due = ((cfg.rate * elapsed) as u64).min(l);
+            let sent = sh.sent.load(Ordering::Relaxed);
+            if due > sent + slack {
+                behind_warnings += 1;
+                tracing::warn!(
+                    behind = due - sent,
+                    behind_ms = (due - sent) as f64 / cfg.rate * 1e3,
+                    reached = sent as f64 / elapsed,
+                    asked = cfg.rate,
+                    threads = cfg.threads,
+                    "the blaster is behind its schedule: the sender, not the sink, limits this rate"
+                );
             }
-            Some(l) => (l - sent).min(cfg.batch as u64) as usize,
-            // At least one call, so that even a late start sends something.
-            None if calls > 0 && now >= end => break,
-            None => cfg.batch,
-        };
-        let last = sent + want as u64 - 1;
-        let wait = pacer.wait(last, now);
-        if !wait.is_zero() {
-            if cfg.stop.sleep(wait) {
-                interrupted_run = true;
-                break;
-            }
-        } else {
-            max_late = max_late.max(now.saturating_duration_since(pacer.due(last)));
         }
-        let stamp = now_ns();
-        for i in 0..want {
-            Datagram::emit_data(batch.slot(i), nonce, sent + i as u64, stamp);
-        }
-        let mut from = 0;
-        while from < want {
-            calls += 1;
-            match batch.send(fd, from, want) {
-                Ok(n) => {
-                    from += n;
-                    sent += n as u64;
-                }
-                Err(e) if interrupted(&e) => {}
-                Err(e) => {
-                    errors += 1;
-                    tracing::debug!(error = %e, "sendmmsg");
-                    if errors > 1000 && sent == 0 {
-                        return Err(Error::Socket {
-                            op: "sendmmsg",
-                            source: e,
-                        });
-                    }
-                    break;
-                }
-            }
-            // After a partial send, datagram i still carries seq sent + (i - from).
-        }
-        last_sent_at = Instant::now();
+        Ok(())
+    })?;
+    if let Some(e) = sh.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(Error::Socket {
+            op: "sendmmsg",
+            source: e,
+        });
     }
-    let secs = last_sent_at.duration_since(start).as_secs_f64();
+    let sent = sh.sent.load(Ordering::Relaxed);
+    let calls = sh.calls.load(Ordering::Relaxed);
+    let errors = sh.errors.load(Ordering::Relaxed);
+    let interrupted_run = sh.interrupted.load(Ordering::Relaxed);
+    let sender_limited = sh.sender_limited.load(Ordering::Relaxed);
+    let secs = Duration::from_nanos(sh.last_sent_ns.load(Ordering::Relaxed)).as_secs_f64();
     let achieved_rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
     if sender_limited {
         tracing::warn!(
@@ -403,15 +557,18 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
         nonce,
         rate: cfg.rate,
         size: cfg.size,
+        threads: cfg.threads.max(1),
+        gso: cfg.gso.max(1),
         sent,
         due: limit,
         sender_limited,
+        behind_warnings,
         interrupted: interrupted_run,
         send_calls: calls,
         send_errors: errors,
         secs,
         achieved_rate,
-        max_late_us: max_late.as_secs_f64() * 1e6,
+        max_late_us: sh.max_late_ns.load(Ordering::Relaxed) as f64 / 1e3,
     };
     tracing::info!(%report, "blast done");
     Ok(report)

@@ -6,7 +6,7 @@
 //! ```text
 //!  0               4       5       6               8
 //! +---------------+-------+-------+---------------+
-//! | magic "BDm2"  | kind  |   0   | length (u16)  |
+//! | magic "BDm2"  | kind  | segs  | length (u16)  |
 //! +---------------+-------+-------+---------------+
 //! |            stream nonce (u64), the same in every datagram of a run  |
 //! +---------------------------------------------------------------------+
@@ -17,6 +17,12 @@
 //! sentinel only (length 40):
 //! |  copy index (u32)             |  copies (u32)                       |
 //! ```
+//!
+//! `segs` (data only) is the number of datagrams in the GSO message this one
+//! was sent in (0 or 1: sent alone); such a message carries the seqs
+//! `m * segs .. (m + 1) * segs` (the stream's last may hold fewer), so a sink
+//! whose kernel counts drops by coalesced message (`UDP_GRO`) can turn them
+//! into datagrams ([`crate::account`]).
 //!
 //! `length` is the whole datagram's length: a datagram whose real length
 //! differs (truncated, padded, someone else's traffic) is *foreign*. The
@@ -44,6 +50,7 @@ mod field {
     use std::ops::Range;
     pub(super) const MAGIC: Range<usize> = 0..4;
     pub(super) const KIND: usize = 4;
+    pub(super) const SEGS: usize = 5;
     pub(super) const LENGTH: Range<usize> = 6..8;
     pub(super) const NONCE: Range<usize> = 8..16;
     pub(super) const SEQ: Range<usize> = 16..24;
@@ -191,6 +198,16 @@ impl Datagram {
     }
 }
 
+/// Sets the `segs` byte of a data datagram written by [`Datagram::emit_data`].
+pub fn set_segments(buf: &mut [u8], segs: u8) {
+    buf[field::SEGS] = segs;
+}
+
+/// The `segs` byte of a datagram (0 when shorter than the header).
+pub fn segments_of(bytes: &[u8]) -> u8 {
+    bytes.get(field::SEGS).copied().unwrap_or(0)
+}
+
 fn emit_head(buf: &mut [u8], kind: u8, nonce: u64) {
     assert!(
         (HEADER_LEN..=u16::MAX as usize).contains(&buf.len()),
@@ -199,7 +216,7 @@ fn emit_head(buf: &mut [u8], kind: u8, nonce: u64) {
     );
     buf[field::MAGIC].copy_from_slice(&MAGIC);
     buf[field::KIND] = kind;
-    buf[5] = 0;
+    buf[field::SEGS] = 0;
     let len = buf.len() as u16;
     buf[field::LENGTH].copy_from_slice(&len.to_be_bytes());
     buf[field::NONCE].copy_from_slice(&nonce.to_be_bytes());

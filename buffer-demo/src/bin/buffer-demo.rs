@@ -136,10 +136,20 @@ enum Cmd {
         /// How long to send (seconds, or 500ms, 2m; up to a day).
         #[arg(long, default_value = "5", value_parser = seconds(0.001, 86_400.0))]
         duration: Duration,
-        /// Datagrams per sendmmsg call (1..=1024).
+        /// Messages per sendmmsg call (1..=1024); each message is one
+        /// datagram, or --gso datagrams.
         #[arg(long, default_value_t = 32,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::loadgen::MAX_BATCH as u64))]
         batch: usize,
+        /// UDP GSO: datagrams per message (UDP_SEGMENT), split by the
+        /// kernel (1: no GSO; up to 64, and 65507 bytes a message).
+        #[arg(long, default_value_t = 1,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::mmsg::MAX_GSO_SEGMENTS as u64))]
+        gso: usize,
+        /// Sending threads, sharing one socket (one stream, one source).
+        #[arg(long, default_value_t = 1,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::loadgen::MAX_THREADS as u64))]
+        threads: usize,
         /// Pause before the sentinel, milliseconds (up to 60000).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=60_000))]
         drain_ms: u64,
@@ -299,6 +309,8 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             size,
             duration,
             batch,
+            gso,
+            threads,
             drain_ms,
             nonce,
             json,
@@ -309,6 +321,8 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 size,
                 duration,
                 batch,
+                gso,
+                threads,
                 drain: Duration::from_millis(drain_ms),
                 nonce,
                 stop: stop.clone(),
