@@ -141,8 +141,17 @@ pub struct Tally {
     pub late: u64,
     /// Data datagrams whose seq was below one seen before.
     pub out_of_order: u64,
-    /// Highest `SO_RXQ_OVFL` value seen (the socket's drops so far).
+    /// Highest `SO_RXQ_OVFL` value seen (the socket's drops so far; the
+    /// sum over the sockets after [`Tally::absorb`]).
     pub kernel_drops: u64,
+    /// Most datagrams per GSO message any data datagram said it was sent
+    /// in (its `segs` byte; 0 or 1: no GSO).
+    pub gso_segments: u64,
+    /// Data datagrams that were the first of their message (seq a multiple
+    /// of their `segs`): the messages of the stream that arrived.
+    pub messages: u64,
+    /// Highest seq among those first datagrams.
+    pub max_message_start: Option<u64>,
     expect: Expect,
     stream: Option<StreamId>,
     next_seq: u64,
@@ -209,6 +218,12 @@ impl Tally {
         match datagram {
             Datagram::Data { seq, sent_ns, .. } => {
                 self.data += 1;
+                let segs = u64::from(crate::wire::segments_of(bytes)).max(1);
+                self.gso_segments = self.gso_segments.max(segs);
+                if seq % segs == 0 {
+                    self.messages += 1;
+                    self.max_message_start = self.max_message_start.max(Some(seq));
+                }
                 if self.sentinel.is_some() {
                     self.late += 1;
                 }
@@ -285,6 +300,44 @@ impl Tally {
         drops
     }
 
+    /// Adds the counts of another receiver's tally of the same stream (one
+    /// socket of several): counters add up, the stream and the sentinel are
+    /// taken from whichever saw them.
+    pub fn absorb(&mut self, other: &Tally) {
+        self.received += other.received;
+        self.data += other.data;
+        self.foreign += other.foreign;
+        self.other_stream += other.other_stream;
+        self.other_sentinels += other.other_sentinels;
+        self.rejected_sentinels += other.rejected_sentinels;
+        self.late += other.late;
+        self.out_of_order += other.out_of_order;
+        self.kernel_drops += other.kernel_drops;
+        self.gso_segments = self.gso_segments.max(other.gso_segments);
+        self.messages += other.messages;
+        self.max_message_start = self.max_message_start.max(other.max_message_start);
+        self.next_seq = self.next_seq.max(other.next_seq);
+        if self.stream.is_none() {
+            self.stream = other.stream;
+        }
+        if self.last_rejected.is_none() {
+            self.last_rejected = other.last_rejected;
+        }
+        match (&mut self.sentinel, other.sentinel) {
+            (None, s) => self.sentinel = s,
+            (Some(mine), Some(theirs)) => {
+                // Copies split over sockets: one account of them.
+                mine.copies_received = mine.copies_received.saturating_add(theirs.copies_received);
+                mine.first_copy = mine.first_copy.min(theirs.first_copy);
+                if theirs.total != mine.total {
+                    mine.conflicts = mine.conflicts.saturating_add(1);
+                    mine.conflicting_total.get_or_insert(theirs.total);
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+
     /// The stream being counted, once known.
     pub fn stream(&self) -> Option<StreamId> {
         self.stream
@@ -324,6 +377,14 @@ pub struct Observations {
     pub rcvbuf_errors: Option<u64>,
     /// Datagrams dropped before the socket (a `tbf` qdisc), when known.
     pub before_socket: Option<u64>,
+    /// The kernel term comes from `proc_drops` (the sum over several
+    /// sockets) rather than from `SO_RXQ_OVFL` on the sentinel, which sees
+    /// only its own socket.
+    pub kernel_from_proc: bool,
+    /// The sockets had `UDP_GRO` on: the kernel counts a drop per coalesced
+    /// message, not per datagram; the ledger turns messages into datagrams
+    /// with the `segs` the datagrams carry.
+    pub kernel_counts_messages: bool,
 }
 
 /// Every term of the account; see the module docs.
@@ -335,8 +396,19 @@ pub struct Ledger {
     pub delivered: u64,
     /// Dropped in the application queue (split mode).
     pub queue_dropped: u64,
-    /// Data datagrams dropped by the kernel at the socket (`SO_RXQ_OVFL` at the sentinel).
+    /// Data datagrams dropped by the kernel at the socket (`SO_RXQ_OVFL` at
+    /// the sentinel; with several sockets `/proc/net/udp`; with `UDP_GRO`
+    /// the datagrams of the messages that never arrived, see
+    /// `kernel_messages_dropped`).
     pub kernel_dropped: Option<u64>,
+    /// With `UDP_GRO`: messages the kernel counted as dropped (its drop
+    /// counters count one per coalesced message).
+    pub kernel_messages_dropped: Option<u64>,
+    /// With `UDP_GRO`: messages of the stream that never arrived (from the
+    /// seqs); the books close only when it equals the kernel's count.
+    pub messages_missing: Option<u64>,
+    /// Datagrams per GSO message the stream said (1: none).
+    pub gso_segments: u64,
     /// Dropped before the socket (qdisc), when measured.
     pub before_socket: Option<u64>,
     /// sent minus every other term: 0 when the books close.
@@ -378,7 +450,38 @@ impl Ledger {
     pub fn close(obs: &Observations) -> Ledger {
         let t = &obs.tally;
         let sentinel = t.sentinel();
-        let kernel_dropped = sentinel.map(|s| s.drops_at_first.saturating_sub(s.first_copy.into()));
+        let lost_copies = sentinel.map(|s| u64::from(s.copies.saturating_sub(s.copies_received)));
+        // What the kernel counted at the socket(s), less the sentinel copies
+        // it dropped: datagrams, or messages with GRO.
+        let kernel_count = match (obs.kernel_from_proc, sentinel) {
+            (_, None) => None,
+            (true, Some(_)) => obs
+                .proc_drops
+                .map(|p| p.saturating_sub(lost_copies.unwrap_or(0))),
+            (false, Some(s)) => Some(s.drops_at_first.saturating_sub(s.first_copy.into())),
+        };
+        let g = t.gso_segments.max(1);
+        let (kernel_dropped, kernel_messages_dropped, messages_missing) =
+            match (obs.kernel_counts_messages, sentinel) {
+                (true, Some(s)) => {
+                    // Message m holds seqs m*g .. (m+1)*g, the last one fewer.
+                    let messages = s.total.div_ceil(g);
+                    let missing = messages.saturating_sub(t.messages);
+                    let last_start = messages.saturating_sub(1) * g;
+                    let last_missing = messages > 0 && t.max_message_start != Some(last_start);
+                    let short = if last_missing {
+                        messages * g - s.total
+                    } else {
+                        0
+                    };
+                    (
+                        Some((missing * g).saturating_sub(short)),
+                        kernel_count,
+                        Some(missing),
+                    )
+                }
+                _ => (kernel_count, None, None),
+            };
         let residual = sentinel.map(|s| {
             // i128: a total near u64::MAX must not wrap; the result is
             // clamped into i64 (a residual that large is an alarm anyway).
@@ -389,11 +492,8 @@ impl Ledger {
                 - i128::from(obs.before_socket.unwrap_or(0));
             r.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
         });
-        let proc_drops_data = match (obs.proc_drops, sentinel) {
-            (Some(p), Some(s)) => {
-                let lost_copies = s.copies.saturating_sub(s.copies_received);
-                Some(p.saturating_sub(lost_copies.into()))
-            }
+        let proc_drops_data = match (obs.proc_drops, lost_copies) {
+            (Some(p), Some(lost)) => Some(p.saturating_sub(lost)),
             _ => None,
         };
         Ledger {
@@ -401,6 +501,9 @@ impl Ledger {
             delivered: obs.delivered,
             queue_dropped: obs.queue_dropped,
             kernel_dropped,
+            kernel_messages_dropped,
+            messages_missing,
+            gso_segments: g,
             before_socket: obs.before_socket,
             residual,
             proc_drops: obs.proc_drops,
@@ -423,7 +526,9 @@ impl Ledger {
     /// True when a sentinel of the stream arrived, its copies agree on the
     /// total, and the residual is 0.
     pub fn closes(&self) -> bool {
-        self.residual == Some(0) && self.sentinel.is_some_and(|s| s.conflicts == 0)
+        self.residual == Some(0)
+            && self.sentinel.is_some_and(|s| s.conflicts == 0)
+            && self.kernel_messages_dropped == self.messages_missing
     }
 
     /// Fraction of sent datagrams not delivered (0 when nothing was sent).
@@ -453,11 +558,22 @@ impl std::fmt::Display for Ledger {
             "  dropped, application queue   {:>12}",
             self.queue_dropped
         )?;
-        writeln!(
-            f,
-            "  dropped, kernel socket       {:>12}   (SO_RXQ_OVFL at the sentinel)",
-            opt(self.kernel_dropped)
-        )?;
+        match (self.kernel_messages_dropped, self.messages_missing) {
+            (None, None) => writeln!(
+                f,
+                "  dropped, kernel socket       {:>12}   (SO_RXQ_OVFL at the sentinel, or /proc/net/udp of every socket)",
+                opt(self.kernel_dropped)
+            )?,
+            (k, m) => writeln!(
+                f,
+                "  dropped, kernel socket       {:>12}   ({} messages of {} never arrived; the kernel counted {} dropped{})",
+                opt(self.kernel_dropped),
+                opt(m),
+                self.gso_segments,
+                opt(k),
+                if k == m { "" } else { ": THEY DIFFER" }
+            )?,
+        }
         if let Some(b) = self.before_socket {
             writeln!(f, "  dropped before the socket    {b:>12}   (qdisc)")?;
         }
@@ -538,6 +654,51 @@ mod test {
 
     fn sentinel(total: u64, copy: u32, copies: u32) -> [u8; crate::wire::SENTINEL_LEN] {
         Datagram::sentinel(NONCE, total, copy, copies, 0)
+    }
+
+    fn gso_data(seq: u64, segs: u8) -> Vec<u8> {
+        let mut b = data(seq);
+        crate::wire::set_segments(&mut b, segs);
+        b
+    }
+
+    /// 10 datagrams in messages of 4 (4, 4, 2); the kernel counts drops per
+    /// message (GRO), the ledger turns them into datagrams.
+    fn gro_ledger(received: &[u64], kernel_messages: u64) -> Ledger {
+        let mut t = Tally::new();
+        for &seq in received {
+            t.on_datagram(&gso_data(seq, 4), src(), None);
+        }
+        t.on_datagram(&sentinel(10, 0, 1), src(), Some(kernel_messages as u32));
+        Ledger::close(&Observations {
+            delivered: t.data,
+            tally: t,
+            proc_drops: Some(kernel_messages),
+            kernel_counts_messages: true,
+            ..Observations::default()
+        })
+    }
+
+    #[test]
+    fn gro_messages_become_datagrams() {
+        // The middle message (seqs 4..8) dropped: 4 datagrams.
+        let l = gro_ledger(&[0, 1, 2, 3, 8, 9], 1);
+        assert_eq!(l.messages_missing, Some(1));
+        assert_eq!(l.kernel_messages_dropped, Some(1));
+        assert_eq!(l.kernel_dropped, Some(4));
+        assert_eq!(l.residual, Some(0));
+        assert!(l.closes());
+        // The short last message (8, 9) dropped: 2 datagrams.
+        let l = gro_ledger(&[0, 1, 2, 3, 4, 5, 6, 7], 1);
+        assert_eq!((l.kernel_dropped, l.residual), (Some(2), Some(0)));
+        assert!(l.closes());
+        // The kernel says 2 messages, only one is missing: does not close.
+        let l = gro_ledger(&[0, 1, 2, 3, 8, 9], 2);
+        assert!(!l.closes());
+        // Part of a message missing: the residual shows it.
+        let l = gro_ledger(&[0, 1, 2, 8, 9], 1);
+        assert_eq!(l.residual, Some(1));
+        assert!(!l.closes());
     }
 
     #[test]

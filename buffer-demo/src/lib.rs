@@ -20,7 +20,10 @@
 //! - [`stop`]: SIGINT/SIGTERM as a flag every run loop checks;
 //! - [`sweep`], [`plot`], [`netns`], [`versus`]: experiments built on them.
 //!
-//! It does not do GRO/GSO, IPv6 namespaces, or anything but Linux.
+//! The blaster can send from several threads and with UDP GSO
+//! (`blast --threads --gso`); the sink can take GRO-coalesced messages and
+//! split them (`sink --gro`) and receive on several `SO_REUSEPORT` sockets
+//! (`sink --receivers`). It does not do IPv6 namespaces, or anything but Linux.
 
 pub mod account;
 pub mod error;

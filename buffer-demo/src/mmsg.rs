@@ -210,7 +210,7 @@ impl RecvBatch {
 /// Splits a buffer received with `UDP_GRO` into the datagrams the kernel
 /// coalesced: `gro_size` bytes each, the last one possibly shorter; without
 /// a segment size (`None`, or one not below the length) the buffer is one
-/// datagram.
+/// datagram (an empty buffer yields nothing: take it as it is).
 pub fn segments(buf: &[u8], gro_size: Option<usize>) -> std::slice::Chunks<'_, u8> {
     let size = match gro_size {
         Some(s) if s > 0 && s < buf.len() => s,

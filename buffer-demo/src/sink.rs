@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::account::{Expect, Ledger, Observations, Tally, Verdict};
 use crate::error::{Error, Result};
-use crate::mmsg::{RecvBatch, interrupted, timed_out};
+use crate::mmsg::{GRO_SLOT, RecvBatch, SLOT, interrupted, segments, timed_out};
 use crate::netns;
 use crate::sockopt::{self, Rcvbuf};
 use crate::stop::Stop;
@@ -33,6 +33,8 @@ use crate::stop::Stop;
 pub const MAX_BATCH: usize = 1024;
 /// Largest application queue, datagrams (16 bytes each).
 pub const MAX_QUEUE: usize = 1 << 24;
+/// Most receiver threads (and sockets).
+pub const MAX_RECEIVERS: usize = 64;
 /// Most CPU work per datagram, microseconds (one second).
 pub const MAX_WORK_US: f64 = 1_000_000.0;
 
@@ -70,8 +72,15 @@ pub struct SinkConfig {
     pub work_us: f64,
     /// Capacity of the split mode's queue, datagrams.
     pub queue: usize,
-    /// Datagrams per `recvmmsg`.
+    /// Buffers per `recvmmsg` (with `gro`, each may hold many datagrams).
     pub batch: usize,
+    /// `UDP_GRO` on the socket(s): a GSO message arrives as one buffer,
+    /// which the receiver splits by its segment size. The kernel then counts
+    /// drops per message; the ledger converts.
+    pub gro: bool,
+    /// Receiver threads, each with its own `SO_REUSEPORT` socket on the
+    /// same address and its own queue to the processing thread.
+    pub receivers: usize,
     /// Print a progress line on stderr at this interval.
     pub progress: Option<Duration>,
     /// After the first sentinel copy, wait at most this long for the others.
@@ -102,6 +111,8 @@ impl Default for SinkConfig {
             work_us: 0.0,
             queue: 65536,
             batch: 32,
+            gro: false,
+            receivers: 1,
             progress: None,
             linger: Duration::from_millis(500),
             timeout: None,
@@ -126,7 +137,13 @@ pub struct SinkReport {
     pub queue: usize,
     /// Work per datagram, µs.
     pub work_us: f64,
-    /// Requested and granted receive buffer.
+    /// Receiver threads (sockets).
+    pub receivers: usize,
+    /// Datagrams (all kinds) each receiver took out of its socket.
+    pub per_receiver: Vec<u64>,
+    /// `UDP_GRO` was on.
+    pub gro: bool,
+    /// Requested and granted receive buffer (each socket's).
     pub rcvbuf: Rcvbuf,
     /// Network namespace, if any.
     pub netns: Option<String>,
@@ -134,10 +151,16 @@ pub struct SinkReport {
     pub ledger: Ledger,
     /// `recvmmsg` calls that returned datagrams or an error other than the timeout.
     pub recv_calls: u64,
+    /// Every `recvmmsg` call, those that timed out or found nothing included.
+    pub recv_syscalls: u64,
+    /// Buffers received (with GRO, one may hold many datagrams).
+    pub buffers: u64,
     /// Naps taken between receive calls (see [`SinkConfig::nap`]).
     pub naps: u64,
     /// Datagrams (all kinds) per receive call.
     pub datagrams_per_call: f64,
+    /// `recv_syscalls` per datagram received (all kinds).
+    pub recv_syscalls_per_datagram: f64,
     /// From the first data datagram to the first sentinel copy, seconds.
     pub stream_secs: f64,
     /// Delivered datagrams per second over `stream_secs`.
@@ -158,9 +181,12 @@ impl std::fmt::Display for SinkReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "sink {} ({} mode, batch {}, queue {}, work {} us{})",
+            "sink {} ({} mode, {} receiver{}{}, batch {}, queue {}, work {} us{})",
             self.local_addr,
             self.mode,
+            self.receivers,
+            if self.receivers == 1 { "" } else { "s" },
+            if self.gro { ", UDP_GRO" } else { "" },
             self.batch,
             self.queue,
             self.work_us,
@@ -169,13 +195,19 @@ impl std::fmt::Display for SinkReport {
                 .map_or(String::new(), |n| format!(", netns {n}"))
         )?;
         writeln!(f, "{}", self.rcvbuf)?;
+        if self.receivers > 1 {
+            writeln!(f, "datagrams per receiver: {:?}", self.per_receiver)?;
+        }
         writeln!(f, "{}", self.ledger)?;
         write!(
             f,
-            "{:.0} delivered/s over {:.3} s; {} receive calls ({} naps), {:.1} datagrams per call; latency mean {:.0} us, max {:.0} us; queue peak {}; peak RSS {} KiB",
+            "{:.0} delivered/s over {:.3} s; {} receive calls ({} in all, {:.5} per datagram; {} buffers; {} naps), {:.1} datagrams per call; latency mean {:.0} us, max {:.0} us; queue peak {}; peak RSS {} KiB",
             self.delivered_per_sec,
             self.stream_secs,
             self.recv_calls,
+            self.recv_syscalls,
+            self.recv_syscalls_per_datagram,
+            self.buffers,
             self.naps,
             self.datagrams_per_call,
             self.latency_mean_us,
@@ -192,7 +224,7 @@ impl std::fmt::Display for SinkReport {
 
 /// A bound sink, ready to [`run`](Sink::run).
 pub struct Sink {
-    socket: Socket,
+    sockets: Vec<Socket>,
     config: SinkConfig,
     rcvbuf: Rcvbuf,
     local_addr: SocketAddr,
@@ -215,19 +247,49 @@ struct Live {
     queue_depth: AtomicU64,
     kernel_drops: AtomicU64,
     foreign: AtomicU64,
-    receiver_done: AtomicBool,
+    /// Delivered by inline receivers (each adds its growth).
+    delivered_inline: AtomicU64,
+    receivers_done: AtomicUsize,
+    /// A receiver has the stream's sentinel: the stream is over.
+    sentinel_seen: AtomicBool,
 }
 
 struct ReceiverOut {
     tally: Tally,
     recv_calls: u64,
+    recv_syscalls: u64,
+    buffers: u64,
     first_data: Option<Instant>,
     sentinel_at: Option<Instant>,
     peak_depth: usize,
     queue_dropped: u64,
     naps: u64,
     inline: Processed,
+    inline_shown: u64,
     interrupted: bool,
+}
+
+impl ReceiverOut {
+    /// Adds another receiver's results (same stream, another socket).
+    fn absorb(&mut self, o: ReceiverOut) {
+        self.tally.absorb(&o.tally);
+        self.recv_calls += o.recv_calls;
+        self.recv_syscalls += o.recv_syscalls;
+        self.buffers += o.buffers;
+        self.first_data = match (self.first_data, o.first_data) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.sentinel_at = match (self.sentinel_at, o.sentinel_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.peak_depth = self.peak_depth.max(o.peak_depth);
+        self.queue_dropped += o.queue_dropped;
+        self.naps += o.naps;
+        self.inline.absorb(&o.inline);
+        self.interrupted |= o.interrupted;
+    }
 }
 
 #[derive(Default)]
@@ -239,6 +301,13 @@ struct Processed {
 }
 
 impl Processed {
+    fn absorb(&mut self, o: &Processed) {
+        self.delivered += o.delivered;
+        self.latency_sum_ns += o.latency_sum_ns;
+        self.latency_max_ns = self.latency_max_ns.max(o.latency_max_ns);
+        self.checksum ^= o.checksum;
+    }
+
     fn process(&mut self, rec: Record, work_ns: u64) {
         self.checksum = work(self.checksum ^ rec.seq, work_ns);
         let lat = now_ns().saturating_sub(rec.sent_ns);
@@ -281,8 +350,9 @@ const RECV_TIMEOUT: Duration = Duration::from_millis(20);
 const PROCESSOR_NAP: Duration = Duration::from_micros(200);
 
 impl Sink {
-    /// Creates and binds the socket (inside `config.netns` if set), sets the
-    /// receive buffer and `SO_RXQ_OVFL`.
+    /// Creates and binds the socket(s) (inside `config.netns` if set), sets
+    /// the receive buffer, `SO_RXQ_OVFL`, `UDP_GRO` (`gro`) and, for several
+    /// receivers, `SO_REUSEPORT` with [`sockopt::reuseport_program`].
     pub fn bind(config: SinkConfig) -> Result<Sink> {
         if !(1..=MAX_BATCH).contains(&config.batch) {
             return Err(Error::Config(format!(
@@ -296,6 +366,12 @@ impl Sink {
                 config.queue
             )));
         }
+        if !(1..=MAX_RECEIVERS).contains(&config.receivers) {
+            return Err(Error::Config(format!(
+                "--receivers {} is outside 1..={MAX_RECEIVERS}",
+                config.receivers
+            )));
+        }
         if !(config.work_us.is_finite() && (0.0..=MAX_WORK_US).contains(&config.work_us)) {
             return Err(Error::Config(format!(
                 "--work-us {} is outside 0..={MAX_WORK_US} microseconds",
@@ -304,41 +380,64 @@ impl Sink {
         }
         let make = {
             let config = config.clone();
-            move || -> Result<(Socket, Rcvbuf, Option<u64>)> {
+            move || -> Result<(Vec<Socket>, Rcvbuf, Option<u64>)> {
                 let domain = Domain::for_address(config.bind);
-                let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
-                    .map_err(Error::socket("socket"))?;
-                let rcvbuf = sockopt::set_rcvbuf(&socket, config.rcvbuf, config.force)?;
-                sockopt::enable_rxq_ovfl(&socket)?;
-                socket
-                    .set_read_timeout(Some(RECV_TIMEOUT))
-                    .map_err(Error::socket("setsockopt(SO_RCVTIMEO)"))?;
-                socket
-                    .bind(&config.bind.into())
-                    .map_err(|source| Error::Bind {
-                        addr: config.bind,
-                        source,
-                    })?;
+                let n = config.receivers;
+                let mut sockets = Vec::with_capacity(n);
+                let mut granted = None;
+                let mut addr = config.bind;
+                for i in 0..n {
+                    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
+                        .map_err(Error::socket("socket"))?;
+                    let rcvbuf = sockopt::set_rcvbuf(&socket, config.rcvbuf, config.force)?;
+                    sockopt::enable_rxq_ovfl(&socket)?;
+                    if config.gro {
+                        sockopt::enable_gro(&socket)?;
+                    }
+                    if n > 1 {
+                        sockopt::enable_reuseport(&socket)?;
+                    }
+                    socket
+                        .set_read_timeout(Some(RECV_TIMEOUT))
+                        .map_err(Error::socket("setsockopt(SO_RCVTIMEO)"))?;
+                    socket
+                        .bind(&addr.into())
+                        .map_err(|source| Error::Bind { addr, source })?;
+                    if i == 0 {
+                        // The others join the port the first one got.
+                        addr = socket
+                            .local_addr()
+                            .map_err(Error::socket("getsockname"))?
+                            .as_socket()
+                            .ok_or_else(|| Error::Config("bound address is not IP".into()))?;
+                    }
+                    granted.get_or_insert(rcvbuf);
+                    sockets.push(socket);
+                }
+                if n > 1 {
+                    sockopt::attach_reuseport_program(&sockets[0], n as u32)?;
+                }
                 let snmp = if config.netns.is_some() {
                     Some(sockopt::snmp_rcvbuf_errors()?)
                 } else {
                     None
                 };
-                Ok((socket, rcvbuf, snmp))
+                let rcvbuf = granted.ok_or_else(|| Error::Config("no receiver".into()))?;
+                Ok((sockets, rcvbuf, snmp))
             }
         };
-        let (socket, rcvbuf, snmp_before) = match &config.netns {
+        let (sockets, rcvbuf, snmp_before) = match &config.netns {
             Some(ns) => netns::in_netns(ns, make)??,
             None => make()?,
         };
-        let local_addr = socket
+        let local_addr = sockets[0]
             .local_addr()
             .map_err(Error::socket("getsockname"))?
             .as_socket()
             .ok_or_else(|| Error::Config("bound address is not IP".into()))?;
-        tracing::info!(%local_addr, %rcvbuf, "sink bound");
+        tracing::info!(%local_addr, %rcvbuf, receivers = sockets.len(), gro = config.gro, "sink bound");
         Ok(Sink {
-            socket,
+            sockets,
             config,
             rcvbuf,
             local_addr,
@@ -361,80 +460,104 @@ impl Sink {
     pub fn run(self) -> Result<SinkReport> {
         let live = Live::default();
         let cfg = &self.config;
+        let n = self.sockets.len();
         let work_ns = (cfg.work_us * 1000.0).round() as u64;
         let (done_tx, done_rx) = mpsc::channel::<()>();
-        let (out, processed) = std::thread::scope(|s| -> Result<(ReceiverOut, Processed)> {
-            let (mut producer, consumer) = match cfg.mode {
-                Mode::Split => {
+        let (outs, processed) = std::thread::scope(|s| -> Result<(Vec<ReceiverOut>, Processed)> {
+            let mut producers = Vec::with_capacity(n);
+            let mut consumers = Vec::with_capacity(n);
+            if cfg.mode == Mode::Split {
+                for _ in 0..n {
                     let (p, c) = rtrb::RingBuffer::<Record>::new(cfg.queue);
-                    (Some(p), Some(c))
+                    producers.push(Some(p));
+                    consumers.push(c);
                 }
-                Mode::Inline => (None, None),
-            };
-            let processor = consumer.map(|mut consumer| {
+            } else {
+                producers.resize_with(n, || None);
+            }
+            let processor = if consumers.is_empty() {
+                None
+            } else {
                 let live = &live;
-                std::thread::Builder::new()
-                    .name("bd-process".into())
-                    .spawn_scoped(s, move || {
-                        let mut done = Processed::default();
-                        loop {
-                            match consumer.pop() {
-                                Ok(rec) => {
-                                    done.process(rec, work_ns);
-                                    if done.delivered % 256 == 0 {
-                                        live.delivered.store(done.delivered, Ordering::Relaxed);
+                let mut consumers = consumers;
+                Some(
+                    std::thread::Builder::new()
+                        .name("bd-process".into())
+                        .spawn_scoped(s, move || {
+                            let mut done = Processed::default();
+                            loop {
+                                let mut any = false;
+                                for consumer in consumers.iter_mut() {
+                                    // A bounded run from each ring in turn.
+                                    for _ in 0..256 {
+                                        let Ok(rec) = consumer.pop() else { break };
+                                        any = true;
+                                        done.process(rec, work_ns);
+                                        if done.delivered % 256 == 0 {
+                                            live.delivered.store(done.delivered, Ordering::Relaxed);
+                                        }
                                     }
                                 }
-                                Err(_) if live.receiver_done.load(Ordering::Acquire) => {
-                                    if consumer.is_empty() {
+                                if any {
+                                    continue;
+                                }
+                                if live.receivers_done.load(Ordering::Acquire) == n {
+                                    if consumers.iter().all(|c| c.is_empty()) {
                                         break;
                                     }
+                                } else {
+                                    // Sleep briefly rather than spin: on a small machine a
+                                    // spinning consumer takes the CPU the receivers need. A
+                                    // receiver wakes us early when its queue fills up.
+                                    std::thread::park_timeout(PROCESSOR_NAP);
                                 }
-                                // Sleep briefly rather than spin: on a small machine a
-                                // spinning consumer takes the CPU the receiver needs. The
-                                // receiver wakes us early only when the queue fills up.
-                                Err(_) => std::thread::park_timeout(PROCESSOR_NAP),
                             }
-                        }
-                        live.delivered.store(done.delivered, Ordering::Relaxed);
-                        done
-                    })
-            });
-            let processor = match processor {
-                Some(p) => Some(p.map_err(Error::io("spawn processing thread"))?),
-                None => None,
+                            live.delivered.store(done.delivered, Ordering::Relaxed);
+                            done
+                        })
+                        .map_err(Error::io("spawn processing thread"))?,
+                )
             };
             let wake = processor.as_ref().map(|p| p.thread().clone());
-            let receiver = {
+            let mut receivers = Vec::with_capacity(n);
+            for (i, (socket, mut producer)) in self.sockets.iter().zip(producers).enumerate() {
                 let live = &live;
-                let socket = &self.socket;
                 let granted = self.rcvbuf.granted;
                 let done_tx = done_tx.clone();
-                std::thread::Builder::new()
-                    .name("bd-receive".into())
-                    .spawn_scoped(s, move || {
-                        let out = receive(
-                            socket,
-                            cfg,
-                            granted,
-                            work_ns,
-                            producer.as_mut(),
-                            wake.as_ref(),
-                            live,
-                        );
-                        live.receiver_done.store(true, Ordering::Release);
-                        if let Some(w) = &wake {
-                            w.unpark();
-                        }
-                        let _ = done_tx.send(());
-                        out
-                    })
-                    .map_err(Error::io("spawn receiver thread"))?
-            };
+                let wake = wake.clone();
+                receivers.push(
+                    std::thread::Builder::new()
+                        .name(format!("bd-receive-{i}"))
+                        .spawn_scoped(s, move || {
+                            let out = receive(
+                                socket,
+                                cfg,
+                                granted,
+                                work_ns,
+                                producer.as_mut(),
+                                wake.as_ref(),
+                                live,
+                            );
+                            live.receivers_done.fetch_add(1, Ordering::AcqRel);
+                            // Wake the others: one of them may hold the sentinel
+                            // only once this one stopped (a stop or an error).
+                            if out.is_err() {
+                                live.sentinel_seen.store(true, Ordering::Release);
+                            }
+                            if let Some(w) = &wake {
+                                w.unpark();
+                            }
+                            let _ = done_tx.send(());
+                            out
+                        })
+                        .map_err(Error::io("spawn receiver thread"))?,
+                );
+            }
             drop(done_tx);
             let started = Instant::now();
             let mut last = (started, 0u64);
-            loop {
+            let mut finished = 0;
+            while finished < n {
                 let wait = cfg
                     .progress
                     .filter(|p| !p.is_zero())
@@ -443,30 +566,55 @@ impl Sink {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         last = progress_line(&live, cfg, last);
                     }
-                    _ => break,
+                    Ok(()) => finished += 1,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            let out = receiver.join().expect("receiver thread panicked")?;
+            let mut outs = Vec::with_capacity(n);
+            let mut first_err = None;
+            for r in receivers {
+                match r.join().expect("receiver thread panicked") {
+                    Ok(o) => outs.push(o),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
             let processed = match processor {
                 Some(p) => p.join().expect("processing thread panicked"),
                 None => Processed::default(),
             };
+            if let Some(e) = first_err {
+                return Err(e);
+            }
             if cfg.progress.is_some_and(|p| !p.is_zero()) {
                 progress_line(&live, cfg, last);
                 if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                     eprintln!();
                 }
             }
-            Ok((out, processed))
+            Ok((outs, processed))
         })?;
+        // One account of every receiver.
+        let per_receiver: Vec<u64> = outs.iter().map(|o| o.tally.received).collect();
+        let mut outs = outs.into_iter();
+        let mut out = outs
+            .next()
+            .ok_or_else(|| Error::Config("no receiver ran".into()))?;
+        for o in outs {
+            out.absorb(o);
+        }
         let processed = if cfg.mode == Mode::Inline {
-            out.inline
+            std::mem::take(&mut out.inline)
         } else {
             processed
         };
         // Read after the last sentinel copy: the kernel's view at the end.
         let read_counters = || -> Result<(u64, Option<u64>)> {
-            let drops = sockopt::proc_udp_drops(&self.socket)?;
+            let mut drops = 0;
+            for socket in &self.sockets {
+                drops += sockopt::proc_udp_drops(socket)?;
+            }
             let snmp = match self.snmp_before {
                 Some(before) => Some(sockopt::snmp_rcvbuf_errors()?.saturating_sub(before)),
                 None => None,
@@ -484,11 +632,14 @@ impl Sink {
             proc_drops: Some(proc_drops),
             rcvbuf_errors,
             before_socket: None,
+            kernel_from_proc: n > 1,
+            kernel_counts_messages: cfg.gro,
         });
         let stream_secs = match (out.first_data, out.sentinel_at) {
             (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
             _ => 0.0,
         };
+        let received = out.tally.received;
         let report = SinkReport {
             interrupted: out.interrupted,
             local_addr: self.local_addr,
@@ -496,14 +647,24 @@ impl Sink {
             batch: cfg.batch,
             queue: cfg.queue,
             work_us: cfg.work_us,
+            receivers: n,
+            per_receiver,
+            gro: cfg.gro,
             rcvbuf: self.rcvbuf.clone(),
             netns: cfg.netns.clone(),
             recv_calls: out.recv_calls,
+            recv_syscalls: out.recv_syscalls,
+            buffers: out.buffers,
             naps: out.naps,
             datagrams_per_call: if out.recv_calls == 0 {
                 0.0
             } else {
-                out.tally.received as f64 / out.recv_calls as f64
+                received as f64 / out.recv_calls as f64
+            },
+            recv_syscalls_per_datagram: if received == 0 {
+                0.0
+            } else {
+                out.recv_syscalls as f64 / received as f64
             },
             stream_secs,
             delivered_per_sec: if stream_secs > 0.0 {
@@ -541,7 +702,11 @@ fn progress_line(live: &Live, cfg: &SinkConfig, (t0, r0): (Instant, u64)) -> (In
     eprint!(
         "sink: {rate:>9.0} dgr/s in, {} received, {} processed, queue {}/{}, drops: queue {} kernel {}, foreign {}   {end}",
         received,
-        live.delivered.load(Ordering::Relaxed),
+        if cfg.mode == Mode::Inline {
+            live.delivered_inline.load(Ordering::Relaxed)
+        } else {
+            live.delivered.load(Ordering::Relaxed)
+        },
         live.queue_depth.load(Ordering::Relaxed),
         if cfg.mode == Mode::Split {
             cfg.queue
@@ -555,7 +720,11 @@ fn progress_line(live: &Live, cfg: &SinkConfig, (t0, r0): (Instant, u64)) -> (In
     (now, received)
 }
 
-/// The receiving thread: drains the socket, classifies, queues or works.
+/// The receiving thread: drains its socket, splits what `UDP_GRO`
+/// coalesced, classifies, queues or works. With several receivers, the one
+/// whose socket got the sentinel waits for its copies; the others, once it
+/// has, drain what is left in their sockets (the stream was over before
+/// the sentinel left) and stop.
 fn receive(
     socket: &Socket,
     cfg: &SinkConfig,
@@ -566,16 +735,20 @@ fn receive(
     live: &Live,
 ) -> Result<ReceiverOut> {
     let fd = socket.as_raw_fd();
-    let mut batch = RecvBatch::new(cfg.batch);
+    let slot = if cfg.gro { GRO_SLOT } else { SLOT };
+    let mut batch = RecvBatch::with_slot(cfg.batch, slot);
     let mut out = ReceiverOut {
         tally: Tally::expecting(cfg.expect),
         recv_calls: 0,
+        recv_syscalls: 0,
+        buffers: 0,
         first_data: None,
         sentinel_at: None,
         peak_depth: 0,
         queue_dropped: 0,
         naps: 0,
         inline: Processed::default(),
+        inline_shown: 0,
         interrupted: false,
     };
     let nap = if granted / 1024 >= 4 * cfg.batch {
@@ -584,22 +757,35 @@ fn receive(
         Duration::ZERO
     };
     let started = Instant::now();
+    // What this receiver last published to `live` (it adds the growth).
+    let mut shown = (0u64, 0u64, 0u64, 0u64);
     loop {
         if let Some(at) = out.sentinel_at
             && (out.tally.all_sentinels_in() || at.elapsed() >= cfg.linger)
         {
             break;
         }
-        if out.sentinel_at.is_none() && cfg.timeout.is_some_and(|t| started.elapsed() >= t) {
+        let others_done = out.sentinel_at.is_none() && live.sentinel_seen.load(Ordering::Acquire);
+        if out.sentinel_at.is_none()
+            && !others_done
+            && cfg.timeout.is_some_and(|t| started.elapsed() >= t)
+        {
             tracing::warn!("no sentinel before the timeout");
             break;
         }
         if cfg.stop.requested() {
-            out.interrupted = out.sentinel_at.is_none();
+            out.interrupted = out.sentinel_at.is_none() && !others_done;
             break;
         }
-        let n = match batch.recv(fd) {
+        out.recv_syscalls += 1;
+        let got = if others_done {
+            batch.recv_nowait(fd)
+        } else {
+            batch.recv(fd)
+        };
+        let n = match got {
             Ok(n) => n,
+            Err(e) if others_done && timed_out(&e) => break,
             Err(e) if timed_out(&e) || interrupted(&e) => continue,
             Err(e) => {
                 return Err(Error::Socket {
@@ -609,55 +795,35 @@ fn receive(
             }
         };
         out.recv_calls += 1;
+        out.buffers += n as u64;
         for i in 0..n {
             let (bytes, ovfl) = batch.get(i);
             let source = batch.source(i);
-            match out.tally.on_datagram(bytes, source, ovfl) {
-                Verdict::Data { seq, sent_ns } => {
-                    if out.first_data.is_none() {
-                        out.first_data = Some(Instant::now());
-                    }
-                    let rec = Record { seq, sent_ns };
-                    match producer.as_deref_mut() {
-                        Some(p) => {
-                            if p.push(rec).is_err() {
-                                out.queue_dropped += 1;
-                            }
-                        }
-                        None => out.inline.process(rec, work_ns),
-                    }
-                }
-                Verdict::Sentinel { first: true } => out.sentinel_at = Some(Instant::now()),
-                Verdict::Sentinel { first: false } => {}
-                Verdict::Rejected { total, known } => {
-                    tracing::warn!(
-                        total,
-                        known,
-                        "sentinel refused: its total is below what arrived"
-                    )
-                }
-                Verdict::OtherStream {
-                    nonce,
+            match batch.gro_size(i) {
+                None => on_datagram(
+                    &mut out,
+                    bytes,
                     source,
-                    sentinel: true,
-                } => {
-                    tracing::warn!(
-                        nonce = format_args!("{nonce:016x}"),
-                        ?source,
-                        "sentinel of another stream ignored"
-                    )
-                }
-                Verdict::OtherStream { nonce, source, .. } => {
-                    tracing::debug!(
-                        nonce = format_args!("{nonce:016x}"),
-                        ?source,
-                        "datagram of another stream"
-                    )
-                }
-                Verdict::Foreign(why) => {
-                    tracing::debug!(?why, len = bytes.len(), "foreign datagram")
+                    ovfl,
+                    producer.as_deref_mut(),
+                    work_ns,
+                ),
+                size => {
+                    for bytes in segments(bytes, size) {
+                        on_datagram(
+                            &mut out,
+                            bytes,
+                            source,
+                            ovfl,
+                            producer.as_deref_mut(),
+                            work_ns,
+                        );
+                    }
                 }
             }
+        }
+        if out.sentinel_at.is_some() {
+            live.sentinel_seen.store(true, Ordering::Release);
         }
         if let Some(p) = producer.as_deref() {
             let depth = cfg.queue - p.slots();
@@ -669,22 +835,87 @@ fn receive(
         {
             w.unpark();
         }
-        live.received.store(out.tally.received, Ordering::Relaxed);
+        let now = (
+            out.tally.received,
+            out.queue_dropped,
+            out.tally.kernel_drops,
+            out.tally.foreign,
+        );
+        live.received.fetch_add(now.0 - shown.0, Ordering::Relaxed);
         live.queue_dropped
-            .store(out.queue_dropped, Ordering::Relaxed);
+            .fetch_add(now.1 - shown.1, Ordering::Relaxed);
         live.kernel_drops
-            .store(out.tally.kernel_drops, Ordering::Relaxed);
-        live.foreign.store(out.tally.foreign, Ordering::Relaxed);
+            .fetch_add(now.2.saturating_sub(shown.2), Ordering::Relaxed);
+        live.foreign.fetch_add(now.3 - shown.3, Ordering::Relaxed);
+        shown = (now.0, now.1, now.2.max(shown.2), now.3);
         if producer.is_none() {
-            live.delivered
-                .store(out.inline.delivered, Ordering::Relaxed);
+            live.delivered_inline
+                .fetch_add(out.inline.delivered - out.inline_shown, Ordering::Relaxed);
+            out.inline_shown = out.inline.delivered;
         }
-        if !nap.is_zero() && n < cfg.batch / 2 {
+        if !nap.is_zero() && n < cfg.batch / 2 && !others_done {
             out.naps += 1;
             std::thread::sleep(nap);
         }
     }
     Ok(out)
+}
+
+/// Classifies one datagram and queues (or processes) it.
+fn on_datagram(
+    out: &mut ReceiverOut,
+    bytes: &[u8],
+    source: Option<SocketAddr>,
+    ovfl: Option<u32>,
+    producer: Option<&mut rtrb::Producer<Record>>,
+    work_ns: u64,
+) {
+    match out.tally.on_datagram(bytes, source, ovfl) {
+        Verdict::Data { seq, sent_ns } => {
+            if out.first_data.is_none() {
+                out.first_data = Some(Instant::now());
+            }
+            let rec = Record { seq, sent_ns };
+            match producer {
+                Some(p) => {
+                    if p.push(rec).is_err() {
+                        out.queue_dropped += 1;
+                    }
+                }
+                None => out.inline.process(rec, work_ns),
+            }
+        }
+        Verdict::Sentinel { first: true } => out.sentinel_at = Some(Instant::now()),
+        Verdict::Sentinel { first: false } => {}
+        Verdict::Rejected { total, known } => {
+            tracing::warn!(
+                total,
+                known,
+                "sentinel refused: its total is below what arrived"
+            )
+        }
+        Verdict::OtherStream {
+            nonce,
+            source,
+            sentinel: true,
+        } => {
+            tracing::warn!(
+                nonce = format_args!("{nonce:016x}"),
+                ?source,
+                "sentinel of another stream ignored"
+            )
+        }
+        Verdict::OtherStream { nonce, source, .. } => {
+            tracing::debug!(
+                nonce = format_args!("{nonce:016x}"),
+                ?source,
+                "datagram of another stream"
+            )
+        }
+        Verdict::Foreign(why) => {
+            tracing::debug!(?why, len = bytes.len(), "foreign datagram")
+        }
+    }
 }
 
 /// Binds a sink with `config` and runs it.

@@ -115,6 +115,75 @@ pub fn enable_rxq_ovfl(socket: &Socket) -> Result<()> {
         .map_err(Error::socket("setsockopt(SO_RXQ_OVFL)"))
 }
 
+/// Turns on `UDP_GRO`: the kernel hands over a GSO message (or datagrams
+/// it coalesced) as one buffer with a `UDP_GRO` cmsg giving the segment size.
+pub fn enable_gro(socket: &Socket) -> Result<()> {
+    setsockopt_int(socket.as_raw_fd(), libc::SOL_UDP, crate::mmsg::UDP_GRO, 1)
+        .map_err(Error::socket("setsockopt(UDP_GRO)"))
+}
+
+/// `SO_REUSEPORT`: several sockets bound to one address, the kernel picking
+/// one per datagram.
+pub fn enable_reuseport(socket: &Socket) -> Result<()> {
+    setsockopt_int(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+        .map_err(Error::socket("setsockopt(SO_REUSEPORT)"))
+}
+
+/// `SO_ATTACH_REUSEPORT_CBPF` (not in every libc target).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// The classic BPF program that picks one of `n` reuseport sockets for a
+/// datagram (the kernel runs it with the data at the UDP payload): a hash
+/// of the low 32 bits of the header's seq (bytes 20..24), modulo `n`. One
+/// sender's stream (one 4-tuple, which the default hash would keep on one
+/// socket) spreads over every socket; a GSO message goes whole to the
+/// socket its first datagram picks, and every sentinel copy (same total)
+/// to one socket. A payload too short to hold the seq goes to socket 0.
+pub fn reuseport_program(n: u32) -> [libc::sock_filter; 5] {
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    [
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 20),
+        op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K, 0x9e37_79b1),
+        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 16),
+        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n.max(1)),
+        op(libc::BPF_RET | libc::BPF_A, 0),
+    ]
+}
+
+/// Attaches [`reuseport_program`] for `n` sockets to the reuseport group of
+/// `socket` (the sockets are numbered in the order they were bound).
+pub fn attach_reuseport_program(socket: &Socket, n: u32) -> Result<()> {
+    let mut prog = reuseport_program(n);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: the socket is open; `fprog` points to `prog`, which lives
+    // until the call returns (the kernel copies the program), and its exact
+    // size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::socket("setsockopt(SO_ATTACH_REUSEPORT_CBPF)")(
+            std::io::Error::last_os_error(),
+        ))
+    }
+}
+
 fn setsockopt_int(
     fd: RawFd,
     level: libc::c_int,

@@ -80,10 +80,22 @@ enum Cmd {
         #[arg(long, default_value_t = 65536,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_QUEUE as u64))]
         queue: usize,
-        /// Datagrams per recvmmsg call (1..=1024).
+        /// Buffers per recvmmsg call (1..=1024); with --gro each buffer may
+        /// hold a whole GSO message.
         #[arg(long, default_value_t = 32,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_BATCH as u64))]
         batch: usize,
+        /// UDP_GRO on the socket(s): a GSO message (blast --gso) arrives as
+        /// one buffer, split here by its segment size; the kernel then
+        /// counts drops per message and the account converts them.
+        #[arg(long)]
+        gro: bool,
+        /// Receiver threads, each with its own SO_REUSEPORT socket on the
+        /// address (a BPF program spreads the stream by seq) and its own
+        /// queue to the processing thread (1..=64).
+        #[arg(long, default_value_t = 1,
+              value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_RECEIVERS as u64))]
+        receivers: usize,
         /// Give up after this long without a sentinel (seconds, or 250ms, 2m; up to a day).
         #[arg(long, value_parser = seconds(0.001, 86_400.0))]
         timeout: Option<Duration>,
@@ -261,6 +273,8 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             work_us,
             queue,
             batch,
+            gro,
+            receivers,
             timeout,
             progress,
             netns,
@@ -277,6 +291,8 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 work_us,
                 queue,
                 batch,
+                gro,
+                receivers,
                 progress: (!progress.is_zero()).then_some(progress),
                 timeout,
                 netns,
