@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -90,10 +90,61 @@ pub struct ServerStats {
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
-    store: Arc<Mutex<Store>>,
+    store: Arc<Shared>,
     settings: ServerSettings,
     stats: Arc<ServerStats>,
     stop: Arc<AtomicBool>,
+}
+
+/// The store every connection shares, and the group commit over it.
+///
+/// A connection that needs its lines durable takes the lead when no commit
+/// is out: it takes *every* session's pending lines into one commit
+/// ([`Store::begin_commit`]), runs its I/O without holding the store, so
+/// that other connections go on appending, hands it back and wakes
+/// everyone. A connection that finds a commit out waits for it; if its
+/// lines were not in it, the next leader takes them with everybody else's.
+/// One commit (one fsync's latency) thus serves every session with lines
+/// pending.
+#[derive(Debug)]
+struct Shared {
+    store: Mutex<Store>,
+    committed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // A connection thread that panicked cannot leave the store half
+        // updated in a way later syncs would miss: keep serving.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns once every line of `session` appended so far is durable,
+    /// with the store locked.
+    fn durable_through(&self, session: u64) -> Result<MutexGuard<'_, Store>, Error> {
+        let mut store = self.lock();
+        loop {
+            if store.durable(session).processed >= store.appended(session) {
+                return Ok(store);
+            }
+            if store.commit_in_flight() {
+                store = self
+                    .committed
+                    .wait(store)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            let Some(mut commit) = store.begin_commit()? else {
+                return Ok(store);
+            };
+            drop(store);
+            commit.run();
+            store = self.lock();
+            let result = store.finish_commit(commit);
+            self.committed.notify_all();
+            result?;
+        }
+    }
 }
 
 /// Stops a server's accept loop from another thread.
@@ -132,7 +183,10 @@ impl Server {
         Ok(Server {
             listener,
             addr,
-            store: Arc::new(Mutex::new(store)),
+            store: Arc::new(Shared {
+                store: Mutex::new(store),
+                committed: Condvar::new(),
+            }),
             settings,
             stats: Arc::default(),
             stop: Arc::default(),
@@ -151,10 +205,7 @@ impl Server {
 
     /// Sessions the store holds (with lines, or connected).
     pub fn sessions(&self) -> usize {
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .sessions()
+        self.store.lock().sessions()
     }
 
     /// A handle that stops [`run`](Server::run).
@@ -196,7 +247,7 @@ impl Server {
 }
 
 struct Connection {
-    store: Arc<Mutex<Store>>,
+    store: Arc<Shared>,
     settings: ServerSettings,
     stats: Arc<ServerStats>,
 }
@@ -213,9 +264,7 @@ enum End {
 
 impl Connection {
     fn lock(&self) -> MutexGuard<'_, Store> {
-        // A connection thread that panicked cannot leave the store half
-        // updated in a way later syncs would miss: keep serving.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        self.store.lock()
     }
 
     fn serve(self, mut stream: TcpStream) {
@@ -299,15 +348,13 @@ impl Connection {
                 match rx.handle(frame, Instant::now())? {
                     None => {}
                     Some(Event::Hello { session, token }) => {
-                        let claimed = {
-                            let mut store = self.lock();
-                            // What an earlier connection left pending
-                            // becomes durable first, so the session resumes
-                            // from one point.
-                            store
-                                .sync()
-                                .and_then(|()| store.claim(session, token, SystemTime::now()))
-                        };
+                        // What an earlier connection left pending becomes
+                        // durable first, so the session resumes from one
+                        // point.
+                        let claimed = self
+                            .store
+                            .durable_through(session)
+                            .and_then(|mut store| store.claim(session, token, SystemTime::now()));
                         let c = match claimed {
                             Ok(c) => c,
                             Err(e) => {
@@ -412,13 +459,16 @@ impl Connection {
         let Some((session, _)) = claim else {
             return Ok(());
         };
-        let mut store = self.lock();
-        if let Err(e) = store.sync() {
-            rx.refuse(ErrorCode::Storage, e.to_string());
-            return Err(e);
+        match self.store.durable_through(session) {
+            Ok(store) => {
+                rx.on_durable(store.durable(session));
+                Ok(())
+            }
+            Err(e) => {
+                rx.refuse(ErrorCode::Storage, e.to_string());
+                Err(e)
+            }
         }
-        rx.on_durable(store.durable(session));
-        Ok(())
     }
 }
 

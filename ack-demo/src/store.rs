@@ -116,6 +116,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
@@ -295,14 +296,64 @@ pub struct Claim {
     pub appended: u64,
 }
 
+/// One commit's I/O, taken out of the store by [`Store::begin_commit`] so
+/// that it runs without holding the store; see the module docs.
+#[derive(Debug)]
+pub struct Commit {
+    disk: Box<dyn Disk>,
+    file: Arc<File>,
+    journal: Arc<File>,
+    lines: Vec<u8>,
+    entry: Vec<u8>,
+    file_at: u64,
+    journal_at: u64,
+    records: Vec<(u64, Record)>,
+    failed: Option<(Target, io::Error)>,
+}
+
+impl Commit {
+    /// Writes the lines to FILE and the entry to the journal, then syncs
+    /// both at the same time. The outcome goes back to the store with
+    /// [`Store::finish_commit`].
+    pub fn run(&mut self) {
+        let disk = &mut *self.disk;
+        self.failed = match write_all_at(disk, Target::File, &self.file, &self.lines, self.file_at)
+        {
+            Err(e) => Some((Target::File, e)),
+            Ok(()) => match write_all_at(
+                disk,
+                Target::Journal,
+                &self.journal,
+                &self.entry,
+                self.journal_at,
+            ) {
+                Err(e) => Some((Target::Journal, e)),
+                // Both syncs at once: the entry vouches only for bytes
+                // that verify, so it may reach the disk before them.
+                Ok(()) => match disk.sync_both(&self.file, &self.journal) {
+                    (Err(e), _) => Some((Target::File, e)),
+                    (Ok(()), Err(e)) => Some((Target::Journal, e)),
+                    (Ok(()), Ok(())) => None,
+                },
+            },
+        };
+    }
+
+    /// Lines (bytes of FILE) in this commit.
+    pub fn bytes(&self) -> usize {
+        self.lines.len()
+    }
+}
+
 /// The out file and its journal. See the module docs.
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
     journal_path: PathBuf,
-    file: File,
-    journal: File,
-    disk: Box<dyn Disk>,
+    file: Arc<File>,
+    journal: Arc<File>,
+    /// `None` while a [`Commit`] holds it.
+    disk: Option<Box<dyn Disk>>,
     options: StoreOptions,
     /// FILE length in the last journal entry.
     durable_len: u64,
@@ -599,9 +650,9 @@ impl Store {
         Ok(Store {
             path: path.to_owned(),
             journal_path,
-            file,
-            journal,
-            disk,
+            file: Arc::new(file),
+            journal: Arc::new(journal),
+            disk: Some(disk),
             next_expiry_scan: now_s.saturating_add(expiry_scan_interval(&options)),
             options,
             durable_len,
@@ -774,11 +825,34 @@ impl Store {
     /// and the next call writes every pending line again (see the module
     /// docs); when cutting back fails the store is poisoned.
     pub fn sync(&mut self) -> Result<(), Error> {
-        self.check_poisoned()?;
-        if self.dirty.is_empty() {
-            return Ok(());
+        match self.begin_commit()? {
+            None => Ok(()),
+            Some(mut commit) => {
+                commit.run();
+                self.finish_commit(commit)
+            }
         }
-        let file_len = self.durable_len + self.unsynced.len() as u64;
+    }
+
+    /// Takes every line appended so far into one [`Commit`], whose I/O
+    /// ([`Commit::run`]) can then run without holding the store (other
+    /// connections go on appending: their lines go into the next commit).
+    /// Hand it back with [`finish_commit`](Store::finish_commit). `None`
+    /// when nothing is pending or a commit is already out (one at a time:
+    /// only the last journal entry may then cover bytes not yet durable).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store is poisoned.
+    pub fn begin_commit(&mut self) -> Result<Option<Commit>, Error> {
+        self.check_poisoned()?;
+        if self.dirty.is_empty() || self.unsynced.is_empty() {
+            return Ok(None);
+        }
+        let Some(disk) = self.disk.take() else {
+            return Ok(None);
+        };
+        let lines = std::mem::take(&mut self.unsynced);
+        let file_len = self.durable_len + lines.len() as u64;
         let mut records = Vec::with_capacity(self.dirty.len());
         for &id in &self.dirty {
             let s = &self.sessions[&id];
@@ -799,45 +873,59 @@ impl Store {
         let mut entry = Vec::with_capacity(
             ENTRY_HEAD + BODY_HEAD + COVERED_LEN + records.len() * SESSION_RECORD,
         );
-        let covered = checksum(&self.unsynced);
         encode_entry_covering(
             KIND_COMMIT,
             0,
             file_len,
-            Some(covered),
+            Some(checksum(&lines)),
             &records,
             &mut entry,
         );
-        // Both writes, then both syncs at once: the entry vouches only for
-        // bytes that verify, so it may reach the disk before them.
-        let failed = match write_all_at(
-            &mut *self.disk,
-            Target::File,
-            &self.file,
-            &self.unsynced,
-            self.durable_len,
-        ) {
-            Err(e) => Some((Target::File, e)),
-            Ok(()) => match write_all_at(
-                &mut *self.disk,
-                Target::Journal,
-                &self.journal,
-                &entry,
-                self.journal_len,
-            ) {
-                Err(e) => Some((Target::Journal, e)),
-                Ok(()) => match self.disk.sync_both(&self.file, &self.journal) {
-                    (Err(e), _) => Some((Target::File, e)),
-                    (Ok(()), Err(e)) => Some((Target::Journal, e)),
-                    (Ok(()), Ok(())) => None,
-                },
-            },
-        };
+        Ok(Some(Commit {
+            disk,
+            file: Arc::clone(&self.file),
+            journal: Arc::clone(&self.journal),
+            lines,
+            entry,
+            file_at: self.durable_len,
+            journal_at: self.journal_len,
+            records,
+            failed: None,
+        }))
+    }
+
+    /// Whether a [`Commit`] is out (between `begin_commit` and
+    /// `finish_commit`).
+    pub fn commit_in_flight(&self) -> bool {
+        self.disk.is_none()
+    }
+
+    /// Takes back a commit after [`Commit::run`]: on success its sessions'
+    /// lines are durable ([`durable`](Store::durable) says so); on failure
+    /// both files are cut back and its lines go back in front of those
+    /// appended since, to be written again by the next commit.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the commit's write or sync failed (nothing of
+    /// it may be acknowledged); when cutting back failed too the store is
+    /// poisoned.
+    pub fn finish_commit(&mut self, commit: Commit) -> Result<(), Error> {
+        let Commit {
+            disk,
+            mut lines,
+            entry,
+            records,
+            failed,
+            ..
+        } = commit;
+        self.disk = Some(disk);
         if let Some((target, e)) = failed {
             // Neither file keeps bytes of this commit: the journal first, so
             // that no entry is left pointing at bytes cut from FILE.
             self.cut_back(Target::Journal, &e);
             self.cut_back(Target::File, &e);
+            lines.extend_from_slice(&self.unsynced);
+            self.unsynced = lines;
             let path = match target {
                 Target::File => &self.path,
                 Target::Journal => &self.journal_path,
@@ -845,14 +933,15 @@ impl Store {
             return Err(store_err(path, format!("writing or syncing a commit: {e}")));
         }
         self.journal_len += entry.len() as u64;
-        self.durable_len = file_len;
-        self.unsynced.clear();
+        self.durable_len += lines.len() as u64;
         for (id, r) in records {
             if let Some(s) = self.sessions.get_mut(&id) {
                 s.durable = r.durable;
+                if s.appended == r.durable.processed {
+                    self.dirty.remove(&id);
+                }
             }
         }
-        self.dirty.clear();
         self.syncs += 1;
         Ok(())
     }
@@ -865,13 +954,21 @@ impl Store {
             Target::Journal => (&self.journal, self.journal_len, &self.journal_path),
         };
         warn!(file = %path.display(), error = %error, "write or sync failed; nothing acknowledged, cutting back to the durable length");
-        if let Err(e) = self.disk.set_len(target, file, len) {
+        let Some(disk) = self.disk.as_mut() else {
+            return;
+        };
+        if let Err(e) = disk.set_len(target, file, len) {
             warn!(file = %path.display(), error = %e, "cannot cut back: store poisoned until restart");
             self.poisoned = Some(format!(
                 "{}: {error}, then cutting it back to {len} bytes: {e}",
                 path.display()
             ));
         }
+    }
+
+    /// Messages of `session` appended (durable or not).
+    pub fn appended(&self, session: u64) -> u64 {
+        self.sessions.get(&session).map_or(0, |s| s.appended)
     }
 
     /// What is durable for `session`.
