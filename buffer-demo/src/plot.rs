@@ -3,8 +3,10 @@
 //!
 //! Text needs a TrueType font read at run time (no fontconfig or freetype):
 //! DejaVu Sans from Debian's `fonts-dejavu-core`, or the file named by
-//! `BUFFER_DEMO_FONT`. The y axis is logarithmic; a trial without drops is
-//! drawn on the floor (0.0001 %).
+//! `BUFFER_DEMO_FONT`. Both axes are logarithmic; a trial without drops is
+//! drawn on the floor (0.0001 %). A dashed line marks the loss-free limit
+//! (0.01 %), and each configuration's highest loss-free trial is labelled
+//! with the rate the blaster reached there.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -57,7 +59,14 @@ fn draw<DB: DrawingBackend>(
         .iter()
         .map(|t| t.offered / 1000.0)
         .fold(10.0, f64::max)
-        * 1.05;
+        * 1.3;
+    let min_x = table
+        .trials
+        .iter()
+        .map(|t| t.offered / 1000.0)
+        .fold(max_x / 2.0, f64::min)
+        .max(0.001)
+        / 1.3;
     let caption = format!(
         "UDP sink drops vs offered load ({} B datagrams, {} us work{})",
         table.size,
@@ -69,11 +78,11 @@ fn draw<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..max_x, (FLOOR_PCT..100f64).log_scale())
+        .build_cartesian_2d((min_x..max_x).log_scale(), (FLOOR_PCT..100f64).log_scale())
         .map_err(e)?;
     chart
         .configure_mesh()
-        .x_desc("offered load, thousand datagrams/s")
+        .x_desc("offered load, thousand datagrams/s (log)")
         .y_desc("dropped, % of sent (0 drawn at 0.0001)")
         .y_label_formatter(&|v| format!("{v}"))
         .label_style(("sans-serif", 14))
@@ -108,6 +117,45 @@ fn draw<DB: DrawingBackend>(
                     .map(|p| Circle::new(p, 3, color.filled())),
             )
             .map_err(e)?;
+    }
+    // The loss-free limit.
+    let limit_pct = crate::sweep::LOSS_FREE * 100.0;
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(min_x, limit_pct), (max_x, limit_pct)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))
+        .map_err(e)?
+        .label("0.01 % (loss-free limit)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+    // Each configuration's highest loss-free trial: the rate reached there.
+    for (i, label) in labels.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let best = table
+            .trials
+            .iter()
+            .filter(|t| t.label == *label && t.drop_fraction <= crate::sweep::LOSS_FREE)
+            .max_by(|a, b| a.offered.total_cmp(&b.offered));
+        if let Some(t) = best {
+            let at = (t.offered / 1000.0, (t.drop_fraction * 100.0).max(FLOOR_PCT));
+            let text = if t.achieved >= 1e6 {
+                format!("{:.2}M/s", t.achieved / 1e6)
+            } else {
+                format!("{:.0}k/s", t.achieved / 1e3)
+            };
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new(at, 6, color.filled())))
+                .map_err(e)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    text,
+                    (at.0, at.1 * 1.6_f64.powi(i as i32 % 6 + 1)),
+                    ("sans-serif", 12).into_font().color(&color),
+                )))
+                .map_err(e)?;
+        }
     }
     chart
         .configure_series_labels()

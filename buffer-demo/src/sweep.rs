@@ -108,19 +108,54 @@ impl RateSearch {
     }
 }
 
-/// One configuration of the sink.
+/// One configuration of the sink (and of the blaster that feeds it).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SinkSetup {
     /// Split or inline.
     pub mode: Mode,
     /// `SO_RCVBUF` request (`None`: default).
     pub rcvbuf: Option<usize>,
-    /// Datagrams per `recvmmsg`.
+    /// Buffers per `recvmmsg`.
     pub batch: usize,
+    /// `UDP_GRO` on the sink's sockets.
+    pub gro: bool,
+    /// Receiver threads (`SO_REUSEPORT` sockets).
+    pub receivers: usize,
+    /// The blaster's sending threads.
+    pub threads: usize,
+    /// The blaster's datagrams per GSO message (1: no GSO).
+    pub gso: usize,
+}
+
+impl Default for SinkSetup {
+    /// Split, 4 MiB, batch 32, one receiver without GRO, one sending
+    /// thread without GSO.
+    fn default() -> SinkSetup {
+        SinkSetup {
+            mode: Mode::Split,
+            rcvbuf: Some(4 << 20),
+            batch: 32,
+            gro: false,
+            receivers: 1,
+            threads: 1,
+            gso: 1,
+        }
+    }
 }
 
 impl SinkSetup {
-    /// Short label, e.g. `split rcvbuf=4M batch=32`.
+    /// The sink's side alone: one receiver, no GRO, a plain blaster.
+    pub fn plain(mode: Mode, rcvbuf: Option<usize>, batch: usize) -> SinkSetup {
+        SinkSetup {
+            mode,
+            rcvbuf,
+            batch,
+            ..SinkSetup::default()
+        }
+    }
+
+    /// Short label, e.g. `split rcvbuf=4M batch=32`, then what differs from
+    /// one plain receiver and sender: ` gro rx=2 + tx=2 gso=32`.
     pub fn label(&self) -> String {
         let buf = match self.rcvbuf {
             None => "default".to_string(),
@@ -128,7 +163,55 @@ impl SinkSetup {
             Some(b) if b % 1024 == 0 => format!("{}K", b >> 10),
             Some(b) => b.to_string(),
         };
-        format!("{} rcvbuf={} batch={}", self.mode, buf, self.batch)
+        let mut l = format!("{} rcvbuf={} batch={}", self.mode, buf, self.batch);
+        if self.gro {
+            l.push_str(" gro");
+        }
+        if self.receivers > 1 {
+            l.push_str(&format!(" rx={}", self.receivers));
+        }
+        if self.threads > 1 || self.gso > 1 {
+            l.push_str(&format!(" + tx={} gso={}", self.threads, self.gso));
+        }
+        l
+    }
+}
+
+/// Which side set a trial's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// The blaster reached the rate asked and the sink dropped at most
+    /// [`LOSS_FREE`]: neither side was at its limit.
+    Neither,
+    /// The blaster fell short of the rate asked (below 95 % of it, or cut
+    /// at its deadline): the figure measures the sender.
+    Sender,
+    /// The sink dropped more than [`LOSS_FREE`] of what it was offered.
+    Sink,
+}
+
+impl Limit {
+    /// Judges a trial: the sender first (a short stream says nothing of the
+    /// sink's limit at the rate asked), then the sink's drops.
+    pub fn of(offered: f64, achieved: f64, sender_limited: bool, drop_fraction: f64) -> Limit {
+        if drop_fraction > LOSS_FREE {
+            Limit::Sink
+        } else if sender_limited || (offered > 0.0 && achieved < SENDER_SHORTFALL * offered) {
+            Limit::Sender
+        } else {
+            Limit::Neither
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::Neither => "neither",
+            Limit::Sender => "sender",
+            Limit::Sink => "sink",
+        })
     }
 }
 
@@ -163,6 +246,12 @@ pub struct Trial {
     pub drop_fraction: f64,
     /// Datagrams per receive call.
     pub datagrams_per_call: f64,
+    /// Every `recvmmsg` call of the sink per datagram received.
+    pub recv_syscalls_per_datagram: f64,
+    /// achieved / offered.
+    pub achieved_fraction: f64,
+    /// Which side limited the trial.
+    pub limited_by: Limit,
     /// Part of the fixed grid (else a search probe).
     pub grid: bool,
 }
@@ -206,13 +295,20 @@ impl SweepConfig {
         for mode in [Mode::Inline, Mode::Split] {
             for rcvbuf in [Some(8 * 1024), None, Some(4 << 20)] {
                 for batch in [1, 32] {
-                    setups.push(SinkSetup {
-                        mode,
-                        rcvbuf,
-                        batch,
-                    });
+                    setups.push(SinkSetup::plain(mode, rcvbuf, batch));
                 }
             }
+        }
+        // The blaster at its limit (2 threads, GSO 32) into split sinks:
+        // plain, with GRO, and with GRO on 2 receivers.
+        for (gro, receivers) in [(false, 1), (true, 1), (true, 2)] {
+            setups.push(SinkSetup {
+                gro,
+                receivers,
+                threads: 2,
+                gso: 32,
+                ..SinkSetup::default()
+            });
         }
         SweepConfig {
             setups,
@@ -222,9 +318,9 @@ impl SweepConfig {
             grid: vec![50_000.0, 150_000.0, 450_000.0],
             search: true,
             min_rate: 5_000.0,
-            max_rate: 2_000_000.0,
+            max_rate: 40_000_000.0,
             precision: 0.1,
-            max_trials: 9,
+            max_trials: 12,
             netns: false,
             tbf: None,
             stop: Stop::new(),
@@ -264,6 +360,11 @@ pub struct Maximum {
     pub max_rate: Option<f64>,
     /// The sender could not offer more.
     pub sender_limited: bool,
+    /// The rate the blaster reached in the trial at `max_rate`.
+    pub achieved: Option<f64>,
+    /// What stopped the search going higher: the sink's drops at the next
+    /// rate tried, or the sender.
+    pub ceiling: Limit,
     /// Trials run.
     pub trials: usize,
     /// Every trial's account closed.
@@ -303,6 +404,8 @@ pub fn run_trial(
         rcvbuf: setup.rcvbuf,
         mode: setup.mode,
         batch: setup.batch,
+        gro: setup.gro,
+        receivers: setup.receivers,
         work_us,
         timeout: Some(duration + Duration::from_secs(30)),
         linger: Duration::from_millis(200),
@@ -323,6 +426,9 @@ pub fn run_trial(
             rate,
             size,
             duration,
+            threads: setup.threads,
+            gso: setup.gso,
+            batch: if setup.gso > 1 { 8 } else { 32 },
             drain: Duration::from_millis(50),
             sentinel_gap: Duration::from_millis(5),
             nonce: Some(nonce),
@@ -336,6 +442,16 @@ pub fn run_trial(
         return Err(Error::Interrupted { what: "the trial" });
     }
     let l = &r.ledger;
+    let drop_fraction = l.drop_fraction().unwrap_or(1.0);
+    let limited_by = Limit::of(rate, b.achieved_rate, b.sender_limited, drop_fraction);
+    if limited_by == Limit::Sender {
+        tracing::warn!(
+            label = %setup.label(),
+            asked = rate,
+            reached = b.achieved_rate,
+            "sender-limited trial: it measures the blaster, not the sink"
+        );
+    }
     let trial = Trial {
         setup,
         label: setup.label(),
@@ -349,8 +465,15 @@ pub fn run_trial(
         kernel_dropped: l.kernel_dropped.unwrap_or(0),
         residual: l.residual,
         rcvbuf_errors: l.rcvbuf_errors,
-        drop_fraction: l.drop_fraction().unwrap_or(1.0),
+        drop_fraction,
         datagrams_per_call: r.datagrams_per_call,
+        recv_syscalls_per_datagram: r.recv_syscalls_per_datagram,
+        achieved_fraction: if rate > 0.0 {
+            b.achieved_rate / rate
+        } else {
+            0.0
+        },
+        limited_by,
         grid: true,
     };
     tracing::info!(
@@ -450,9 +573,25 @@ fn run_setups(
         let mut granted = 0;
         let mut all_closed = true;
         let mut n = 0;
+        let mut best: Option<(f64, f64)> = None;
+        let mut ceiling = Limit::Neither;
+        let mut lowest_fail = f64::INFINITY;
         let mut one = |rate: f64, grid: bool, search: &mut RateSearch| -> Result<()> {
             let mut t = run_trial(setup, cfg.work_us, rate, cfg.secs, cfg.size, ns, &cfg.stop)?;
             t.grid = grid;
+            if t.drop_fraction <= LOSS_FREE {
+                if best.is_none_or(|(o, _)| t.offered > o) {
+                    best = Some((t.offered, t.achieved));
+                }
+                if t.limited_by == Limit::Sender {
+                    ceiling = Limit::Sender;
+                }
+            } else if t.offered < lowest_fail {
+                lowest_fail = t.offered;
+                if ceiling != Limit::Sender {
+                    ceiling = Limit::Sink;
+                }
+            }
             granted = t.rcvbuf_granted;
             all_closed &= t.residual == Some(0);
             n += 1;
@@ -474,6 +613,12 @@ fn run_setups(
                 rcvbuf_granted: granted,
                 max_rate: search.best(),
                 sender_limited: search.sender_limited(),
+                achieved: best.map(|(_, a)| a),
+                ceiling: if search.sender_limited() {
+                    Limit::Sender
+                } else {
+                    ceiling
+                },
                 trials: n,
                 all_closed,
             });
@@ -488,11 +633,7 @@ pub fn short_sweep_config() -> SweepConfig {
     let mut setups = Vec::new();
     for mode in [Mode::Inline, Mode::Split] {
         for rcvbuf in [Some(8 * 1024), Some(4 << 20)] {
-            setups.push(SinkSetup {
-                mode,
-                rcvbuf,
-                batch: 32,
-            });
+            setups.push(SinkSetup::plain(mode, rcvbuf, 32));
         }
     }
     SweepConfig {
@@ -547,13 +688,13 @@ impl SweepTable {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "| configuration | SO_RCVBUF granted | max rate with <= 0.01 % drops | trials | books closed |"
+                "| configuration | SO_RCVBUF granted | max rate with <= 0.01 % drops | blaster reached | limited by | trials | books closed |"
             );
-            let _ = writeln!(s, "|---|---:|---:|---:|---|");
+            let _ = writeln!(s, "|---|---:|---:|---:|---|---:|---|");
             for m in &self.maxima {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {}{} | {} | {} |",
+                    "| {} | {} | {}{} | {} | {} | {} | {} |",
                     m.label,
                     m.rcvbuf_granted,
                     m.max_rate
@@ -563,6 +704,8 @@ impl SweepTable {
                     } else {
                         ""
                     },
+                    m.achieved.map_or("-".into(), |a| format!("{a:.0}/s")),
+                    m.ceiling,
                     m.trials,
                     if m.all_closed { "yes" } else { "NO" }
                 );
@@ -622,12 +765,12 @@ impl SweepTable {
     /// Every trial as CSV, with a header line.
     pub fn to_csv(&self) -> String {
         let mut s = String::from(
-            "mode,rcvbuf_requested,rcvbuf_granted,batch,work_us,offered,achieved,sent,delivered,queue_dropped,kernel_dropped,residual,rcvbuf_errors,drop_fraction,datagrams_per_call,grid\n",
+            "mode,rcvbuf_requested,rcvbuf_granted,batch,work_us,offered,achieved,sent,delivered,queue_dropped,kernel_dropped,residual,rcvbuf_errors,drop_fraction,datagrams_per_call,grid,gro,receivers,threads,gso,recv_syscalls_per_datagram,limited_by\n",
         );
         for t in &self.trials {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{},{:.6},{:.2},{}",
+                "{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{},{:.6},{:.2},{},{},{},{},{},{:.6},{}",
                 t.setup.mode,
                 t.setup.rcvbuf.map_or("default".into(), |b| b.to_string()),
                 t.rcvbuf_granted,
@@ -643,7 +786,13 @@ impl SweepTable {
                 t.rcvbuf_errors.map_or("".into(), |r| r.to_string()),
                 t.drop_fraction,
                 t.datagrams_per_call,
-                t.grid
+                t.grid,
+                t.setup.gro,
+                t.setup.receivers,
+                t.setup.threads,
+                t.setup.gso,
+                t.recv_syscalls_per_datagram,
+                t.limited_by
             );
         }
         s
@@ -719,16 +868,28 @@ mod test {
 
     #[test]
     fn labels() {
-        let l = |rcvbuf| {
-            SinkSetup {
-                mode: Mode::Split,
-                rcvbuf,
-                batch: 32,
-            }
-            .label()
-        };
+        let l = |rcvbuf| SinkSetup::plain(Mode::Split, rcvbuf, 32).label();
         assert_eq!(l(Some(4 << 20)), "split rcvbuf=4M batch=32");
         assert_eq!(l(Some(8192)), "split rcvbuf=8K batch=32");
         assert_eq!(l(None), "split rcvbuf=default batch=32");
+        let gro = SinkSetup {
+            gro: true,
+            receivers: 2,
+            threads: 2,
+            gso: 32,
+            ..SinkSetup::default()
+        };
+        assert_eq!(
+            gro.label(),
+            "split rcvbuf=4M batch=32 gro rx=2 + tx=2 gso=32"
+        );
+    }
+
+    #[test]
+    fn which_side_limits() {
+        assert_eq!(Limit::of(1e6, 1e6, false, 0.0), Limit::Neither);
+        assert_eq!(Limit::of(1e6, 0.9e6, false, 0.0), Limit::Sender);
+        assert_eq!(Limit::of(1e6, 1e6, true, 0.0), Limit::Sender);
+        assert_eq!(Limit::of(1e6, 0.5e6, true, 0.01), Limit::Sink);
     }
 }

@@ -4,7 +4,9 @@
 //!    delivered rate and its reported loss.
 //! 2. Our blast at iperf3's offered rate into our split sink: our loss.
 //! 3. A [`RateSearch`] for the highest rate our split sink takes with at
-//!    most 0.01 % drops.
+//!    most 0.01 % drops, for each configuration in [`VersusConfig::setups`]:
+//!    the plain sink, and the blaster at its limit (threads, GSO) into a
+//!    sink with GRO, on one and on several receivers.
 //! 4. Optionally (`strace`), receive syscalls per datagram: iperf3's server
 //!    under `strace -f -c` (a separate, slower run) against our sink's own
 //!    count of `recvmmsg` calls.
@@ -31,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::loadgen::{BlastConfig, MAX_RATE, blast, random_nonce};
 use crate::sink::{Mode, Sink, SinkConfig};
 use crate::stop::{POLL, Stop};
-use crate::sweep::{LOSS_FREE, MAX_TRIAL_SECS, RateSearch, SinkSetup, run_trial};
+use crate::sweep::{LOSS_FREE, Limit, MAX_TRIAL_SECS, RateSearch, SinkSetup, run_trial};
 
 /// The longest iperf3 run, seconds.
 pub const MAX_SECS: u64 = 3600;
@@ -48,6 +50,8 @@ pub struct VersusConfig {
     pub strace: bool,
     /// Our sink's receive buffer request.
     pub rcvbuf: Option<usize>,
+    /// The configurations searched (their `rcvbuf` is replaced by `rcvbuf`).
+    pub setups: Vec<SinkSetup>,
     /// Stops the comparison (children are killed and reaped).
     pub stop: Stop,
 }
@@ -59,9 +63,52 @@ impl Default for VersusConfig {
             search_secs: Duration::from_secs(2),
             strace: true,
             rcvbuf: Some(4 << 20),
+            setups: default_setups(),
             stop: Stop::new(),
         }
     }
+}
+
+/// The plain split sink (batch 32, one sender thread), then two sending
+/// threads with GSO 32 into a split sink with GRO on 1 and on 2 receivers.
+pub fn default_setups() -> Vec<SinkSetup> {
+    let fast = SinkSetup {
+        gro: true,
+        threads: 2,
+        gso: 32,
+        ..SinkSetup::default()
+    };
+    vec![
+        SinkSetup::default(),
+        fast,
+        SinkSetup {
+            receivers: 2,
+            ..fast
+        },
+    ]
+}
+
+/// One configuration's search.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersusSearch {
+    /// The configuration.
+    pub setup: SinkSetup,
+    /// Its label.
+    pub label: String,
+    /// Highest offered rate with at most 0.01 % drops.
+    pub max_loss_free_rate: Option<f64>,
+    /// What the blaster reached in that trial.
+    pub achieved: Option<f64>,
+    /// Every `recvmmsg` call per datagram received in that trial.
+    pub recv_syscalls_per_datagram: Option<f64>,
+    /// Its account closed (residual 0) in every trial.
+    pub all_closed: bool,
+    /// The search stopped at the sender's limit.
+    pub sender_limited: bool,
+    /// What stopped the search going higher.
+    pub ceiling: Limit,
+    /// Trials run.
+    pub trials: usize,
 }
 
 /// A child process in a process group of its own; dropping it kills the
@@ -189,6 +236,8 @@ pub struct VersusReport {
     pub ours_recv_syscalls_per_datagram: f64,
     /// Our SO_RCVBUF request.
     pub rcvbuf: Option<usize>,
+    /// Every configuration's search.
+    pub searches: Vec<VersusSearch>,
 }
 
 fn free_port() -> Result<u16> {
@@ -377,17 +426,64 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
         });
     }
 
-    let setup = SinkSetup {
-        mode: Mode::Split,
-        rcvbuf: cfg.rcvbuf,
-        batch: 32,
-    };
-    let mut search = RateSearch::new(iperf3.delivered_rate, 10_000.0, 4_000_000.0, 0.05, 8);
-    while let Some(rate) = search.next_rate() {
-        let t = run_trial(setup, 0.0, rate, search_secs, 64, None, stop)?;
-        tracing::info!(rate, drops = t.drop_fraction, "search trial");
-        search.record(t.offered, t.achieved, t.drop_fraction <= LOSS_FREE);
+    let mut searches = Vec::new();
+    for &setup in &cfg.setups {
+        let setup = SinkSetup {
+            rcvbuf: cfg.rcvbuf,
+            ..setup
+        };
+        let mut search = RateSearch::new(iperf3.delivered_rate, 10_000.0, 40_000_000.0, 0.05, 10);
+        let mut best: Option<crate::sweep::Trial> = None;
+        let (mut all_closed, mut trials) = (true, 0);
+        let mut ceiling = Limit::Neither;
+        while let Some(rate) = search.next_rate() {
+            let t = run_trial(setup, 0.0, rate, search_secs, 64, None, stop)?;
+            tracing::info!(label = %t.label, rate, achieved = t.achieved, drops = t.drop_fraction, limited_by = %t.limited_by, "search trial");
+            eprintln!(
+                "{:<48} asked {:>10.0}/s reached {:>10.0}/s drops {:>9.5} % limited by {} (residual {})",
+                t.label,
+                t.offered,
+                t.achieved,
+                t.drop_fraction * 100.0,
+                t.limited_by,
+                t.residual.map_or("unknown".into(), |r| r.to_string())
+            );
+            trials += 1;
+            all_closed &= t.residual == Some(0);
+            let passed = t.drop_fraction <= LOSS_FREE;
+            search.record(t.offered, t.achieved, passed);
+            if passed {
+                if t.limited_by == Limit::Sender {
+                    ceiling = Limit::Sender;
+                }
+                if best.as_ref().is_none_or(|b| t.offered > b.offered) {
+                    best = Some(t);
+                }
+            } else if ceiling != Limit::Sender {
+                ceiling = Limit::Sink;
+            }
+        }
+        searches.push(VersusSearch {
+            setup,
+            label: setup.label(),
+            max_loss_free_rate: search.best(),
+            achieved: best.as_ref().map(|t| t.achieved),
+            recv_syscalls_per_datagram: best.as_ref().map(|t| t.recv_syscalls_per_datagram),
+            all_closed,
+            sender_limited: search.sender_limited(),
+            ceiling: if search.sender_limited() {
+                Limit::Sender
+            } else {
+                ceiling
+            },
+            trials,
+        });
     }
+    let plain = searches.first();
+    let (plain_best, plain_sender_limited) = (
+        plain.and_then(|p| p.max_loss_free_rate),
+        plain.is_some_and(|p| p.sender_limited),
+    );
 
     let iperf3_calls = if cfg.strace {
         let file = std::env::temp_dir().join(format!("buffer-demo-strace-{}", std::process::id()));
@@ -419,15 +515,12 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
         ours_lost_percent: l.drop_fraction().unwrap_or(1.0) * 100.0,
         ours_residual: l.residual,
         ours_datagrams_per_call: r.datagrams_per_call,
-        ours_recv_syscalls_per_datagram: if r.ledger.received == 0 {
-            0.0
-        } else {
-            r.recv_calls as f64 / r.ledger.received as f64
-        },
-        ours_max_loss_free_rate: search.best(),
-        sender_limited: search.sender_limited(),
+        ours_recv_syscalls_per_datagram: r.recv_syscalls_per_datagram,
+        ours_max_loss_free_rate: plain_best,
+        sender_limited: plain_sender_limited,
         iperf3_recv_syscalls_per_datagram: iperf3_calls,
         rcvbuf: cfg.rcvbuf,
+        searches,
         iperf3,
     })
 }
@@ -478,15 +571,61 @@ impl std::fmt::Display for VersusReport {
             self.ours_recv_syscalls_per_datagram
         )?;
         writeln!(f)?;
-        let ratio = self
-            .ours_max_loss_free_rate
-            .map(|r| r / i.delivered_rate.max(1.0));
         writeln!(
             f,
-            "target: max loss-free rate >= 1.5x iperf3's delivered rate: {} ({})",
-            ratio.map_or("n/a".into(), |r| format!("{r:.2}x")),
-            verdict(ratio.is_some_and(|r| r >= 1.5))
+            "| configuration | max rate with <= 0.01 % drops | blaster reached | x iperf3 delivered | limited by | recvmmsg calls per datagram | trials | books closed |"
         )?;
+        writeln!(f, "|---|---:|---:|---:|---|---:|---:|---|")?;
+        for s in &self.searches {
+            writeln!(
+                f,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.label,
+                s.max_loss_free_rate
+                    .map_or("none".into(), |r| format!("{r:.0}/s")),
+                s.achieved.map_or("-".into(), |a| format!("{a:.0}/s")),
+                s.max_loss_free_rate.map_or("-".into(), |r| format!(
+                    "{:.2}x",
+                    r / i.delivered_rate.max(1.0)
+                )),
+                s.ceiling,
+                s.recv_syscalls_per_datagram
+                    .map_or("-".into(), |v| format!("{v:.5}")),
+                s.trials,
+                if s.all_closed { "yes" } else { "NO" }
+            )?;
+        }
+        writeln!(f)?;
+        let best = self
+            .searches
+            .iter()
+            .filter_map(|s| s.max_loss_free_rate)
+            .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))));
+        let ratio = best.map(|r| r / i.delivered_rate.max(1.0));
+        writeln!(
+            f,
+            "target: max loss-free rate >= 3x iperf3's delivered rate: {} ({})",
+            ratio.map_or("n/a".into(), |r| format!("{r:.2}x")),
+            verdict(ratio.is_some_and(|r| r >= 3.0))
+        )?;
+        let gro_calls = self
+            .searches
+            .iter()
+            .filter(|s| s.setup.gro)
+            .filter_map(|s| s.recv_syscalls_per_datagram)
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))));
+        match (gro_calls, self.iperf3_recv_syscalls_per_datagram) {
+            (Some(ours), Some(theirs)) => writeln!(
+                f,
+                "target: with --gro, receive syscalls per datagram <= 1/100 of iperf3's: {ours:.5} vs {theirs:.3} = 1/{:.0} ({})",
+                theirs / ours.max(1e-9),
+                verdict(ours <= theirs / 100.0)
+            )?,
+            _ => writeln!(
+                f,
+                "target: with --gro, receive syscalls per datagram: not measured (no strace, or no GRO search passed)"
+            )?,
+        }
         writeln!(
             f,
             "target: loss at iperf3's rate <= half of iperf3's: {:.4} % vs {:.3} % ({})",

@@ -37,6 +37,45 @@ fn netns_third_witness() {
     assert!(r.to_string().contains("netns"));
 }
 
+/// GSO from two threads into two GRO receivers in the namespace, under
+/// overload: the kernel counts drops per message, and the namespace's
+/// `RcvbufErrors` (per message too) is the third witness.
+#[test]
+fn netns_third_witness_with_gro_and_two_receivers() {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("netns_third_witness_with_gro_and_two_receivers did not run: {why}");
+        return;
+    }
+    let ns = Netns::create(None).unwrap();
+    let sink = buffer_demo::Sink::bind(SinkConfig {
+        bind: ns.sink_addr(0),
+        netns: Some(ns.name().to_string()),
+        mode: Mode::Inline,
+        gro: true,
+        receivers: 2,
+        work_us: 20.0,
+        rcvbuf: Some(16 * 1024),
+        timeout: Some(std::time::Duration::from_secs(30)),
+        ..SinkConfig::default()
+    })
+    .unwrap();
+    let mut blast = blast_cfg(200_000.0, 0.2);
+    blast.to = sink.local_addr();
+    blast.threads = 2;
+    blast.gso = 8;
+    blast.batch = 4;
+    let h = std::thread::spawn(move || sink.run());
+    let b = buffer_demo::blast(&blast).unwrap();
+    let r = h.join().unwrap().unwrap();
+    let l = &r.ledger;
+    assert!(l.closes(), "{r}");
+    assert_eq!(l.sent, Some(b.sent), "{r}");
+    assert_eq!(l.delivered + l.kernel_dropped.unwrap(), b.sent, "{r}");
+    assert!(l.kernel_messages_dropped.unwrap() > 0, "{r}");
+    assert_eq!(l.kernel_messages_dropped, l.messages_missing, "{r}");
+    assert_eq!(l.rcvbuf_errors, l.proc_drops, "{r}");
+}
+
 #[test]
 fn netns_sweep_trial_with_tbf() {
     if let Some(why) = netns::unavailable() {
@@ -44,11 +83,7 @@ fn netns_sweep_trial_with_tbf() {
         return;
     }
     let ns = Netns::create(Some("500mbit")).unwrap();
-    let setup = buffer_demo::sweep::SinkSetup {
-        mode: Mode::Split,
-        rcvbuf: Some(4 << 20),
-        batch: 32,
-    };
+    let setup = buffer_demo::sweep::SinkSetup::plain(Mode::Split, Some(4 << 20), 32);
     let t = buffer_demo::sweep::run_trial(
         setup,
         0.0,
@@ -79,11 +114,7 @@ fn runs_starting_at_the_same_slot_get_distinct_namespaces() {
     assert_ne!(a.name(), b.name());
     assert_ne!(a.host_addr(), b.host_addr());
     assert_ne!(a.sink_addr(0), b.sink_addr(0));
-    let setup = buffer_demo::sweep::SinkSetup {
-        mode: Mode::Split,
-        rcvbuf: Some(1 << 20),
-        batch: 32,
-    };
+    let setup = buffer_demo::sweep::SinkSetup::plain(Mode::Split, Some(1 << 20), 32);
     let stop = buffer_demo::Stop::new();
     // 250 datagrams each: never more than a veth backlog (1000) holds, so
     // nothing is dropped before the socket, where the books cannot see.

@@ -8,15 +8,14 @@ use buffer_demo::sweep::{SinkSetup, SweepConfig, sweep};
 fn tiny_sweep_writes_table_and_chart() {
     let cfg = SweepConfig {
         setups: vec![
+            SinkSetup::plain(Mode::Inline, Some(8 * 1024), 1),
+            SinkSetup::plain(Mode::Split, Some(4 << 20), 32),
             SinkSetup {
-                mode: Mode::Inline,
-                rcvbuf: Some(8 * 1024),
-                batch: 1,
-            },
-            SinkSetup {
-                mode: Mode::Split,
-                rcvbuf: Some(4 << 20),
-                batch: 32,
+                gro: true,
+                receivers: 2,
+                threads: 2,
+                gso: 8,
+                ..SinkSetup::default()
             },
         ],
         secs: 0.05,
@@ -28,13 +27,17 @@ fn tiny_sweep_writes_table_and_chart() {
     let mut seen = 0;
     let table = sweep(&cfg, |_| seen += 1).unwrap();
     assert_eq!(seen, table.trials.len());
-    assert_eq!(table.maxima.len(), 2);
+    assert_eq!(table.maxima.len(), 3);
     for t in &table.trials {
         assert_eq!(t.residual, Some(0), "{t:?}");
         assert_eq!(t.sent, t.delivered + t.queue_dropped + t.kernel_dropped);
     }
     let md = table.to_markdown();
     assert!(md.contains("| split rcvbuf=4M batch=32 |"), "{md}");
+    assert!(
+        md.contains("| split rcvbuf=4M batch=32 gro rx=2 + tx=2 gso=8 |"),
+        "{md}"
+    );
     assert!(md.contains("drops at 20k/s"), "{md}");
     let dir = std::env::temp_dir().join(format!("buffer-demo-sweep-{}", std::process::id()));
     table.write_outputs(&dir).unwrap();

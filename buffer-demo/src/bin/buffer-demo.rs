@@ -174,8 +174,10 @@ enum Cmd {
         json: bool,
     },
     /// Sink + blast in-process for every configuration (inline/split x
-    /// SO_RCVBUF 8 KiB/default/4 MiB x batch 1/32) at a grid of rates, then
-    /// a search for each one's highest rate with at most 0.01 % drops.
+    /// SO_RCVBUF 8 KiB/default/4 MiB x batch 1/32, then split 4 MiB fed by
+    /// 2 threads with GSO 32: plain, GRO, GRO on 2 receivers) at a grid of
+    /// rates, then a search for each one's highest rate with at most
+    /// 0.01 % drops; every trial says which side limited it.
     ///
     /// Writes DIR/results.csv, DIR/results.md, DIR/drops.svg and
     /// DIR/drops.png (the chart needs the fonts-dejavu-core package or
@@ -206,9 +208,10 @@ enum Cmd {
         json: bool,
     },
     /// iperf3 -u -b 0 -l 64, then our blast at its offered rate into our
-    /// split sink, a search for our highest loss-free rate, and (with
-    /// strace) receive syscalls per datagram: printed side by side with the
-    /// targets. Needs iperf3 (and strace).
+    /// split sink, a search for our highest loss-free rate (plain; and
+    /// 2 sending threads with GSO 32 into a GRO sink on 1 and 2 receivers),
+    /// and (with strace) receive syscalls per datagram: printed side by
+    /// side with the targets. Needs iperf3 (and strace).
     VersusIperf3 {
         /// Whole seconds for iperf3 and for our run at its rate (1..=3600).
         #[arg(long, default_value_t = 5,
@@ -434,6 +437,7 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 search_secs,
                 strace: !no_strace,
                 rcvbuf: Some(rcvbuf),
+                setups: buffer_demo::versus::default_setups(),
                 stop: stop.clone(),
             })?;
             println!("{report}");
