@@ -4,11 +4,21 @@
 //!
 //! Every run is a fresh session against an in-process server whose out file
 //! lives in `dir` (real files, real `fdatasync`).
+//!
+//! The same run measures the `fdatasync` latency of `dir`'s disk
+//! (`t_fsync`: the median of appending a line and syncing, repeated), and
+//! sets each acknowledged rate against the physical limit of one commit per
+//! window: `W / t_fsync` for one session. Then `N` sessions (1, 8, 64,
+//! 1000) run at once with W=128 and their aggregate rate is reported,
+//! against one session's and against `N x W / t_fsync` (every session's
+//! window in every commit).
 
+use std::fs::OpenOptions;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -17,6 +27,7 @@ use crate::error::Error;
 use crate::naive;
 use crate::relay::Relay;
 use crate::server::{Server, ServerSettings};
+use crate::store::{Disk, RealDisk};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -32,6 +43,23 @@ pub struct BenchSettings {
     pub scale: u64,
     /// Where the servers' out files go.
     pub dir: PathBuf,
+    /// Concurrent session counts for the aggregate runs (W=128).
+    pub sessions: Vec<usize>,
+}
+
+/// One aggregate run: `sessions` sessions at once, W=128, loopback.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionsRow {
+    /// Concurrent sessions.
+    pub sessions: usize,
+    /// Messages, all sessions.
+    pub messages: u64,
+    /// Acknowledged messages per second, all sessions together.
+    pub messages_per_sec: f64,
+    /// Over one session's rate in this table.
+    pub over_one_session: f64,
+    /// Over `sessions x 128 / t_fsync`.
+    pub over_limit: f64,
 }
 
 /// One measured run.
@@ -59,6 +87,22 @@ pub struct BenchReport {
     /// Loopback: W=128 acked over the unacknowledged stream (target at
     /// least 0.8).
     pub loopback_w128_over_unacked: Option<f64>,
+    /// `dir`'s file system (`statfs` type: `tmpfs`, `ext4`, ...).
+    pub filesystem: String,
+    /// Median latency of one `fdatasync` after appending a line in `dir`,
+    /// milliseconds (the mean of the medians measured before and after the
+    /// window runs).
+    pub t_fsync_ms: f64,
+    /// Median latency of appending to two files in `dir` and syncing both
+    /// at the same time (a commit's FILE and journal), milliseconds.
+    pub t_commit_ms: f64,
+    /// Loopback, one session: each window's rate over `W / t_fsync`
+    /// (target at W=128 on disk: at least 0.8).
+    pub loopback_over_limit: Vec<(u32, f64)>,
+    /// The aggregate runs.
+    pub session_rows: Vec<SessionsRow>,
+    /// 64 sessions over one session, W=128 (target at least 10).
+    pub sessions64_over_one: Option<f64>,
 }
 
 impl BenchReport {
@@ -87,6 +131,35 @@ impl BenchReport {
                 "loopback: W=128 acked / unacknowledged stream = {x:.2}x (target >= 0.8x)\n"
             ));
         }
+        s.push_str(&format!(
+            "\n{}: t_fsync = {:.3} ms (median fdatasync after an append); \
+             two files synced at the same time (a commit) = {:.3} ms\n\n\
+             | window | W / t_fsync msg/s | acked / limit |\n|---:|---:|---:|\n",
+            self.filesystem, self.t_fsync_ms, self.t_commit_ms
+        ));
+        for &(w, x) in &self.loopback_over_limit {
+            s.push_str(&format!(
+                "| {w} | {:.0} | {x:.2}x |\n",
+                f64::from(w) / (self.t_fsync_ms / 1e3)
+            ));
+        }
+        if !self.session_rows.is_empty() {
+            s.push_str(
+                "\n| sessions (W=128) | messages | msg/s | / one session | / (N x 128 / t_fsync) |\n\
+                 |---:|---:|---:|---:|---:|\n",
+            );
+            for r in &self.session_rows {
+                s.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.1}x | {:.2}x |\n",
+                    r.sessions, r.messages, r.messages_per_sec, r.over_one_session, r.over_limit
+                ));
+            }
+        }
+        if let Some(x) = self.sessions64_over_one {
+            s.push_str(&format!(
+                "64 sessions / one session = {x:.1}x (target >= 10x)\n"
+            ));
+        }
         s
     }
 }
@@ -96,6 +169,11 @@ impl BenchReport {
 /// # Errors
 /// Starting a server or the relay failed, or a run did not complete.
 pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
+    // The disk is measured before and after the runs (other load on it
+    // changes its latency): the medians of both rounds together.
+    std::fs::create_dir_all(&settings.dir)
+        .map_err(|e| Error::io(format!("creating {}", settings.dir.display()), e))?;
+    let before = measure_fsync(&settings.dir)?;
     let loopback_dir = settings.dir.join("bench-loopback");
     let _ = std::fs::remove_dir_all(&loopback_dir);
     std::fs::create_dir_all(&loopback_dir)
@@ -168,6 +246,20 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
     let _ = serving.join();
     result?;
 
+    let after = measure_fsync(&settings.dir)?;
+    let (t_fsync, t_commit) = ((before.0 + after.0) / 2, (before.1 + after.1) / 2);
+    let filesystem = filesystem_name(&settings.dir);
+    let session_rows = run_sessions(settings, (before.0 + after.0) / 2)?;
+    let limit = |w: u32| f64::from(w) / t_fsync.as_secs_f64();
+    let loopback_over_limit = rows
+        .iter()
+        .filter(|r| r.path == "loopback" && r.window > 0)
+        .map(|r| (r.window, r.messages_per_sec / limit(r.window)))
+        .collect();
+    let sessions64_over_one = session_rows
+        .iter()
+        .find(|r| r.sessions == 64)
+        .map(|r| r.over_one_session);
     let rate = |path: &str, w: u32| {
         rows.iter()
             .find(|r| r.path == path && r.window == w)
@@ -180,5 +272,152 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
             .zip(rate("loopback", 0))
             .map(|(a, b)| a / b),
         rows,
+        filesystem,
+        t_fsync_ms: t_fsync.as_secs_f64() * 1e3,
+        t_commit_ms: t_commit.as_secs_f64() * 1e3,
+        loopback_over_limit,
+        session_rows,
+        sessions64_over_one,
     })
+}
+
+/// Medians of 200 rounds in `dir`: one `fdatasync` after appending a
+/// 64-byte line to a file (`t_fsync`, what one commit asks of FILE's
+/// disk), and appending to two files then syncing both at the same time as
+/// a commit does ([`Disk::sync_both`]).
+///
+/// # Errors
+/// A file cannot be created, written or synced.
+pub fn measure_fsync(dir: &Path) -> Result<(Duration, Duration), Error> {
+    let open = |name: &str| {
+        let path = dir.join(name);
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map(|f| (f, path.clone()))
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+    };
+    let (a, a_path) = open("bench-fsync-a.probe")?;
+    let (b, b_path) = open("bench-fsync-b.probe")?;
+    let line = [b'x'; 64];
+    let io = |e| Error::io(format!("writing or syncing {}", a_path.display()), e);
+    let mut one = Vec::with_capacity(200);
+    let mut both = Vec::with_capacity(200);
+    let mut disk = RealDisk;
+    for i in 0..200u64 {
+        a.write_all_at(&line, i * line.len() as u64).map_err(io)?;
+        let t = Instant::now();
+        a.sync_data().map_err(io)?;
+        one.push(t.elapsed());
+    }
+    for i in 200..400u64 {
+        a.write_all_at(&line, i * line.len() as u64).map_err(io)?;
+        b.write_all_at(&line, i * line.len() as u64).map_err(io)?;
+        let t = Instant::now();
+        let (x, y) = disk.sync_both(&a, &b);
+        x.and(y).map_err(io)?;
+        both.push(t.elapsed());
+    }
+    drop((a, b));
+    let _ = std::fs::remove_file(&a_path);
+    let _ = std::fs::remove_file(&b_path);
+    let median = |mut v: Vec<Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2].max(Duration::from_nanos(1))
+    };
+    Ok((median(one), median(both)))
+}
+
+/// `statfs(2)`'s file system type of `dir`, by name where known.
+fn filesystem_name(dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return "unknown".into();
+    };
+    // SAFETY: statfs fills the zeroed struct; `c` is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return "unknown".into();
+    }
+    #[allow(clippy::unnecessary_cast)]
+    match st.f_type as i64 {
+        0x0102_1994 => "tmpfs".into(),
+        0xEF53 => "ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        t => format!("fs type {t:#x}"),
+    }
+}
+
+/// `N` sessions at once, W=128, against one fresh server: the aggregate
+/// acknowledged rate.
+fn run_sessions(settings: &BenchSettings, t_fsync: Duration) -> Result<Vec<SessionsRow>, Error> {
+    if settings.sessions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = settings.dir.join("bench-sessions");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let server = Server::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        ServerSettings::new(dir.join("out.txt")),
+    )?;
+    let addr = server.local_addr();
+    let stop = server.stop_handle();
+    let serving = thread::spawn(move || server.run());
+    let mut out: Vec<SessionsRow> = Vec::new();
+    let mut next_session = 1_000_000u64;
+    let result = (|| -> Result<(), Error> {
+        for &n in &settings.sessions {
+            // As many messages in all as one session's run, at least 8
+            // windows per session.
+            let per = (settings.scale * 128 / n as u64).max(8 * 128);
+            let start = Instant::now();
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    next_session += 1;
+                    let mut s = ClientSettings::new(addr);
+                    s.count = per;
+                    s.size = settings.size;
+                    s.window = 128;
+                    s.session = next_session;
+                    s.heartbeat = Duration::from_secs(5);
+                    thread::Builder::new()
+                        .stack_size(256 * 1024)
+                        .spawn(move || client::run(&s))
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| Error::io("starting a client thread", e))?;
+            let mut acked = 0;
+            for h in handles {
+                let r = h
+                    .join()
+                    .map_err(|_| Error::Settings("a client thread panicked".into()))?;
+                if !r.completed {
+                    return Err(Error::Settings(format!(
+                        "{n} sessions: session {} did not complete: {}",
+                        r.session,
+                        r.error.unwrap_or_default()
+                    )));
+                }
+                acked += r.stats.acked;
+            }
+            let rate = acked as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            let one = out.first().map_or(rate, |r| r.messages_per_sec);
+            out.push(SessionsRow {
+                sessions: n,
+                messages: acked,
+                messages_per_sec: rate,
+                over_one_session: rate / one,
+                over_limit: rate / (n as f64 * 128.0 / t_fsync.as_secs_f64()),
+            });
+        }
+        Ok(())
+    })();
+    stop.stop();
+    let _ = serving.join();
+    result.map(|()| out)
 }

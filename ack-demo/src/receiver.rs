@@ -415,6 +415,13 @@ impl Receiver {
         self.phase == Phase::Failed
     }
 
+    /// Messages delivered and not yet acknowledged, and the window granted
+    /// (0 before `WELCOME`): a driver batching reads before its sync keeps
+    /// the first well below the second.
+    pub fn unacknowledged(&self) -> (u64, u32) {
+        (self.delivered.saturating_sub(self.acked), self.window)
+    }
+
     /// Messages delivered so far on this connection's session.
     pub fn delivered(&self) -> u64 {
         self.delivered

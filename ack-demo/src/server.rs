@@ -406,6 +406,26 @@ impl Connection {
                     }
                 }
             }
+            let (unacked, window) = rx.unacknowledged();
+            if pending && !peer_eof && unacked < u64::from(window / 2) {
+                // Take what already arrived into this commit too: a window
+                // split over several reads would otherwise cost a commit
+                // per read. (The window bounds how much can be waiting.)
+                match recv_now(stream, decoder.read_buf()) {
+                    Some(0) => {
+                        if let Err(e) = decoder.finish() {
+                            debug!(error = %e, "client closed inside a frame");
+                        }
+                        peer_eof = true;
+                        continue;
+                    }
+                    Some(n) => {
+                        decoder.commit(n);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
             if pending {
                 self.make_durable(rx, *claim)?;
                 pending = false;
@@ -470,6 +490,22 @@ impl Connection {
             }
         }
     }
+}
+
+/// `recv(2)` without waiting: `None` when nothing is there (or on an error,
+/// which the next blocking read reports).
+fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for writes of its length for the call.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).ok()
 }
 
 /// Waits, without reading, until the peer shuts down its sending side

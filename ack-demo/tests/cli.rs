@@ -23,6 +23,8 @@ fn bench_runs_every_window_and_reports_both_ratios() {
         "--scale",
         "5",
         "--json",
+        "--sessions",
+        "1,3",
         "--dir",
         dir.to_str().unwrap(),
     ]);
@@ -36,6 +38,14 @@ fn bench_runs_every_window_and_reports_both_ratios() {
     assert_eq!(report["rows"].as_array().unwrap().len(), 9);
     assert!(report["relay_w32_over_w1"].as_f64().unwrap() > 0.0);
     assert!(report["loopback_w128_over_unacked"].as_f64().unwrap() > 0.0);
+    assert!(report["t_fsync_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["t_commit_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["loopback_over_limit"].as_array().unwrap().len(), 4);
+    let sessions = report["session_rows"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[1]["sessions"], 3);
+    assert!(sessions[1]["messages_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(text.contains("t_fsync"), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -53,6 +63,15 @@ fn bad_arguments_are_explained() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--size 3 must be"), "{err}");
+    for bad in ["0", "1,x", "20000", "-1"] {
+        let out = ack_demo(&["bench", &format!("--sessions={bad}")]);
+        assert!(!out.status.success(), "--sessions {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("session count from 1 to 10000"),
+            "{bad}: {err}"
+        );
+    }
     let out = ack_demo(&["client", "--connect", "nowhere"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--connect"));

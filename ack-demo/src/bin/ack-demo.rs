@@ -63,9 +63,34 @@ struct BenchArgs {
     /// Payload bytes per message (at most 1 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = payload_bytes())]
     size: usize,
+    /// Concurrent session counts for the aggregate runs at W=128, comma
+    /// separated (each 1 to 10000; `none` skips them).
+    #[arg(long, value_name = "N,N,...", default_value = "1,8,64,1000", value_parser = session_counts)]
+    sessions: SessionCounts,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Debug)]
+struct SessionCounts(Vec<usize>);
+
+fn session_counts(s: &str) -> Result<SessionCounts, String> {
+    if s.trim() == "none" {
+        return Ok(SessionCounts(Vec::new()));
+    }
+    s.split(',')
+        .map(|p| {
+            let p = p.trim();
+            match p.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "`{p}` is not a session count from 1 to 10000 (e.g. `--sessions 1,8,64`)"
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(SessionCounts)
 }
 
 #[derive(Args)]
@@ -186,6 +211,7 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
                 delay: a.delay_ms,
                 scale: a.scale,
                 dir: a.dir.unwrap_or_else(std::env::temp_dir),
+                sessions: a.sessions.0,
             };
             let report = ack_demo::bench::run(&settings)?;
             print!("{}", report.render());
