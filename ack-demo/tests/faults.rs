@@ -485,6 +485,15 @@ fn a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
     assert!(stdout.contains("Storage"), "{stdout}");
     let written = common::lines(&out).len() as u64;
     assert!(written < COUNT, "{written}");
+    // Never an ACK for what was not written: what the client saw
+    // acknowledged is in FILE.
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
+    let acked = report["acked"].as_u64().unwrap_or(0);
+    assert!(
+        acked <= written,
+        "acked {acked}, FILE holds {written} lines"
+    );
 
     std::fs::remove_file(&ballast).unwrap();
     let second = client();
