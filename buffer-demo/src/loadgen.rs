@@ -494,7 +494,9 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
         drop(tx);
         // While the threads send: say so as soon as the stream falls behind.
         let slack = behind_slack(cfg);
-        while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_secs(1)) {
+        // A look four times per stream, at least every second, at most every 100 ms.
+        let every = (cfg.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
             let Some(l) = limit else { continue };
             let elapsed = start.elapsed().as_secs_f64();
             let due = ((cfg.rate * elapsed) as u64).min(l);

@@ -238,6 +238,9 @@ pub struct Trial {
     pub queue_dropped: u64,
     /// Dropped by the kernel at the socket.
     pub kernel_dropped: u64,
+    /// With GRO: the messages the kernel counted dropped (its counters,
+    /// `RcvbufErrors` included, count messages then).
+    pub kernel_messages_dropped: Option<u64>,
     /// The ledger's residual (`None`: no sentinel).
     pub residual: Option<i64>,
     /// `RcvbufErrors` growth (namespace runs).
@@ -463,7 +466,17 @@ pub fn run_trial(
         delivered: l.delivered,
         queue_dropped: l.queue_dropped,
         kernel_dropped: l.kernel_dropped.unwrap_or(0),
-        residual: l.residual,
+        kernel_messages_dropped: l.kernel_messages_dropped,
+        residual: if l.closes() || l.residual != Some(0) {
+            l.residual
+        } else {
+            // Balanced, but the kernel's message count disagrees with the
+            // messages missing: not closed.
+            Some(
+                l.kernel_messages_dropped.unwrap_or(0) as i64
+                    - l.messages_missing.unwrap_or(0) as i64,
+            )
+        },
         rcvbuf_errors: l.rcvbuf_errors,
         drop_fraction,
         datagrams_per_call: r.datagrams_per_call,
@@ -765,12 +778,12 @@ impl SweepTable {
     /// Every trial as CSV, with a header line.
     pub fn to_csv(&self) -> String {
         let mut s = String::from(
-            "mode,rcvbuf_requested,rcvbuf_granted,batch,work_us,offered,achieved,sent,delivered,queue_dropped,kernel_dropped,residual,rcvbuf_errors,drop_fraction,datagrams_per_call,grid,gro,receivers,threads,gso,recv_syscalls_per_datagram,limited_by\n",
+            "mode,rcvbuf_requested,rcvbuf_granted,batch,work_us,offered,achieved,sent,delivered,queue_dropped,kernel_dropped,residual,rcvbuf_errors,drop_fraction,datagrams_per_call,grid,gro,receivers,threads,gso,recv_syscalls_per_datagram,limited_by,kernel_messages_dropped\n",
         );
         for t in &self.trials {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{},{:.6},{:.2},{},{},{},{},{},{:.6},{}",
+                "{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{},{:.6},{:.2},{},{},{},{},{},{:.6},{},{}",
                 t.setup.mode,
                 t.setup.rcvbuf.map_or("default".into(), |b| b.to_string()),
                 t.rcvbuf_granted,
@@ -792,7 +805,9 @@ impl SweepTable {
                 t.setup.threads,
                 t.setup.gso,
                 t.recv_syscalls_per_datagram,
-                t.limited_by
+                t.limited_by,
+                t.kernel_messages_dropped
+                    .map_or("".into(), |m| m.to_string())
             );
         }
         s

@@ -69,6 +69,67 @@ fn sink_and_blast_binaries_close_the_books() {
     assert!(err.contains("dgr/s in"), "no progress line: {err}");
 }
 
+/// The binaries with GSO from two threads into a GRO sink on two
+/// reuseport receivers: exit 0, the books close.
+#[test]
+fn gso_blast_into_gro_receivers_closes_the_books() {
+    let mut sink = Command::new(BIN)
+        .args([
+            "sink",
+            "--bind",
+            "127.0.0.1:0",
+            "--json",
+            "--progress",
+            "0",
+            "--timeout",
+            "30",
+            "--gro",
+            "--receivers",
+            "2",
+            "--rcvbuf",
+            "4194304",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(sink.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .to_string();
+    let blast = Command::new(BIN)
+        .args([
+            "blast",
+            "--to",
+            &addr,
+            "--rate",
+            "100000",
+            "--duration",
+            "0.2",
+            "--gso",
+            "16",
+            "--threads",
+            "2",
+            "--batch",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(blast.status.success());
+    let text = String::from_utf8_lossy(&blast.stdout);
+    assert!(text.contains("2 threads, gso 16"), "{text}");
+    let rest: Vec<String> = out.lines().map(|l| l.unwrap()).collect();
+    assert!(sink.wait().unwrap().success(), "{rest:?}");
+    let report: serde_json::Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(report["ledger"]["residual"], 0);
+    assert_eq!(report["ledger"]["sent"], 20_000);
+    assert_eq!(report["gro"], true);
+    assert_eq!(report["receivers"], 2);
+}
+
 #[test]
 fn help_explains() {
     let out = Command::new(BIN).args(["sink", "--help"]).output().unwrap();
@@ -113,6 +174,26 @@ fn hostile_flag_values_exit_2_naming_the_flag() {
         (&["sink", "--batch", "4294967296"], "--batch"),
         (&["sink", "--work-us", "1e30"], "--work-us"),
         (&["sink", "--nonce", "1e30"], "--nonce"),
+        (&["sink", "--receivers", "0"], "--receivers"),
+        (&["sink", "--receivers", "65"], "--receivers"),
+        (&["blast", "--to", "127.0.0.1:9", "--gso", "65"], "--gso"),
+        (
+            &["blast", "--to", "127.0.0.1:9", "--threads", "0"],
+            "--threads",
+        ),
+        // 64 segments of 2000 bytes do not fit one GSO message.
+        (
+            &[
+                "blast",
+                "--to",
+                "127.0.0.1:9",
+                "--gso",
+                "64",
+                "--size",
+                "2000",
+            ],
+            "--gso",
+        ),
         (&["sweep", "--out", "/nonexistent", "--secs=-1"], "--secs"),
         (&["versus-iperf3", "--secs", "0"], "--secs"),
         (&["versus-iperf3", "--secs", "inf"], "--secs"),

@@ -392,14 +392,15 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             };
             let table = buffer_demo::sweep::sweep_in(&cfg, ns.as_ref(), |t| {
                 eprintln!(
-                    "{:<32} offered {:>8.0}/s achieved {:>8.0}/s drops {:>9.5} % (queue {}, kernel {}), residual {}",
+                    "{:<32} offered {:>8.0}/s achieved {:>8.0}/s drops {:>9.5} % (queue {}, kernel {}), residual {}, limited by {}",
                     t.label,
                     t.offered,
                     t.achieved,
                     t.drop_fraction * 100.0,
                     t.queue_dropped,
                     t.kernel_dropped,
-                    t.residual.map_or("unknown".into(), |r| r.to_string())
+                    t.residual.map_or("unknown".into(), |r| r.to_string()),
+                    t.limited_by
                 )
             })?;
             drop(ns);
