@@ -236,8 +236,11 @@ impl Server {
                 settings: self.settings.clone(),
                 stats: Arc::clone(&self.stats),
             };
+            // A small stack: a thousand connections cost a thousand of
+            // these (the buffers are on the heap).
             let spawned = thread::Builder::new()
                 .name("ack-conn".into())
+                .stack_size(CONNECTION_STACK)
                 .spawn(move || conn.serve(stream));
             if let Err(e) = spawned {
                 warn!(error = %e, "could not start a connection thread");
@@ -245,6 +248,9 @@ impl Server {
         }
     }
 }
+
+/// Stack of a connection thread.
+const CONNECTION_STACK: usize = 256 * 1024;
 
 struct Connection {
     store: Arc<Shared>,

@@ -1665,6 +1665,49 @@ mod tests {
         assert_eq!(s.claim(1, T, now()).unwrap().durable.processed, 1);
     }
 
+    /// One commit takes every session's pending lines; lines appended while
+    /// it is out wait for the next, and nothing of it is durable before it
+    /// is handed back.
+    #[test]
+    fn one_commit_covers_every_session_and_appends_go_on_while_it_runs() {
+        let path = tmp("group");
+        let mut store = open(&path).unwrap();
+        let claims: Vec<_> = (0..5)
+            .map(|id| store.claim(id, T, now()).unwrap())
+            .collect();
+        for (id, c) in claims.iter().enumerate() {
+            store
+                .append(id as u64, c.generation, 0, format!("s{id} 0").as_bytes())
+                .unwrap();
+        }
+        let mut commit = store.begin_commit().unwrap().expect("lines pending");
+        assert!(store.commit_in_flight());
+        assert!(store.begin_commit().unwrap().is_none(), "one at a time");
+        // Appends go on while the commit is out.
+        store.append(0, claims[0].generation, 1, b"s0 1").unwrap();
+        commit.run();
+        assert_eq!(
+            store.durable(3).processed,
+            0,
+            "not durable before it is back"
+        );
+        store.finish_commit(commit).unwrap();
+        for id in 0..5 {
+            assert_eq!(store.durable(id).processed, 1, "session {id}");
+        }
+        assert_eq!(store.appended(0), 2);
+        assert_eq!(store.syncs(), 1, "five sessions, one commit");
+        store.sync().unwrap();
+        assert_eq!(store.durable(0).processed, 2);
+        assert_eq!(store.syncs(), 2);
+        drop(store);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"s0 0\ns1 0\ns2 0\ns3 0\ns4 0\ns0 1\n"
+        );
+        assert_eq!(open(&path).unwrap().durable(0).processed, 2);
+    }
+
     #[test]
     fn the_streaming_sum_is_the_checksum() {
         let data: Vec<u8> = (0..100u8).collect();
