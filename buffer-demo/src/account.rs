@@ -303,7 +303,22 @@ impl Tally {
     /// Adds the counts of another receiver's tally of the same stream (one
     /// socket of several): counters add up, the stream and the sentinel are
     /// taken from whichever saw them.
+    ///
+    /// Each receiver names the stream from its own first data datagram. If
+    /// another receiver named a different one, its data is counted as
+    /// another stream's (foreign) and its sentinel is not taken. The
+    /// processing delivered those datagrams, so the books then do not close.
     pub fn absorb(&mut self, other: &Tally) {
+        if let (Some(a), Some(b)) = (self.stream, other.stream)
+            && a != b
+        {
+            self.received += other.received;
+            self.foreign += other.foreign + other.data;
+            self.other_stream += other.other_stream + other.data;
+            self.other_sentinels += other.other_sentinels;
+            self.kernel_drops += other.kernel_drops;
+            return;
+        }
         self.received += other.received;
         self.data += other.data;
         self.foreign += other.foreign;
@@ -677,6 +692,22 @@ mod test {
             kernel_counts_messages: true,
             ..Observations::default()
         })
+    }
+
+    #[test]
+    fn receivers_that_named_different_streams_do_not_merge() {
+        let mut a = Tally::new();
+        a.on_datagram(&data(0), src(), None);
+        let mut b = Tally::new();
+        let other = Some(SocketAddr::from(([127, 0, 0, 1], 4001)));
+        b.on_datagram(&data(1), other, None);
+        b.on_datagram(&data(2), other, None);
+        a.absorb(&b);
+        assert_eq!((a.data, a.foreign, a.other_stream), (1, 2, 2));
+        let mut c = Tally::new();
+        c.on_datagram(&data(3), src(), None);
+        a.absorb(&c);
+        assert_eq!(a.data, 2);
     }
 
     #[test]
