@@ -8,6 +8,12 @@
 //!   receive calls. While it works, nobody drains the socket: its buffer
 //!   fills and the kernel drops.
 //!
+//! With `receivers > 1` there are that many receivers, each on its own
+//! `SO_REUSEPORT` socket on the one address (a BPF program spreads the stream
+//! by seq) and with its own ring to the one processing thread; with `gro`
+//! each socket has `UDP_GRO` on and a receiver splits every coalesced buffer
+//! by its segment size before counting.
+//!
 //! The receiver runs until the copies of its stream's sentinel are in (or
 //! `linger` after the first; or a [`Stop`] request), then the processing
 //! drains the ring, and [`Ledger::close`] balances the books with
