@@ -242,6 +242,10 @@ fn blast_stops_at_its_duration_whatever_the_rate() {
     assert!(text.contains("SENDER-LIMITED"), "{text}");
     let json: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(json["sender_limited"], true);
+    // It said so while it ran, not only at the end.
+    assert!(json["behind_warnings"].as_u64().unwrap() >= 1, "{json}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the blaster is behind its schedule"), "{err}");
     // Cut at the duration itself: what was left could not go out in the grace.
     let secs = json["secs"].as_f64().unwrap();
     assert!(secs < 1.2, "sent for {secs} s");
