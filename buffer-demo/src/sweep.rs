@@ -189,18 +189,20 @@ pub enum Limit {
     Sender,
     /// The sink dropped more than [`LOSS_FREE`] of what it was offered.
     Sink,
+    /// Both: the blaster fell short of the rate asked and the sink still
+    /// dropped more than [`LOSS_FREE`] of what it got.
+    Both,
 }
 
 impl Limit {
-    /// Judges a trial: the sender first (a short stream says nothing of the
-    /// sink's limit at the rate asked), then the sink's drops.
+    /// Judges a trial from the rate asked and reached and the drops.
     pub fn of(offered: f64, achieved: f64, sender_limited: bool, drop_fraction: f64) -> Limit {
-        if drop_fraction > LOSS_FREE {
-            Limit::Sink
-        } else if sender_limited || (offered > 0.0 && achieved < SENDER_SHORTFALL * offered) {
-            Limit::Sender
-        } else {
-            Limit::Neither
+        let short = sender_limited || (offered > 0.0 && achieved < SENDER_SHORTFALL * offered);
+        match (short, drop_fraction > LOSS_FREE) {
+            (true, true) => Limit::Both,
+            (false, true) => Limit::Sink,
+            (true, false) => Limit::Sender,
+            (false, false) => Limit::Neither,
         }
     }
 }
@@ -211,6 +213,7 @@ impl std::fmt::Display for Limit {
             Limit::Neither => "neither",
             Limit::Sender => "sender",
             Limit::Sink => "sink",
+            Limit::Both => "both",
         })
     }
 }
@@ -447,7 +450,7 @@ pub fn run_trial(
     let l = &r.ledger;
     let drop_fraction = l.drop_fraction().unwrap_or(1.0);
     let limited_by = Limit::of(rate, b.achieved_rate, b.sender_limited, drop_fraction);
-    if limited_by == Limit::Sender {
+    if matches!(limited_by, Limit::Sender | Limit::Both) {
         tracing::warn!(
             label = %setup.label(),
             asked = rate,
@@ -905,6 +908,7 @@ mod test {
         assert_eq!(Limit::of(1e6, 1e6, false, 0.0), Limit::Neither);
         assert_eq!(Limit::of(1e6, 0.9e6, false, 0.0), Limit::Sender);
         assert_eq!(Limit::of(1e6, 1e6, true, 0.0), Limit::Sender);
-        assert_eq!(Limit::of(1e6, 0.5e6, true, 0.01), Limit::Sink);
+        assert_eq!(Limit::of(1e6, 1e6, false, 0.01), Limit::Sink);
+        assert_eq!(Limit::of(1e6, 0.5e6, true, 0.01), Limit::Both);
     }
 }
