@@ -1,10 +1,15 @@
 //! The blocking server driver: a thread per connection, one shared
-//! [`Store`], the [`Receiver`] state machine deciding what to send.
+//! [`Store`] with its group commit, the [`Receiver`] state machine deciding
+//! what to send.
 //!
-//! Each connection thread takes every frame already received, processes
-//! what it delivers (appends to the store), and before it waits for more
-//! input makes the batch durable ([`Store::sync`]) and sends the `ACK` that
-//! says so. A violation gets `ERROR{code, reason}` and the connection is
+//! Each connection thread takes every frame already received (and what
+//! arrives meanwhile), processes what it delivers (appends to the store),
+//! then asks for a commit: it leads one itself when none is out, or leaves
+//! its lines to the committer thread, which takes them with every other
+//! session's right after the commit in flight. It goes on receiving while
+//! its lines are synced (up to half its window unacknowledged), polling its
+//! socket and an `eventfd` the committer signals, and sends the `ACK` once
+//! they are durable. A violation gets `ERROR{code, reason}` and the connection is
 //! closed; other sessions are not affected.
 //!
 //! A `HELLO` claims its session with the client's token
@@ -90,7 +95,7 @@ pub struct ServerStats {
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
-    store: Arc<Shared>,
+    store: Arc<Handle>,
     settings: ServerSettings,
     stats: Arc<ServerStats>,
     stop: Arc<AtomicBool>,
@@ -98,52 +103,209 @@ pub struct Server {
 
 /// The store every connection shares, and the group commit over it.
 ///
-/// A connection that needs its lines durable takes the lead when no commit
-/// is out: it takes *every* session's pending lines into one commit
-/// ([`Store::begin_commit`]), runs its I/O without holding the store, so
-/// that other connections go on appending, hands it back and wakes
-/// everyone. A connection that finds a commit out waits for it; if its
-/// lines were not in it, the next leader takes them with everybody else's.
-/// One commit (one fsync's latency) thus serves every session with lines
+/// One committer thread makes lines durable: when asked, it takes *every*
+/// session's pending lines into one commit ([`Store::begin_commit`]), runs
+/// its I/O without holding the store (connections go on receiving and
+/// appending: their lines go into the next commit), hands it back and wakes
+/// the connections waiting for it. A connection asks for a commit after a
+/// read batch and goes on receiving; it sends its `ACK` when the committer
+/// wakes it and its lines are durable (pipelining within the window). One
+/// commit (one sync's latency) thus serves every session with lines
 /// pending.
 #[derive(Debug)]
 struct Shared {
-    store: Mutex<Store>,
+    inner: Mutex<Inner>,
+    /// Wakes the committer.
+    work: Condvar,
+    /// Notified after every commit, for the connections that block on one.
     committed: Condvar,
 }
 
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    /// A commit was asked for since the committer last took one.
+    requested: bool,
+    /// Commits that failed (their error in `last_error`).
+    failures: u64,
+    last_error: String,
+    /// Connections to wake after the next commit.
+    waiters: Vec<Arc<Wake>>,
+    /// Every handle is gone: the committer ends.
+    stop: bool,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl std::ops::DerefMut for Inner {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Store> {
+    fn start(store: Store) -> Result<Arc<Handle>, Error> {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                store,
+                requested: false,
+                failures: 0,
+                last_error: String::new(),
+                waiters: Vec::new(),
+                stop: false,
+            }),
+            work: Condvar::new(),
+            committed: Condvar::new(),
+        });
+        let committer = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("ack-commit".into())
+            .spawn(move || committer.commit_loop())
+            .map_err(|e| Error::io("starting the committer thread", e))?;
+        Ok(Arc::new(Handle(shared)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A connection thread that panicked cannot leave the store half
         // updated in a way later syncs would miss: keep serving.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commit_loop(&self) {
+        let mut g = self.lock();
+        loop {
+            while !g.requested && !g.stop {
+                g = self.work.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+            if g.stop {
+                return;
+            }
+            if g.commit_in_flight() {
+                // A connection is leading one: the next one after it.
+                g = self.committed.wait(g).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            g.requested = false;
+            g = self.commit_once(g);
+        }
+    }
+
+    /// Runs one commit of everything pending (the store unlocked during
+    /// its I/O), then wakes whoever waits for one. Called by the committer,
+    /// or by a connection that finds no commit out (the lowest latency).
+    fn commit_once<'a>(&'a self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        let failed = match g.store.begin_commit() {
+            Ok(None) => None,
+            Err(e) => Some(e),
+            Ok(Some(mut commit)) => {
+                drop(g);
+                commit.run();
+                g = self.lock();
+                g.store.finish_commit(commit).err()
+            }
+        };
+        if let Some(e) = failed {
+            g.failures += 1;
+            g.last_error = e.to_string();
+        }
+        let waiters = std::mem::take(&mut g.waiters);
+        self.committed.notify_all();
+        drop(g);
+        for w in waiters {
+            w.wake();
+        }
+        self.lock()
+    }
+
+    /// Asks for a commit of what is pending.
+    fn request(&self, g: &mut Inner) {
+        g.requested = true;
+        self.work.notify_one();
     }
 
     /// Returns once every line of `session` appended so far is durable,
     /// with the store locked.
-    fn durable_through(&self, session: u64) -> Result<MutexGuard<'_, Store>, Error> {
-        let mut store = self.lock();
-        loop {
-            if store.durable(session).processed >= store.appended(session) {
-                return Ok(store);
-            }
-            if store.commit_in_flight() {
-                store = self
-                    .committed
-                    .wait(store)
-                    .unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            let Some(mut commit) = store.begin_commit()? else {
-                return Ok(store);
-            };
-            drop(store);
-            commit.run();
-            store = self.lock();
-            let result = store.finish_commit(commit);
-            self.committed.notify_all();
-            result?;
+    fn durable_through(&self, session: u64) -> Result<MutexGuard<'_, Inner>, Error> {
+        let mut g = self.lock();
+        let failures = g.failures;
+        if g.durable(session).processed < g.appended(session) {
+            self.request(&mut g);
         }
+        loop {
+            if g.durable(session).processed >= g.appended(session) {
+                return Ok(g);
+            }
+            if g.failures > failures {
+                return Err(Error::Store {
+                    path: g.path().display().to_string(),
+                    detail: format!("commit failed: {}", g.last_error),
+                });
+            }
+            g = self.committed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// What the server and its connections hold: the committer ends when the
+/// last one is dropped.
+#[derive(Debug)]
+struct Handle(Arc<Shared>);
+
+impl std::ops::Deref for Handle {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.work.notify_all();
+    }
+}
+
+/// A connection's wake-up from the committer: an `eventfd` it polls beside
+/// its socket.
+#[derive(Debug)]
+struct Wake {
+    fd: std::os::fd::OwnedFd,
+    registered: AtomicBool,
+}
+
+impl Wake {
+    fn new() -> Result<Wake, Error> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::io("creating an eventfd", io::Error::last_os_error()));
+        }
+        Ok(Wake {
+            // SAFETY: `fd` is ours, open, and owned by nothing else.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            registered: AtomicBool::new(false),
+        })
+    }
+
+    fn wake(&self) {
+        use std::os::fd::AsRawFd;
+        self.registered.store(false, Ordering::SeqCst);
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a valid buffer.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+
+    fn drain(&self) {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a valid buffer.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
     }
 }
 
@@ -183,10 +345,7 @@ impl Server {
         Ok(Server {
             listener,
             addr,
-            store: Arc::new(Shared {
-                store: Mutex::new(store),
-                committed: Condvar::new(),
-            }),
+            store: Shared::start(store)?,
             settings,
             stats: Arc::default(),
             stop: Arc::default(),
@@ -253,7 +412,7 @@ impl Server {
 const CONNECTION_STACK: usize = 256 * 1024;
 
 struct Connection {
-    store: Arc<Shared>,
+    store: Arc<Handle>,
     settings: ServerSettings,
     stats: Arc<ServerStats>,
 }
@@ -269,7 +428,7 @@ enum End {
 }
 
 impl Connection {
-    fn lock(&self) -> MutexGuard<'_, Store> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.store.lock()
     }
 
@@ -338,6 +497,10 @@ impl Connection {
         claim: &mut Option<(u64, u64)>,
     ) -> Result<End, Error> {
         let mut decoder = Decoder::new(framing_config());
+        let wake = Arc::new(Wake::new()?);
+        // Waiting for a commit asked for when the committer had failed this
+        // many times.
+        let mut awaiting: Option<u64> = None;
         let mut pending = false;
         let mut delivered_here = 0u64;
         let mut peer_eof = false;
@@ -433,8 +596,40 @@ impl Connection {
                 }
             }
             if pending {
-                self.make_durable(rx, *claim)?;
                 pending = false;
+                let mut g = self.lock();
+                awaiting = Some(awaiting.unwrap_or(g.failures));
+                if g.commit_in_flight() {
+                    // The committer takes these right after the commit out
+                    // now; meanwhile this connection goes on receiving.
+                    self.store.request(&mut g);
+                } else {
+                    // Nobody is committing: lead one here.
+                    drop(self.store.commit_once(g));
+                }
+            }
+            if let (Some(failures), Some((session, _))) = (awaiting, *claim) {
+                if peer_eof {
+                    // Nothing more to receive: wait for the commit here.
+                    self.make_durable(rx, *claim)?;
+                    awaiting = None;
+                } else {
+                    let mut g = self.lock();
+                    let durable = g.durable(session);
+                    rx.on_durable(durable);
+                    if durable.processed >= g.appended(session) {
+                        awaiting = None;
+                    } else if g.failures > failures {
+                        let e = Error::Store {
+                            path: g.path().display().to_string(),
+                            detail: format!("commit failed: {}", g.last_error),
+                        };
+                        rx.refuse(ErrorCode::Storage, e.to_string());
+                        return Err(e);
+                    } else if !wake.registered.swap(true, Ordering::SeqCst) {
+                        g.waiters.push(Arc::clone(&wake));
+                    }
+                }
             }
             flush(stream, rx)?;
             if rx.is_failed() {
@@ -450,7 +645,24 @@ impl Connection {
                     d.saturating_duration_since(now)
                 })
                 .max(Duration::from_millis(1));
-            let _ = stream.set_read_timeout(Some(wait));
+            // The socket and the committer's wake-up, whichever comes
+            // first: a connection receives while its commit runs.
+            // While its commit runs a connection receives only while less
+            // than half its window is unacknowledged: a sender that does not
+            // wait for ACKs is then held back by TCP, as when a connection
+            // stopped receiving during its sync.
+            let (unacked, window) = rx.unacknowledged();
+            let receive = awaiting.is_none() || window == 0 || unacked < u64::from(window / 2);
+            let (readable, woken) = poll_both(stream, receive, &wake, wait)?;
+            if woken {
+                wake.drain();
+            }
+            if !readable {
+                if rx.poll_timeout().is_some_and(|d| d <= Instant::now()) {
+                    rx.handle_timeout(Instant::now())?;
+                }
+                continue;
+            }
             match stream.read(decoder.read_buf()) {
                 Ok(0) => {
                     if let Err(e) = decoder.finish() {
@@ -496,6 +708,41 @@ impl Connection {
             }
         }
     }
+}
+
+/// Waits up to `wait` for the socket to be readable (when `receive`) or
+/// `wake` to fire.
+fn poll_both(
+    stream: &TcpStream,
+    receive: bool,
+    wake: &Wake,
+    wait: Duration,
+) -> Result<(bool, bool), Error> {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd {
+            // A negative fd is ignored by poll(2).
+            fd: if receive { stream.as_raw_fd() } else { -1 },
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: two valid pollfds for the duration of the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok((false, false));
+        }
+        return Err(Error::io("waiting for input", e));
+    }
+    Ok((fds[0].revents != 0, fds[1].revents != 0))
 }
 
 /// `recv(2)` without waiting: `None` when nothing is there (or on an error,
