@@ -45,6 +45,8 @@ pub struct BenchSettings {
     pub dir: PathBuf,
     /// Concurrent session counts for the aggregate runs (W=128).
     pub sessions: Vec<usize>,
+    /// Servers use the write-ahead log ([`crate::store::StoreOptions::wal`]).
+    pub wal: bool,
 }
 
 /// One aggregate run: `sessions` sessions at once, W=128, loopback.
@@ -103,6 +105,8 @@ pub struct BenchReport {
     pub session_rows: Vec<SessionsRow>,
     /// 64 sessions over one session, W=128 (target at least 10).
     pub sessions64_over_one: Option<f64>,
+    /// The servers used the write-ahead log.
+    pub wal: bool,
 }
 
 impl BenchReport {
@@ -178,10 +182,11 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
     let _ = std::fs::remove_dir_all(&loopback_dir);
     std::fs::create_dir_all(&loopback_dir)
         .map_err(|e| Error::io(format!("creating {}", loopback_dir.display()), e))?;
-    let server = Server::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        ServerSettings::new(loopback_dir.join("out.txt")),
-    )?;
+    let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), {
+        let mut s = ServerSettings::new(loopback_dir.join("out.txt"));
+        s.store.wal = settings.wal;
+        s
+    })?;
     let addr = server.local_addr();
     let stop = server.stop_handle();
     let serving = thread::spawn(move || server.run());
@@ -278,6 +283,7 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
         loopback_over_limit,
         session_rows,
         sessions64_over_one,
+        wal: settings.wal,
     })
 }
 
@@ -361,10 +367,11 @@ fn run_sessions(settings: &BenchSettings, t_fsync: Duration) -> Result<Vec<Sessi
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let server = Server::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        ServerSettings::new(dir.join("out.txt")),
-    )?;
+    let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), {
+        let mut s = ServerSettings::new(dir.join("out.txt"));
+        s.store.wal = settings.wal;
+        s
+    })?;
     let addr = server.local_addr();
     let stop = server.stop_handle();
     let serving = thread::spawn(move || server.run());

@@ -27,10 +27,22 @@ const SIZE: usize = 24;
 
 #[test]
 fn server_killed_fifty_times_under_sixteen_sessions_loses_and_repeats_nothing() {
+    killed_fifty_times(&[]);
+}
+
+/// The same with the write-ahead log: FILE is never synced by a commit and
+/// is restored from the journal at each restart.
+#[test]
+fn with_the_write_ahead_log_too() {
+    killed_fifty_times(&["--wal"]);
+}
+
+fn killed_fifty_times(extra: &[&str]) {
     let dir = temp_dir("crash");
     let out = dir.join("out.txt");
     // Slow processing keeps the sessions running through every kill.
-    let server_args = ["--process-delay-us", "600", "--heartbeat-ms", "300"];
+    let mut server_args = vec!["--process-delay-us", "600", "--heartbeat-ms", "300"];
+    server_args.extend_from_slice(extra);
     let mut server = ServerProcess::start("127.0.0.1:0", &out, &server_args);
     let listen = server.addr.to_string();
     let clients: Vec<_> = (0..SESSIONS)

@@ -67,6 +67,9 @@ struct BenchArgs {
     /// separated (each 1 to 10000; `none` skips them).
     #[arg(long, value_name = "N,N,...", default_value = "1,8,64,1000", value_parser = session_counts)]
     sessions: SessionCounts,
+    /// Run the servers with the write-ahead log (`server --wal`).
+    #[arg(long)]
+    wal: bool,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -120,6 +123,11 @@ struct ServerArgs {
     /// that verifies, move the rest of FILE to FILE.unverified-<time>.
     #[arg(long)]
     repair: bool,
+    /// Write-ahead log: each commit carries its lines in the journal and
+    /// syncs only the journal (one flush per commit instead of two); FILE
+    /// is restored from the journal after a crash.
+    #[arg(long)]
+    wal: bool,
     /// Forget a session idle (no connection, no new line) this long
     /// (seconds, or with a unit: `90m`, `24h`).
     #[arg(long, value_name = "DURATION", default_value = "24h",
@@ -197,6 +205,7 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             settings.heartbeat = Duration::from_millis(a.heartbeat_ms);
             settings.show_kernel = a.show_kernel;
             settings.store.repair = a.repair;
+            settings.store.wal = a.wal;
             settings.store.session_expiry = a.session_expiry;
             settings.store.max_sessions = usize::try_from(a.max_sessions).unwrap_or(usize::MAX);
             let server = Server::bind(a.listen, settings)?;
@@ -212,6 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
                 scale: a.scale,
                 dir: a.dir.unwrap_or_else(std::env::temp_dir),
                 sessions: a.sessions.0,
+                wal: a.wal,
             };
             let report = ack_demo::bench::run(&settings)?;
             print!("{}", report.render());
