@@ -286,6 +286,7 @@ impl Finder {
 
     /// Buffered bytes the next frame (or header) needs before it completes,
     /// as last seen by [`step`](Finder::step).
+    #[cfg(feature = "bytes")]
     #[inline]
     pub(crate) fn need(&self) -> u64 {
         self.need
