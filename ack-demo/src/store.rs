@@ -1591,12 +1591,19 @@ mod tests {
         Store::open(path)
     }
 
-    fn repair(path: &Path) -> Result<Store, Error> {
-        let o = StoreOptions {
-            repair: true,
-            ..opts()
-        };
+    /// Opens `path` on the real disk with `o`.
+    fn open_as(path: &Path, o: StoreOptions) -> Result<Store, Error> {
         Store::open_with(path, o, Box::new(RealDisk), now())
+    }
+
+    fn repair(path: &Path) -> Result<Store, Error> {
+        open_as(
+            path,
+            StoreOptions {
+                repair: true,
+                ..opts()
+            },
+        )
     }
 
     #[test]
@@ -1826,11 +1833,13 @@ mod tests {
     }
 
     fn open_wal(path: &Path) -> Result<Store, Error> {
-        let o = StoreOptions {
-            wal: true,
-            ..opts()
-        };
-        Store::open_with(path, o, Box::new(RealDisk), now())
+        open_as(
+            path,
+            StoreOptions {
+                wal: true,
+                ..opts()
+            },
+        )
     }
 
     /// With the write-ahead log FILE is not synced by a commit: after a

@@ -2,25 +2,18 @@
 //! it, the sink's last stdout line is the JSON report with residual 0.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_buffer-demo");
 
-#[test]
-fn sink_and_blast_binaries_close_the_books() {
+/// Starts `sink --bind 127.0.0.1:0 --json` with `args`; returns it, its
+/// stdout past the first line, and the address that line names.
+fn sink(args: &[&str], stderr: Stdio) -> (Child, BufReader<ChildStdout>, String) {
     let mut sink = Command::new(BIN)
-        .args([
-            "sink",
-            "--bind",
-            "127.0.0.1:0",
-            "--json",
-            "--progress",
-            "0.05",
-            "--timeout",
-            "30",
-        ])
+        .args(["sink", "--bind", "127.0.0.1:0", "--json"])
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(sink.stdout.take().unwrap());
@@ -31,6 +24,12 @@ fn sink_and_blast_binaries_close_the_books() {
         .strip_prefix("listening on ")
         .expect(&first)
         .to_string();
+    (sink, out, addr)
+}
+
+#[test]
+fn sink_and_blast_binaries_close_the_books() {
+    let (mut sink, out, addr) = sink(&["--progress", "0.05", "--timeout", "30"], Stdio::piped());
     let blast = Command::new(BIN)
         .args([
             "blast",
@@ -73,12 +72,8 @@ fn sink_and_blast_binaries_close_the_books() {
 /// reuseport receivers: exit 0, the books close.
 #[test]
 fn gso_blast_into_gro_receivers_closes_the_books() {
-    let mut sink = Command::new(BIN)
-        .args([
-            "sink",
-            "--bind",
-            "127.0.0.1:0",
-            "--json",
+    let (mut sink, out, addr) = sink(
+        &[
             "--progress",
             "0",
             "--timeout",
@@ -88,18 +83,9 @@ fn gso_blast_into_gro_receivers_closes_the_books() {
             "2",
             "--rcvbuf",
             "4194304",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(sink.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .expect(&first)
-        .to_string();
+        ],
+        Stdio::inherit(),
+    );
     let blast = Command::new(BIN)
         .args([
             "blast",
