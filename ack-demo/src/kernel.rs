@@ -118,3 +118,36 @@ fn state_name(state: u8) -> &'static str {
         _ => "UNKNOWN",
     }
 }
+
+/// Raises this process's soft limit on open files to its hard limit and
+/// returns the limit now in force.
+///
+/// Each session holds a socket (and a test or bench that runs clients in the
+/// same process, two): 1000 sessions need more than the 1024 many systems
+/// start a process with, while the hard limit is usually far higher.
+///
+/// # Errors
+/// The `getrlimit`/`setrlimit` error.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid `rlimit`; raising the soft limit up to
+        // the hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        lim = raised;
+    }
+    Ok(lim.rlim_cur)
+}

@@ -331,6 +331,11 @@ impl Server {
     /// # Errors
     /// The store's errors; binding failed.
     pub fn bind(addr: SocketAddr, settings: ServerSettings) -> Result<Server, Error> {
+        // A socket per session: start from the hard limit on open files.
+        match crate::kernel::raise_open_file_limit() {
+            Ok(limit) => debug!(limit, "open files"),
+            Err(e) => warn!(error = %e, "could not raise the open-file limit"),
+        }
         let store = Store::open_with(
             &settings.out,
             settings.store.clone(),
