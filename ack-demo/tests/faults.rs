@@ -119,6 +119,8 @@ fn payload(session: u64, seq: u64) -> String {
 struct Harness {
     path: PathBuf,
     disk: FaultyDisk,
+    /// The store runs with the write-ahead log (`--wal`).
+    wal: bool,
     store: Option<Store>,
     generations: [u64; SESSIONS as usize],
     /// Lines the store took, per session.
@@ -128,11 +130,12 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(name: &str) -> Harness {
+    fn with(name: &str, wal: bool) -> Harness {
         let path = common::temp_dir(name).join("out.txt");
         let mut h = Harness {
             path,
             disk: FaultyDisk::default(),
+            wal,
             store: None,
             generations: [0; SESSIONS as usize],
             appended: [0; SESSIONS as usize],
@@ -154,7 +157,10 @@ impl Harness {
         *self.disk.plan() = Plan::default();
         let store = Store::open_with(
             &self.path,
-            StoreOptions::default(),
+            StoreOptions {
+                wal: self.wal,
+                ..StoreOptions::default()
+            },
             Box::new(self.disk.clone()),
             SystemTime::now(),
         )
@@ -177,6 +183,39 @@ impl Harness {
             self.acked[i] = c.durable.processed;
         }
         self.check_file();
+    }
+
+    /// Power loss, then restart: every byte written since its file's last
+    /// good sync is gone (FILE cut there, or zeroed from there when
+    /// `zero`: its size reached the disk, its data did not; the journal
+    /// cut there). In WAL mode FILE is never synced between opens.
+    /// Returns how many of FILE's bytes were lost.
+    fn power_loss(&mut self, zero: bool) -> u64 {
+        drop(self.store.take());
+        let [file_from, journal_from] = self.disk.plan().dirty_from;
+        let len = self.file_len();
+        let lost = file_from.map_or(0, |from| len.saturating_sub(from));
+        if lost > 0 {
+            let from = len - lost;
+            let f = File::options().write(true).open(&self.path).unwrap();
+            if zero {
+                f.write_all_at(&vec![0; lost as usize], from).unwrap();
+            } else {
+                f.set_len(from).unwrap();
+            }
+        }
+        if let Some(from) = journal_from {
+            if self.journal_len() > from {
+                File::options()
+                    .write(true)
+                    .open(ack_demo::store::journal_path(&self.path))
+                    .unwrap()
+                    .set_len(from)
+                    .unwrap();
+            }
+        }
+        self.restart();
+        lost
     }
 
     fn append(&mut self, session: u64, lines: u64) {
@@ -245,7 +284,17 @@ fn parse(line: &str) -> Option<(u64, u64)> {
 
 #[test]
 fn disk_full_mid_line_then_freed_writes_each_line_once() {
-    let mut h = Harness::new("full-file");
+    disk_full_mid_line_then_freed_writes_each_line_once_in(false);
+}
+
+/// The same with the write-ahead log (`--wal`).
+#[test]
+fn wal_disk_full_mid_line_then_freed_writes_each_line_once() {
+    disk_full_mid_line_then_freed_writes_each_line_once_in(true);
+}
+
+fn disk_full_mid_line_then_freed_writes_each_line_once_in(wal: bool) {
+    let mut h = Harness::with("full-file", wal);
     h.append(0, 40);
     assert!(h.sync());
     let durable = h.file_len();
@@ -262,11 +311,30 @@ fn disk_full_mid_line_then_freed_writes_each_line_once() {
     assert!(h.sync());
     h.restart();
     assert_eq!(h.acked, [66, 5, 0]);
+    h.append(1, 2);
+    assert!(h.sync());
+    let lost = h.power_loss(true);
+    assert!(!wal || lost > 0, "WAL: FILE's lines were never synced");
+    assert_eq!(
+        h.acked,
+        [66, 7, 0],
+        "acknowledged lines survive a power loss"
+    );
 }
 
 #[test]
 fn disk_full_while_appending_a_journal_entry_leaves_no_torn_entry_in_the_middle() {
-    let mut h = Harness::new("full-journal");
+    disk_full_while_appending_a_journal_entry_leaves_no_torn_entry_in_the_middle_in(false);
+}
+
+/// The same with the write-ahead log (`--wal`).
+#[test]
+fn wal_disk_full_while_appending_a_journal_entry_leaves_no_torn_entry_in_the_middle() {
+    disk_full_while_appending_a_journal_entry_leaves_no_torn_entry_in_the_middle_in(true);
+}
+
+fn disk_full_while_appending_a_journal_entry_leaves_no_torn_entry_in_the_middle_in(wal: bool) {
+    let mut h = Harness::with("full-journal", wal);
     h.append(0, 10);
     assert!(h.sync());
     h.append(0, 33);
@@ -284,12 +352,33 @@ fn disk_full_while_appending_a_journal_entry_leaves_no_torn_entry_in_the_middle(
         [43, 15, 5],
         "nothing after the failed entry is lost"
     );
+    h.append(2, 1);
+    assert!(h.sync());
+    let lost = h.power_loss(false);
+    assert!(!wal || lost > 0, "WAL: FILE's lines were never synced");
+    assert_eq!(h.acked, [43, 15, 6]);
 }
 
 #[test]
 fn a_failed_fdatasync_of_lines_is_never_acked_and_the_retry_rewrites_them() {
-    for target in [Target::File, Target::Journal] {
-        let mut h = Harness::new("eio");
+    a_failed_fdatasync_of_lines_is_never_acked_and_the_retry_rewrites_them_in(false);
+}
+
+/// The same with the write-ahead log (`--wal`).
+#[test]
+fn wal_a_failed_fdatasync_of_lines_is_never_acked_and_the_retry_rewrites_them() {
+    a_failed_fdatasync_of_lines_is_never_acked_and_the_retry_rewrites_them_in(true);
+}
+
+fn a_failed_fdatasync_of_lines_is_never_acked_and_the_retry_rewrites_them_in(wal: bool) {
+    // With the write-ahead log a commit syncs only the journal.
+    let targets: &[Target] = if wal {
+        &[Target::Journal]
+    } else {
+        &[Target::File, Target::Journal]
+    };
+    for &target in targets {
+        let mut h = Harness::with("eio", wal);
         h.append(0, 10);
         assert!(h.sync());
         h.append(0, 32);
@@ -303,12 +392,27 @@ fn a_failed_fdatasync_of_lines_is_never_acked_and_the_retry_rewrites_them() {
         assert!(h.sync());
         h.restart();
         assert_eq!(h.acked, [42, 2, 4], "{target:?}");
+        h.append(0, 1);
+        assert!(h.sync());
+        let lost = h.power_loss(true);
+        assert!(!wal || lost > 0, "WAL: FILE's lines were never synced");
+        assert_eq!(h.acked, [43, 2, 4], "{target:?}: after a power loss");
     }
 }
 
 #[test]
 fn a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart() {
-    let mut h = Harness::new("poison");
+    a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart_in(false);
+}
+
+/// The same with the write-ahead log (`--wal`).
+#[test]
+fn wal_a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart() {
+    a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart_in(true);
+}
+
+fn a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart_in(wal: bool) {
+    let mut h = Harness::with("poison", wal);
     h.append(0, 10);
     assert!(h.sync());
     h.append(0, 5);
@@ -330,6 +434,11 @@ fn a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart() {
     assert!(h.sync());
     h.restart();
     assert_eq!(h.acked[0], 15);
+    h.append(0, 1);
+    assert!(h.sync());
+    let lost = h.power_loss(true);
+    assert!(!wal || lost > 0, "WAL: FILE's lines were never synced");
+    assert_eq!(h.acked[0], 16);
 }
 
 #[derive(Debug, Clone)]
@@ -346,6 +455,8 @@ enum Op {
     Append(u64, u64),
     Sync(Fault),
     Kill,
+    /// Power loss, FILE's unsynced bytes zeroed (or cut).
+    PowerLoss(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -360,6 +471,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..SESSIONS, 1u64..6).prop_map(|(s, n)| Op::Append(s, n)),
         3 => fault.prop_map(Op::Sync),
         1 => Just(Op::Kill),
+        1 => any::<bool>().prop_map(Op::PowerLoss),
     ]
 }
 
@@ -372,43 +484,59 @@ proptest! {
     /// ever lost.
     #[test]
     fn any_faults_and_kills_keep_every_acked_line_once_in_order(ops in prop::collection::vec(op(), 1..40)) {
-        let mut h = Harness::new("model");
-        for op in ops {
-            match op {
-                Op::Append(s, n) => h.append(s, n),
-                Op::Sync(fault) => {
-                    {
-                        let (file_len, journal_len) = (h.file_len(), h.journal_len());
-                        let mut p = h.disk.plan();
-                        match fault {
-                            Fault::None => {}
-                            Fault::FileFull(k) => p.file_limit = Some(file_len + k),
-                            Fault::JournalFull(k) => p.journal_limit = Some(journal_len + k),
-                            Fault::SyncFails(file) => {
-                                p.fail_sync = Some(if file { Target::File } else { Target::Journal });
-                            }
-                            Fault::FullAndCannotCut => {
-                                p.file_limit = Some(file_len);
-                                p.fail_set_len = true;
-                            }
+        model(ops, false)?;
+    }
+
+    /// The same with the write-ahead log (`--wal`), whose FILE is never
+    /// synced between opens: a power loss takes all of its lines since the
+    /// last open, and recovery writes them again from the journal.
+    #[test]
+    fn wal_any_faults_and_kills_keep_every_acked_line_once_in_order(ops in prop::collection::vec(op(), 1..40)) {
+        model(ops, true)?;
+    }
+}
+
+fn model(ops: Vec<Op>, wal: bool) -> Result<(), TestCaseError> {
+    let mut h = Harness::with("model", wal);
+    for op in ops {
+        match op {
+            Op::Append(s, n) => h.append(s, n),
+            Op::Sync(fault) => {
+                {
+                    let (file_len, journal_len) = (h.file_len(), h.journal_len());
+                    let mut p = h.disk.plan();
+                    match fault {
+                        Fault::None => {}
+                        Fault::FileFull(k) => p.file_limit = Some(file_len + k),
+                        Fault::JournalFull(k) => p.journal_limit = Some(journal_len + k),
+                        Fault::SyncFails(file) => {
+                            p.fail_sync = Some(if file { Target::File } else { Target::Journal });
+                        }
+                        Fault::FullAndCannotCut => {
+                            p.file_limit = Some(file_len);
+                            p.fail_set_len = true;
                         }
                     }
-                    let before = h.acked;
-                    if !h.sync() {
-                        prop_assert_eq!(h.acked, before);
-                    }
-                    // The fault passes (space freed, disk healthy again).
-                    let mut p = h.disk.plan();
-                    p.file_limit = None;
-                    p.journal_limit = None;
-                    p.fail_sync = None;
-                    p.fail_set_len = false;
                 }
-                Op::Kill => h.restart(),
+                let before = h.acked;
+                if !h.sync() {
+                    prop_assert_eq!(h.acked, before);
+                }
+                // The fault passes (space freed, disk healthy again).
+                let mut p = h.disk.plan();
+                p.file_limit = None;
+                p.journal_limit = None;
+                p.fail_sync = None;
+                p.fail_set_len = false;
+            }
+            Op::Kill => h.restart(),
+            Op::PowerLoss(zero) => {
+                h.power_loss(zero);
             }
         }
-        h.restart();
     }
+    h.restart();
+    Ok(())
 }
 
 /// A tmpfs of a few pages mounted for the test (root only), unmounted on
@@ -452,9 +580,20 @@ impl Drop for Tmpfs {
 /// line exactly once, in order.
 #[test]
 fn a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
+    real_full_disk("enospc", &[]);
+}
+
+/// The same with the write-ahead log (`server --wal`): the journal then
+/// holds the lines too, and the restart writes FILE from it.
+#[test]
+fn wal_a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
+    real_full_disk("enospc-wal", &["--wal"]);
+}
+
+fn real_full_disk(name: &str, server_args: &[&str]) {
     const COUNT: u64 = 2000;
     const SIZE: usize = 24;
-    let dir = common::temp_dir("enospc").join("mnt");
+    let dir = common::temp_dir(name).join("mnt");
     std::fs::create_dir_all(&dir).unwrap();
     let Some(fs) = Tmpfs::mount(dir, 256) else {
         return;
@@ -462,7 +601,7 @@ fn a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
     let ballast = fs.dir.join("ballast");
     std::fs::write(&ballast, vec![0u8; 232 * 1024]).unwrap();
     let out = fs.dir.join("out.txt");
-    let server = common::ServerProcess::start("127.0.0.1:0", &out, &[]);
+    let server = common::ServerProcess::start("127.0.0.1:0", &out, server_args);
     let client = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_ack-demo"))
             .args(["client", "--connect", &server.addr.to_string(), "--json"])
@@ -515,6 +654,6 @@ fn a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
     };
     check("after the resume");
     server.kill();
-    common::ServerProcess::start("127.0.0.1:0", &out, &[]).kill();
+    common::ServerProcess::start("127.0.0.1:0", &out, server_args).kill();
     check("after SIGKILL and restart");
 }
