@@ -38,11 +38,15 @@
 //! (kind 4) carries its lines *in the journal entry*, after the records;
 //! the lines are written to FILE too, but only the journal is synced: one
 //! flush per commit. After a crash FILE may lack or garble any of those
-//! lines: recovery writes every logged commit's lines again where FILE's
-//! bytes do not verify, and FILE is synced before the new base (which
-//! forgets the lines) replaces the journal. That sync also reports a
-//! writeback error of FILE from the previous run, before anything relies
-//! on it. The journal grows by the lines until the next start.
+//! lines: recovery writes every logged commit's lines again, even where
+//! FILE's bytes verify (pages whose background writeback failed read back
+//! right but are not on the disk, and a later sync does not write them),
+//! and FILE is synced before the new base (which forgets the lines)
+//! replaces the journal. That sync also reports a writeback error of FILE
+//! from the previous run, before anything relies on it. When writing the
+//! lines again fails (a full disk) the open refuses and changes nothing:
+//! they are acknowledged, so the commit is never dropped as a torn one.
+//! The journal grows by the lines until the next start.
 //!
 //! # Failed writes and syncs
 //!
@@ -186,6 +190,12 @@ pub trait Disk: Send + fmt::Debug {
     fn sync_data(&mut self, target: Target, file: &File) -> io::Result<()>;
     /// `ftruncate(2)`.
     fn set_len(&mut self, target: Target, file: &File, len: u64) -> io::Result<()>;
+    /// `fsync(2)`: data and metadata. Used by [`Store::open_with`] before
+    /// the new base forgets the journal's lines; the default calls
+    /// [`File::sync_all`].
+    fn sync_all(&mut self, _target: Target, file: &File) -> io::Result<()> {
+        file.sync_all()
+    }
     /// `fdatasync(2)` of FILE and of the journal, at the same time where
     /// the disk can: a commit then costs one sync's latency, not two in a
     /// row. Both are always attempted; each result is returned. The default
@@ -585,22 +595,42 @@ impl Store {
             .open(path)
             .map_err(|e| store_err(path, format!("opening: {e}")))?;
 
-        // A logged commit's lines are written again where FILE does not
-        // hold them (a crash before FILE's writeback): the journal vouches
-        // for them.
+        // A logged commit's lines are acknowledged and FILE was never
+        // synced for them: they are written again from the journal, even
+        // where FILE's bytes verify. Those bytes may come from pages whose
+        // writeback failed (marked clean, not on the disk: a later fsync
+        // succeeds without writing them), so reading them proves nothing;
+        // written again, the sync below proves them. A rewrite that fails
+        // refuses to open: dropping the commit would lose acknowledged lines.
+        let mut disk = disk;
+        let mut rewrite_failed = None;
         let parsed = parse_journal(&bytes, &mut |from, to, sum, lines| {
-            covered_bytes_verify(&file, from, to, sum)
-                || lines.is_some_and(|l| {
-                    l.len() as u64 == to - from
-                        && checksum(l) == sum
-                        && file.write_all_at(l, from).is_ok()
-                        && {
-                            warn!(file = %path.display(), from, to,
-                                "rewrote acknowledged lines from the journal");
-                            true
-                        }
-                })
+            let Some(l) = lines else {
+                return covered_bytes_verify(&file, from, to, sum);
+            };
+            if l.len() as u64 != to - from || checksum(l) != sum {
+                return false;
+            }
+            if !covered_bytes_verify(&file, from, to, sum) {
+                warn!(file = %path.display(), from, to,
+                    "restoring acknowledged lines from the journal");
+            }
+            match write_all_at(&mut *disk, Target::File, &file, l, from) {
+                Ok(()) => true,
+                Err(e) => {
+                    rewrite_failed.get_or_insert((from, to, e));
+                    false
+                }
+            }
         });
+        if let Some((from, to, e)) = rewrite_failed {
+            return Err(store_err(
+                path,
+                format!(
+                    "writing acknowledged lines (bytes {from}..{to}) again from the journal:                      {e}; the journal still holds them and nothing was cut. Fix the cause                      (free space on the disk) and start again"
+                ),
+            ));
+        }
         // Lines written again from the journal may have grown FILE.
         let len = file
             .metadata()
@@ -693,7 +723,7 @@ impl Store {
         // The new base forgets the journal's lines: FILE must hold them
         // durably first (this also reports a writeback error of lines
         // written by the last run).
-        file.sync_all()
+        disk.sync_all(Target::File, &file)
             .map_err(|e| store_err(path, format!("syncing: {e}")))?;
 
         let now_s = unix_secs(now);

@@ -37,6 +37,14 @@ struct Plan {
     fail_set_len: bool,
     /// Per file, the lowest offset written since its last good sync.
     dirty_from: [Option<u64>; 2],
+    /// FILE's bytes in this range failed their writeback in the
+    /// background: the pages are clean, reads still return them, but the
+    /// disk does not hold them (a later sync succeeds without writing
+    /// them). Written again, they leave the range. Disk state: kept
+    /// across restarts, lost at a power loss.
+    unwritten: Option<(u64, u64)>,
+    /// The next sync of FILE reports that writeback error (`EIO`) once.
+    report_writeback_error: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -78,6 +86,12 @@ impl Disk for FaultyDisk {
             None => buf.len(),
         };
         let n = file.write_at(&buf[..n], offset)?;
+        if let (Target::File, Some((from, to))) = (target, p.unwritten) {
+            if offset <= from && from < offset + n as u64 {
+                let from = offset + n as u64;
+                p.unwritten = (from < to).then_some((from, to));
+            }
+        }
         let d = &mut p.dirty_from[index(target)];
         *d = Some(d.map_or(offset, |d| d.min(offset)));
         Ok(n)
@@ -85,6 +99,10 @@ impl Disk for FaultyDisk {
 
     fn sync_data(&mut self, target: Target, file: &File) -> io::Result<()> {
         let mut p = self.plan();
+        if target == Target::File && p.report_writeback_error {
+            p.report_writeback_error = false;
+            return Err(os_error(libc::EIO));
+        }
         if p.fail_sync == Some(target) {
             p.fail_sync = None;
             if let Some(from) = p.dirty_from[index(target)].take() {
@@ -98,6 +116,10 @@ impl Disk for FaultyDisk {
         file.sync_data()?;
         p.dirty_from[index(target)] = None;
         Ok(())
+    }
+
+    fn sync_all(&mut self, target: Target, file: &File) -> io::Result<()> {
+        self.sync_data(target, file)
     }
 
     fn set_len(&mut self, _: Target, file: &File, len: u64) -> io::Result<()> {
@@ -153,8 +175,19 @@ impl Harness {
     /// every acknowledged line must be there, and FILE must hold exactly
     /// what the recovered state says.
     fn restart(&mut self) {
+        {
+            let mut p = self.disk.plan();
+            let unwritten = p.unwritten;
+            *p = Plan::default();
+            p.unwritten = unwritten;
+        }
+        self.reopen().unwrap();
+    }
+
+    /// Reopens with the faults planned so far (a restart clears them);
+    /// on success checks what was recovered, as [`Harness::restart`].
+    fn reopen(&mut self) -> Result<(), String> {
         drop(self.store.take());
-        *self.disk.plan() = Plan::default();
         let store = Store::open_with(
             &self.path,
             StoreOptions {
@@ -164,7 +197,7 @@ impl Harness {
             Box::new(self.disk.clone()),
             SystemTime::now(),
         )
-        .unwrap();
+        .map_err(|e| e.to_string())?;
         self.store = Some(store);
         for s in 0..SESSIONS {
             let c = self.store().claim(s, TOKEN, SystemTime::now()).unwrap();
@@ -183,6 +216,7 @@ impl Harness {
             self.acked[i] = c.durable.processed;
         }
         self.check_file();
+        Ok(())
     }
 
     /// Power loss, then restart: every byte written since its file's last
@@ -193,6 +227,11 @@ impl Harness {
     fn power_loss(&mut self, zero: bool) -> u64 {
         drop(self.store.take());
         let [file_from, journal_from] = self.disk.plan().dirty_from;
+        let unwritten = self.disk.plan().unwritten.take().map(|(from, _)| from);
+        let file_from = match (file_from, unwritten) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let len = self.file_len();
         let lost = file_from.map_or(0, |from| len.saturating_sub(from));
         if lost > 0 {
@@ -439,6 +478,111 @@ fn a_failure_that_cannot_be_cut_back_poisons_the_store_until_restart_in(wal: boo
     let lost = h.power_loss(true);
     assert!(!wal || lost > 0, "WAL: FILE's lines were never synced");
     assert_eq!(h.acked[0], 16);
+}
+
+/// With the write-ahead log FILE is written again from the journal at
+/// open. A full disk then must refuse to open (the journal keeps the
+/// lines), not drop the last commit as one that was never acknowledged;
+/// once space is freed every acknowledged line is back, once.
+#[test]
+fn wal_a_full_disk_while_restoring_file_at_open_refuses_and_loses_nothing() {
+    for (room, commits) in [(0, 1), (0, 2), (30, 2), (100, 2)] {
+        let mut h = Harness::with("wal-restore-full", true);
+        h.append(0, 10);
+        assert!(h.sync());
+        h.restart(); // FILE synced: the 10 lines are in the base
+        h.append(0, 7);
+        h.append(1, 3);
+        assert!(h.sync());
+        let last = if commits == 2 {
+            h.append(2, 4);
+            assert!(h.sync());
+            4
+        } else {
+            0
+        };
+        // Power loss: FILE's lines since the open are gone, the journal's
+        // commits are not.
+        drop(h.store.take());
+        let durable = h.disk.plan().dirty_from[0].expect("FILE written since its sync");
+        File::options()
+            .write(true)
+            .open(&h.path)
+            .unwrap()
+            .set_len(durable)
+            .unwrap();
+        *h.disk.plan() = Plan {
+            file_limit: Some(durable + room),
+            ..Plan::default()
+        };
+        let e = h.reopen().unwrap_err();
+        assert!(e.contains("again from the journal"), "room {room}: {e}");
+        assert!(e.contains("free space"), "room {room}: {e}");
+        // Refusing twice changes nothing either.
+        assert!(h.reopen().is_err(), "room {room}");
+        h.restart(); // space freed
+        assert_eq!(h.acked, [17, 3, last], "room {room}");
+        let lost = h.power_loss(false);
+        assert_eq!(lost, 0, "room {room}: FILE was synced at open");
+        assert_eq!(h.acked, [17, 3, last], "room {room}");
+    }
+}
+
+/// "fsyncgate" at open: FILE's lines were written but their writeback
+/// failed in the background (pages clean, not on the disk, reads still
+/// return them). The open's sync reports it and the open refuses; the
+/// next open's sync succeeds without writing those pages, so recovery
+/// must not trust FILE's bytes because they read back right: it writes the
+/// journal's lines again before syncing. A power loss then loses nothing.
+#[test]
+fn wal_lines_whose_writeback_failed_are_written_again_at_open() {
+    let mut h = Harness::with("wal-writeback", true);
+    h.append(0, 5);
+    assert!(h.sync());
+    h.restart();
+    h.append(0, 6);
+    h.append(1, 2);
+    assert!(h.sync());
+    h.append(2, 1);
+    assert!(h.sync());
+    drop(h.store.take());
+    {
+        let mut p = h.disk.plan();
+        let from = p.dirty_from[0].take().expect("FILE written since its sync");
+        let to = std::fs::metadata(&h.path).unwrap().len();
+        p.unwritten = Some((from, to));
+        p.report_writeback_error = true;
+    }
+    let e = h.reopen().unwrap_err();
+    assert!(e.contains("syncing"), "{e}");
+    h.restart();
+    assert_eq!(h.acked, [11, 2, 1]);
+    h.power_loss(true);
+    assert_eq!(
+        h.acked,
+        [11, 2, 1],
+        "acknowledged lines survive the power loss"
+    );
+}
+
+/// A failed sync of FILE at open (its pages dropped) refuses to open;
+/// the next open writes the lines again from the journal.
+#[test]
+fn wal_a_failed_sync_of_file_at_open_refuses_and_the_next_open_restores_it() {
+    let mut h = Harness::with("wal-open-eio", true);
+    h.append(0, 4);
+    h.append(1, 4);
+    assert!(h.sync());
+    h.append(0, 2);
+    assert!(h.sync());
+    drop(h.store.take());
+    h.disk.plan().fail_sync = Some(Target::File);
+    let e = h.reopen().unwrap_err();
+    assert!(e.contains("syncing"), "{e}");
+    h.restart();
+    assert_eq!(h.acked, [6, 4, 0]);
+    h.power_loss(false);
+    assert_eq!(h.acked, [6, 4, 0]);
 }
 
 #[derive(Debug, Clone)]
