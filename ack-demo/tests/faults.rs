@@ -225,6 +225,14 @@ impl Harness {
     /// cut there). In WAL mode FILE is never synced between opens.
     /// Returns how many of FILE's bytes were lost.
     fn power_loss(&mut self, zero: bool) -> u64 {
+        let lost = self.lose_unsynced(zero);
+        self.restart();
+        lost
+    }
+
+    /// The store dropped, then the bytes a power loss takes are gone (see
+    /// [`Harness::power_loss`]); no restart. Returns FILE's bytes lost.
+    fn lose_unsynced(&mut self, zero: bool) -> u64 {
         drop(self.store.take());
         let [file_from, journal_from] = self.disk.plan().dirty_from;
         let unwritten = self.disk.plan().unwritten.take().map(|(from, _)| from);
@@ -253,8 +261,50 @@ impl Harness {
                     .unwrap();
             }
         }
-        self.restart();
         lost
+    }
+
+    /// FILE's bytes written since its last good sync fail their writeback
+    /// in the background: still read back, not on the disk; the next sync
+    /// of FILE reports `EIO` once.
+    fn writeback_fails(&mut self) {
+        let len = self.file_len();
+        let mut p = self.disk.plan();
+        if let Some(from) = p.dirty_from[0].take() {
+            if from < len {
+                let from = p.unwritten.map_or(from, |(f, _)| f.min(from));
+                p.unwritten = Some((from, len));
+                p.report_writeback_error = true;
+            }
+        }
+    }
+
+    /// A crash (a power loss when `power` is `Some(zero)`), then an open
+    /// with `fault`: it either refuses (and the next clean open recovers)
+    /// or recovers every acknowledged line.
+    fn crash(&mut self, power: Option<bool>, fault: OpenFault) {
+        match power {
+            Some(zero) => {
+                self.lose_unsynced(zero);
+            }
+            None => drop(self.store.take()),
+        }
+        {
+            let len = self.file_len();
+            let mut p = self.disk.plan();
+            let (unwritten, report) = (p.unwritten, p.report_writeback_error);
+            *p = Plan::default();
+            p.unwritten = unwritten;
+            p.report_writeback_error = report;
+            match fault {
+                OpenFault::None => {}
+                OpenFault::FileFull(k) => p.file_limit = Some(len + k),
+                OpenFault::SyncFails => p.fail_sync = Some(Target::File),
+            }
+        }
+        if self.reopen().is_err() {
+            self.restart();
+        }
     }
 
     fn append(&mut self, session: u64, lines: u64) {
@@ -601,6 +651,20 @@ enum Op {
     Kill,
     /// Power loss, FILE's unsynced bytes zeroed (or cut).
     PowerLoss(bool),
+    /// FILE's writeback fails in the background.
+    WritebackFails,
+    /// A kill (or power loss), then a faulty open.
+    Crash(Option<bool>, OpenFault),
+}
+
+/// What goes wrong while the store opens.
+#[derive(Debug, Clone)]
+enum OpenFault {
+    None,
+    /// FILE may grow this many bytes.
+    FileFull(u64),
+    /// FILE's sync fails (its dirty pages dropped).
+    SyncFails,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -616,6 +680,16 @@ fn op() -> impl Strategy<Value = Op> {
         3 => fault.prop_map(Op::Sync),
         1 => Just(Op::Kill),
         1 => any::<bool>().prop_map(Op::PowerLoss),
+        1 => Just(Op::WritebackFails),
+        1 => (
+            prop::option::of(any::<bool>()),
+            prop_oneof![
+                Just(OpenFault::None),
+                (0u64..120).prop_map(OpenFault::FileFull),
+                Just(OpenFault::SyncFails),
+            ]
+        )
+            .prop_map(|(power, fault)| Op::Crash(power, fault)),
     ]
 }
 
@@ -674,6 +748,8 @@ fn model(ops: Vec<Op>, wal: bool) -> Result<(), TestCaseError> {
                 p.fail_set_len = false;
             }
             Op::Kill => h.restart(),
+            Op::WritebackFails => h.writeback_fails(),
+            Op::Crash(power, fault) => h.crash(power, fault),
             Op::PowerLoss(zero) => {
                 h.power_loss(zero);
             }
