@@ -627,7 +627,9 @@ impl Store {
             return Err(store_err(
                 path,
                 format!(
-                    "writing acknowledged lines (bytes {from}..{to}) again from the journal:                      {e}; the journal still holds them and nothing was cut. Fix the cause                      (free space on the disk) and start again"
+                    "writing acknowledged lines (bytes {from}..{to}) again from the journal: \
+                     {e}; the journal still holds them and nothing was cut. Fix the cause \
+                     (free space on the disk) and start again"
                 ),
             ));
         }

@@ -568,6 +568,7 @@ fn wal_a_full_disk_while_restoring_file_at_open_refuses_and_loses_nothing() {
         let e = h.reopen().unwrap_err();
         assert!(e.contains("again from the journal"), "room {room}: {e}");
         assert!(e.contains("free space"), "room {room}: {e}");
+        assert!(!e.contains("  "), "room {room}: one line: {e}");
         // Refusing twice changes nothing either.
         assert!(h.reopen().is_err(), "room {room}");
         h.restart(); // space freed
