@@ -292,10 +292,11 @@ fn hostile_header_capacity() -> usize {
     decoder.capacity()
 }
 
-/// `buffer-demo`: a short sweep, inline vs split, two receive buffers,
-/// three offered rates; every trial's accounting must close.
+/// `buffer-demo`: a short sweep, inline vs split, two receive buffers, and
+/// a GRO sink on two receivers fed by two GSO threads, at three offered
+/// rates; every trial's accounting must close.
 fn buffer_section(quick: bool) -> Section {
-    let title = "buffer-demo: UDP sink under load, inline vs split";
+    let title = "buffer-demo: UDP sink under load, inline vs split, GRO";
     let mut cfg = buffer_demo::sweep::short_sweep_config();
     if quick {
         cfg.secs = 0.1;
