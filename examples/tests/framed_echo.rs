@@ -285,7 +285,10 @@ fn tour_runs_and_passes() {
         "{text}"
     );
     assert!(text.contains("server processed 100; 900 lost"), "{text}");
-    assert!(text.contains("accounting closes in all 8 trials"), "{text}");
+    assert!(
+        text.contains("accounting closes in all 10 trials"),
+        "{text}"
+    );
     let report = last_json(&out.stdout);
     assert_eq!(report["passed"], true);
     let framing = &report["sections"]["framing: framed-echo over loopback TCP"];
