@@ -8,6 +8,26 @@ use buffer_demo::netns::{self, Netns};
 use buffer_demo::{Mode, SinkConfig};
 use common::{assert_closes, blast_cfg};
 
+/// Runs `sink` in `ns` (bound to its sink address, 30 s timeout) while
+/// `blast` sends to it from the host; returns both reports.
+fn sink_in(
+    ns: &Netns,
+    sink: SinkConfig,
+    mut blast: buffer_demo::BlastConfig,
+) -> (buffer_demo::SinkReport, buffer_demo::BlastReport) {
+    let sink = buffer_demo::Sink::bind(SinkConfig {
+        bind: ns.sink_addr(0),
+        netns: Some(ns.name().to_string()),
+        timeout: Some(std::time::Duration::from_secs(30)),
+        ..sink
+    })
+    .unwrap();
+    blast.to = sink.local_addr();
+    let h = std::thread::spawn(move || sink.run());
+    let b = buffer_demo::blast(&blast).unwrap();
+    (h.join().unwrap().unwrap(), b)
+}
+
 #[test]
 fn netns_third_witness() {
     if let Some(why) = netns::unavailable() {
@@ -15,21 +35,13 @@ fn netns_third_witness() {
         return;
     }
     let ns = Netns::create(None).unwrap();
-    let sink = buffer_demo::Sink::bind(SinkConfig {
-        bind: ns.sink_addr(0),
-        netns: Some(ns.name().to_string()),
+    let sink = SinkConfig {
         mode: Mode::Inline,
         work_us: 20.0,
         rcvbuf: Some(4096),
-        timeout: Some(std::time::Duration::from_secs(30)),
         ..SinkConfig::default()
-    })
-    .unwrap();
-    let mut blast = blast_cfg(100_000.0, 0.2);
-    blast.to = sink.local_addr();
-    let h = std::thread::spawn(move || sink.run());
-    let b = buffer_demo::blast(&blast).unwrap();
-    let r = h.join().unwrap().unwrap();
+    };
+    let (r, b) = sink_in(&ns, sink, blast_cfg(100_000.0, 0.2));
     assert_closes(&r, &b);
     let l = &r.ledger;
     assert!(l.kernel_dropped.unwrap() > 0, "{r}");
@@ -47,26 +59,19 @@ fn netns_third_witness_with_gro_and_two_receivers() {
         return;
     }
     let ns = Netns::create(None).unwrap();
-    let sink = buffer_demo::Sink::bind(SinkConfig {
-        bind: ns.sink_addr(0),
-        netns: Some(ns.name().to_string()),
+    let sink = SinkConfig {
         mode: Mode::Inline,
         gro: true,
         receivers: 2,
         work_us: 20.0,
         rcvbuf: Some(16 * 1024),
-        timeout: Some(std::time::Duration::from_secs(30)),
         ..SinkConfig::default()
-    })
-    .unwrap();
+    };
     let mut blast = blast_cfg(200_000.0, 0.2);
-    blast.to = sink.local_addr();
     blast.threads = 2;
     blast.gso = 8;
     blast.batch = 4;
-    let h = std::thread::spawn(move || sink.run());
-    let b = buffer_demo::blast(&blast).unwrap();
-    let r = h.join().unwrap().unwrap();
+    let (r, b) = sink_in(&ns, sink, blast);
     let l = &r.ledger;
     assert!(l.closes(), "{r}");
     assert_eq!(l.sent, Some(b.sent), "{r}");
