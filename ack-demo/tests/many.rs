@@ -1,13 +1,15 @@
 //! 1000 sessions connected to one server at the same time, each with lines
 //! pending in the same group commits: every session is held, acknowledged
 //! and closed with the handshake, and its lines are in FILE once, in order.
-//! One test thread drives all the connections by hand-made frames.
+//! One test thread drives all the connections by hand-made frames, and
+//! the server holds them all on a fixed number of threads.
 
 mod common;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
@@ -18,6 +20,18 @@ use framing::io::FramedReader;
 
 const SESSIONS: u64 = 1000;
 const PER_SESSION: u64 = 3;
+
+/// Threads of this process now (`/proc/self/status`).
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .expect("a Threads line")
+        .trim()
+        .parse()
+        .unwrap()
+}
 
 fn payload(session: u64, seq: u64) -> Vec<u8> {
     format!("s{session} m{seq}").into_bytes()
@@ -52,6 +66,10 @@ fn a_thousand_concurrent_sessions_are_held_acknowledged_and_closed() {
         let server = Arc::clone(&server);
         thread::spawn(move || server.run())
     };
+    let stats = server.stats();
+    // The test's own thread, the server's loop, its committer and the
+    // store's sync helper; nothing per connection.
+    let before = threads();
 
     // Every session connects and sends its lines before any is read back.
     let mut conns: Vec<(u64, FramedReader<TcpStream>)> = (0..SESSIONS)
@@ -85,8 +103,15 @@ fn a_thousand_concurrent_sessions_are_held_acknowledged_and_closed() {
             |m| matches!(m, Message::Ack { processed } if *processed == PER_SESSION),
         );
     }
-    // All connected and acknowledged at once: the server holds them all.
+    // All connected and acknowledged at once: the server holds them all,
+    // on the threads it started with.
     assert_eq!(server.sessions() as u64, SESSIONS);
+    assert_eq!(stats.open.load(Ordering::SeqCst), SESSIONS);
+    let during = threads();
+    assert!(
+        during <= before + 1,
+        "{during} threads with {SESSIONS} sessions, {before} before they connected"
+    );
 
     for (_, reader) in &mut conns {
         reader
@@ -108,6 +133,8 @@ fn a_thousand_concurrent_sessions_are_held_acknowledged_and_closed() {
     drop(conns);
     stop.stop();
     serving.join().unwrap();
+    assert_eq!(stats.peak_open.load(Ordering::SeqCst), SESSIONS);
+    assert_eq!(stats.closed_sessions.load(Ordering::SeqCst), SESSIONS);
 
     let got = lines(&out);
     assert_eq!(got.len() as u64, SESSIONS * PER_SESSION);
