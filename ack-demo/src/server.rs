@@ -141,6 +141,8 @@ struct Inner {
     last_error: String,
     /// Commits finished (durable or failed).
     commits: u64,
+    /// Moving average of a commit's I/O, nanoseconds.
+    commit_ns: u64,
     /// The event loop's wake-up, while it runs.
     waker: Option<Arc<Waker>>,
     /// Every handle is gone: the committer ends.
@@ -179,6 +181,8 @@ impl Shared {
                 failures: 0,
                 last_error: String::new(),
                 commits: 0,
+                // The first commit tells.
+                commit_ns: 0,
                 waker: None,
                 stop: false,
             }),
@@ -216,13 +220,30 @@ impl Shared {
     /// Runs one commit of everything pending (the store unlocked during
     /// its I/O), then wakes the loop and whoever blocks on one.
     fn commit_once<'a>(&'a self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        g = self.commit_here(g);
+        if let Some(waker) = &g.waker {
+            if let Err(e) = waker.wake() {
+                warn!(error = %e, "could not wake the event loop");
+            }
+        }
+        g
+    }
+
+    /// One commit on the calling thread, without waking the loop: the
+    /// committer's, or the loop's own when commits are quick.
+    fn commit_here<'a>(&'a self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
         let failed = match g.store.begin_commit() {
             Ok(None) => None,
             Err(e) => Some(e),
             Ok(Some(mut commit)) => {
                 drop(g);
+                let started = Instant::now();
                 commit.run();
+                let took = started.elapsed();
                 g = self.lock();
+                // A moving average over about eight commits.
+                let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+                g.commit_ns = g.commit_ns - g.commit_ns / 8 + took / 8;
                 g.store.finish_commit(commit).err()
             }
         };
@@ -232,11 +253,6 @@ impl Shared {
         }
         g.commits += 1;
         self.committed.notify_all();
-        if let Some(waker) = &g.waker {
-            if let Err(e) = waker.wake() {
-                warn!(error = %e, "could not wake the event loop");
-            }
-        }
         g
     }
 
@@ -402,6 +418,9 @@ const LINGER_BYTES: usize = 1024 * 1024;
 /// Finest grain of the timer scan (heartbeats, deadlines of closing
 /// connections).
 const SCAN_GRAIN: Duration = Duration::from_millis(5);
+/// Commits whose I/O takes less than this on average run on the loop's
+/// thread (two thread wake-ups cost about as much).
+const INLINE_COMMIT_NS: u64 = 100_000;
 /// Wait before accepting again when accepting failed for want of
 /// descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -575,12 +594,7 @@ impl<'s> EventLoop<'s> {
                 self.accept();
             }
             if committed {
-                for idx in std::mem::take(&mut self.awaiting) {
-                    if let Some(Some(c)) = self.conns.get_mut(idx) {
-                        c.listed = false;
-                    }
-                    self.queue(idx);
-                }
+                self.wake_awaiting();
             }
             let ready = std::mem::take(&mut self.ready);
             for &idx in &ready {
@@ -592,12 +606,38 @@ impl<'s> EventLoop<'s> {
                 self.turn(idx);
             }
             if std::mem::take(&mut self.commit_wanted) {
-                let store = &self.server.store;
-                store.request(&mut store.lock());
+                self.commit();
             }
             if Instant::now() >= self.next_scan {
                 self.scan();
             }
+        }
+    }
+
+    /// Asks for a commit of what this turn appended. A commit quicker
+    /// than handing it to the committer and being woken (tmpfs, a disk
+    /// with a write cache) runs here when the loop has nothing else to do;
+    /// a slow one (a disk's flush) runs on the committer while the loop
+    /// goes on receiving.
+    fn commit(&mut self) {
+        let store = &self.server.store;
+        let mut g = store.lock();
+        let quick = g.commit_ns < INLINE_COMMIT_NS;
+        if quick && self.ready.is_empty() && !g.commit_in_flight() && !g.requested {
+            drop(store.commit_here(g));
+            self.wake_awaiting();
+        } else {
+            store.request(&mut g);
+        }
+    }
+
+    /// A commit ended: every connection waiting for one gets a turn.
+    fn wake_awaiting(&mut self) {
+        for idx in std::mem::take(&mut self.awaiting) {
+            if let Some(Some(c)) = self.conns.get_mut(idx) {
+                c.listed = false;
+            }
+            self.queue(idx);
         }
     }
 
@@ -928,14 +968,16 @@ impl Conn {
     }
 
     /// Whether to read now: not after EOF, not while the client leaves our
-    /// answers unread, and, while a commit runs, only while less than half
-    /// the window is unacknowledged.
+    /// answers unread, and only while less than half the window is
+    /// unacknowledged. The rest of the window arrives while the commit
+    /// runs (pipelining), and a sender that does not wait for ACKs is held
+    /// back by TCP before a read could take it past its window.
     fn may_read(&self) -> bool {
         if self.peer_eof || !self.readable || self.out.len() - self.out_at > OUT_LIMIT {
             return false;
         }
         let (unacked, window) = self.rx.unacknowledged();
-        self.awaiting.is_none() || window == 0 || unacked < u64::from(window / 2)
+        window == 0 || unacked < u64::from((window / 2).max(1))
     }
 
     /// Whether input is left that the read budget stopped at.
