@@ -144,7 +144,12 @@ pub fn init_logs(default: &str) {
 
 /// SIGINT / SIGTERM as a flag. See the crate docs.
 #[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt {
+    /// Set by a signal or by [`request`](Interrupt::request).
+    stop: Arc<AtomicBool>,
+    /// Set by a signal only.
+    signalled: Arc<AtomicBool>,
+}
 
 impl Interrupt {
     /// A flag that nothing sets but [`request`](Interrupt::request): for
@@ -160,37 +165,48 @@ impl Interrupt {
     /// # Errors
     /// `sigaction` failed.
     pub fn install() -> io::Result<Interrupt> {
-        let flag = Arc::new(AtomicBool::new(false));
+        let i = Interrupt::new();
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             // Registered first, so it sees the flag as the earlier signal
             // left it.
             signal_hook::flag::register_conditional_shutdown(
                 signal,
                 i32::from(exit::INTERRUPTED),
-                Arc::clone(&flag),
+                Arc::clone(&i.signalled),
             )?;
-            signal_hook::flag::register(signal, Arc::clone(&flag))?;
+            signal_hook::flag::register(signal, Arc::clone(&i.signalled))?;
+            signal_hook::flag::register(signal, Arc::clone(&i.stop))?;
         }
-        Ok(Interrupt(flag))
+        Ok(i)
     }
 
-    /// Sets the flag, as a signal would.
+    /// Sets the stop flag, as a signal would (a timer that ends the run,
+    /// a test); [`interrupted`](Interrupt::interrupted) stays false.
     pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
     }
 
-    /// Whether a stop was asked for.
+    /// Whether a stop was asked for, by a signal or by
+    /// [`request`](Interrupt::request).
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst)
     }
 
-    /// The flag itself, for code that takes an `Arc<AtomicBool>`.
+    /// Whether SIGINT or SIGTERM arrived.
+    pub fn interrupted(&self) -> bool {
+        self.signalled.load(Ordering::SeqCst)
+    }
+
+    /// The stop flag itself, for code that takes an `Arc<AtomicBool>`.
     pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.0)
+        Arc::clone(&self.stop)
     }
 
-    /// The exit code for a run that ended with verdict `ok`: 130 if this
-    /// flag was set, else 0 or 1. Say "interrupted" in the report first.
+    /// The exit code for a run that ended with verdict `ok`: 130 if a stop
+    /// was requested (signal or [`request`](Interrupt::request)), else 0
+    /// or 1. Say "interrupted" in the report first. A program whose run
+    /// also ends by itself on the same flag (a duration) uses
+    /// `exit::verdict(ok, i.interrupted())` instead.
     pub fn exit_code(&self, ok: bool) -> ExitCode {
         exit::verdict(ok, self.requested())
     }
@@ -236,12 +252,30 @@ mod tests {
     }
 
     #[test]
+    fn a_signal_sets_both_flags_and_does_not_end_the_process() {
+        let i = Interrupt::install().unwrap();
+        assert!(!i.requested() && !i.interrupted());
+        // SAFETY: raising a signal whose handler is installed above.
+        assert_eq!(unsafe { libc_raise(signal_hook::consts::SIGTERM) }, 0);
+        assert!(i.requested());
+        assert!(i.interrupted());
+        assert_eq!(i.exit_code(true), ExitCode::from(130));
+    }
+
+    unsafe extern "C" {
+        #[link_name = "raise"]
+        fn libc_raise(signal: i32) -> i32;
+    }
+
+    #[test]
     fn exit_codes_follow_the_verdict_and_the_interruption() {
         let i = Interrupt::new();
         assert_eq!(i.exit_code(true), ExitCode::from(0));
         assert_eq!(i.exit_code(false), ExitCode::from(1));
         i.clone().request();
         assert!(i.requested());
+        assert!(!i.interrupted(), "a request is not a signal");
         assert_eq!(i.exit_code(true), ExitCode::from(130));
+        assert_eq!(exit::verdict(true, i.interrupted()), ExitCode::from(0));
     }
 }
