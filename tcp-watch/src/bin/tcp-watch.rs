@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use cli_conventions::exit;
 use tcp_watch::commands::{self, Analyze};
 use tcp_watch::pipeline::{GapFill, Options};
 use tcp_watch::reassembly::{Config, OverlapPolicy};
@@ -230,19 +229,17 @@ enum OnOff {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    cli_conventions::init_logs("warn");
     let cli = Cli::parse();
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            eprintln!("tcp-watch: cannot handle signal {signal}: {e}");
+    // Ctrl-C stops reading; the report covers what was read, then exit 130.
+    let interrupt = match cli_conventions::Interrupt::install() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("tcp-watch: cannot handle SIGINT/SIGTERM: {e}");
+            cli_conventions::Interrupt::new()
         }
-    }
+    };
+    let stop = interrupt.flag();
     let result = match cli.command {
         Command::Analyze {
             captures,
@@ -292,7 +289,7 @@ fn main() -> ExitCode {
         } => match tcp_watch::live::Filter::parse(&filter) {
             Err(e) => {
                 eprintln!("tcp-watch live: --filter: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(exit::USAGE);
             }
             Ok(filter) => commands::live(
                 &Analyze {
@@ -337,14 +334,17 @@ fn main() -> ExitCode {
                 Ok(true) => Ok(()),
                 Ok(false) => {
                     eprintln!("tcp-watch lab: the account did not close (see above)");
-                    return ExitCode::from(3);
+                    return ExitCode::from(exit::FAILED);
                 }
                 Err(e) => Err(e),
             }
         }
     };
+    if interrupt.interrupted() {
+        eprintln!("tcp-watch: interrupted");
+    }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit::verdict(true, interrupt.interrupted()),
         // A reader that went away (`| head`) is not a failure.
         Err(tcp_watch::Error::Io { source, .. })
             if source.kind() == std::io::ErrorKind::BrokenPipe =>
@@ -353,7 +353,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("tcp-watch: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::FAILED)
         }
     }
 }
