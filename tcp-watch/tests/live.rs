@@ -8,6 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ use tcp_watch::live::{Filter, LiveCapture, LiveStats, Tee};
 use tcp_watch::packet::{Decoder, for_each_segment};
 use tcp_watch::reassembly::{CloseReason, Config, Dir, Event, GapCause, Reassembler};
 use tcp_watch::{Error, FlowKey, Segment};
+use test_support::{Running, Stream};
 
 /// How long a condition is polled before the test gives up on it: far
 /// beyond what a loaded 2-core machine needs.
@@ -656,60 +658,22 @@ fn filters_parse_and_errors_name_the_token() {
     }
 }
 
-/// Runs `tcp-watch live` in namespace `ns` with `args`, waits for its
-/// "capturing on" line, and returns the child with its stderr reader.
-// The child is returned: the caller waits for it (`exit_status`).
-#[allow(clippy::zombie_processes)]
-fn spawn_live(
-    ns: &Netns,
-    args: &[&str],
-) -> (
-    std::process::Child,
-    std::io::BufReader<std::process::ChildStderr>,
-) {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.0,
-            env!("CARGO_BIN_EXE_tcp-watch"),
-            "live",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if err.read_line(&mut line).unwrap_or(0) == 0 {
-            let _ = child.kill();
-            let status = child.wait();
-            panic!("tcp-watch live ended before capturing: {status:?}");
-        }
-        if line.contains("capturing on") {
-            return (child, err);
-        }
-    }
-}
-
-/// Waits for `child` to exit, killing it after [`DEADLINE`].
-fn exit_status(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("tcp-watch live did not end");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Runs `tcp-watch live` in namespace `ns` with `args` and waits for its
+/// "capturing on" line.
+fn spawn_live(ns: &Netns, args: &[&str]) -> Running {
+    let live = Running::spawn(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                env!("CARGO_BIN_EXE_tcp-watch"),
+                "live",
+            ])
+            .args(args),
+    );
+    live.wait_for_line(Stream::Stderr, |l| l.contains("capturing on"));
+    live
 }
 
 #[test]
@@ -717,31 +681,17 @@ fn ctrl_c_ends_live_with_the_report_and_exit_130_and_a_duration_with_0() {
     let Some(ns) = Netns::new("ctrl_c_ends_live_with_the_report_and_exit_130") else {
         return;
     };
-    let (mut child, mut err) = spawn_live(&ns, &["--interface", "lo", "--json"]);
-    // SAFETY: signalling a child we started and have not reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = exit_status(&mut child);
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert_eq!(status.code(), Some(130), "{rest}");
-    assert!(rest.contains("interrupted"), "{rest}");
-    let doc: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    let live = spawn_live(&ns, &["--interface", "lo", "--json"]);
+    live.interrupt();
+    let end = live.finish();
+    assert_eq!(end.code(), Some(130), "{}", end.stderr);
+    assert!(end.stderr.contains("interrupted"), "{}", end.stderr);
+    let doc = end.document();
     assert_eq!(doc["program"], "tcp-watch");
-    assert!(doc["schema"].is_number(), "{out}");
-    assert!(doc["totals"].is_object(), "{out}");
+    assert!(doc["totals"].is_object(), "{}", end.stdout);
 
     // Ended by its own --duration: a success, not an interruption.
-    let (mut child, mut err) = spawn_live(&ns, &["--interface", "lo", "--duration", "200ms"]);
-    let status = exit_status(&mut child);
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).unwrap();
-    assert_eq!(status.code(), Some(0), "{rest}");
-    assert!(!rest.contains("interrupted"), "{rest}");
+    let end = spawn_live(&ns, &["--interface", "lo", "--duration", "200ms"]).finish();
+    assert_eq!(end.code(), Some(0), "{}", end.stderr);
+    assert!(!end.stderr.contains("interrupted"), "{}", end.stderr);
 }
