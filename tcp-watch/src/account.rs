@@ -64,17 +64,17 @@ fn direction_lines(
     let mut lines = Vec::new();
     // Holes at the capture point: the bytes never reached it (or came late).
     for h in &ev.lost_segments {
-        let end = h.seq.wrapping_add(h.len as u32);
         let mut s = if h.acked_unseen {
             format!(
-                "bytes {}..{} ({} B) from {from} were ACKed by {to} (frame {}) but never reached the capture point",
-                h.seq, end, h.len, h.frame
+                "bytes {} ({} B) from {from} were ACKed by {to} (frame {}) but never reached the capture point",
+                seq_span(h.seq, h.len as u64),
+                h.len,
+                h.frame
             )
         } else {
             format!(
-                "bytes {}..{} ({} B) from {from} did not reach the capture point in order (the jump is at frame {}{})",
-                h.seq,
-                end,
+                "bytes {} ({} B) from {from} did not reach the capture point in order (the jump is at frame {}{})",
+                seq_span(h.seq, h.len as u64),
                 h.len,
                 h.frame,
                 h.previous_frame
@@ -109,7 +109,9 @@ fn direction_lines(
                 frames(&run.frames, u64::from(run.count))
             ));
             if let Some(&(l, rr)) = run.sack.first() {
-                s.push_str(&format!(" with SACK {l}-{rr}"));
+                // A SACK block's right edge is the byte after it.
+                let len = u64::from(rr.wrapping_sub(l));
+                s.push_str(&format!(" with SACK {}", seq_span(l, len)));
             }
         }
         match (h.filled_by, h.filled_frame) {
@@ -170,12 +172,10 @@ fn direction_lines(
         if x.kind == RetransmissionKind::Rto || told {
             continue;
         }
-        let end = x.seq.wrapping_add(x.len);
         let mut s = format!(
-            "frame {} from {from} resent bytes {}..{} ({} B){}: {}",
+            "frame {} from {from} resent bytes {} ({} B){}: {}",
             x.frame,
-            x.seq,
-            end,
+            seq_span(x.seq, u64::from(x.len)),
             x.len,
             x.repeats_frame
                 .map(|f| format!(", first sent at frame {f}"))
@@ -211,11 +211,10 @@ fn direction_lines(
             _ => "dropped by the memory cap on out-of-order data",
         };
         lines.push(format!(
-            "gap in the reassembled bytes from {from}: offset {} ({} B, seq {}..{}), {cause}{}",
+            "gap in the reassembled bytes from {from}: offset {} ({} B, seq {}), {cause}{}",
             g.offset,
             g.len,
-            g.seq,
-            g.seq_end,
+            seq_span(g.seq, g.len),
             match (g.frame_before, g.frame_after) {
                 (Some(b), Some(a)) => format!(" (between frames {b} and {a})"),
                 (Some(b), None) => format!(" (after frame {b})"),
@@ -226,11 +225,10 @@ fn direction_lines(
     }
     for c in &d.reassembly.conflicts {
         lines.push(format!(
-            "frames {} and {} from {from} carried different bytes for offsets {}..{}; kept the {} copy",
+            "frames {} and {} from {from} carried different bytes for offsets {}; kept the {} copy",
             c.held.frame,
             c.arriving.frame,
-            c.offset,
-            c.offset + c.len,
+            offset_span(c.offset, c.len as u64),
             if c.kept == "held" { "first" } else { "later" }
         ));
     }
@@ -257,7 +255,7 @@ pub fn write_stream(w: &mut dyn Write, r: &StreamReport, limit: Option<usize>) -
     let h = &r.handshake;
     writeln!(
         w,
-        "stream {}: {} -> {}, frames {}..{}, {:.3} s, ended by {}",
+        "stream {}: {} -> {}, frames {} to {}, {:.3} s, ended by {}",
         r.id,
         r.client,
         r.server,
@@ -428,4 +426,24 @@ pub fn write_summary(w: &mut dyn Write, inputs: &[RunSummary], t: &Totals) -> io
         t.gap_bytes,
         t.zero_windows
     )
+}
+
+/// `len` bytes from sequence number `seq`, as people write them: the
+/// first and the last (inclusive, across the wrap), or the one.
+fn seq_span(seq: u32, len: u64) -> String {
+    match len {
+        0 => format!("at {seq}"),
+        1 => seq.to_string(),
+        // Sequence numbers count modulo 2^32.
+        _ => format!("{seq}-{}", seq.wrapping_add((len - 1) as u32)),
+    }
+}
+
+/// `len` bytes from stream offset `offset`, as [`seq_span`] writes them.
+fn offset_span(offset: u64, len: u64) -> String {
+    match len {
+        0 => format!("at {offset}"),
+        1 => offset.to_string(),
+        _ => format!("{offset}-{}", offset + (len - 1)),
+    }
 }

@@ -298,7 +298,7 @@ fn the_account_tells_what_happened_with_the_frames() {
     // ACK, 12 the retransmission.
     assert!(
         text.contains(
-            "bytes 2001..3001 (1000 B) from 10.0.0.1:40000 did not reach the capture point"
+            "bytes 2001-3000 (1000 B) from 10.0.0.1:40000 did not reach the capture point"
         ),
         "{text}"
     );

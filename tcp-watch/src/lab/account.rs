@@ -718,7 +718,7 @@ fn rto_line(episodes: &[RtoEpisode], blackhole: bool) -> RtoLine {
         (true, Some(e)) if doubles(e) => Verdict::closes(),
         (true, Some(e)) => Verdict::open(format!(
             "the longest RTO episode ({} attempts, ratios {}) does not double from the second \
-             wait on (each within {}..{}, three attempts at least)",
+             wait on (each between {} and {}, three attempts at least)",
             e.attempts,
             list(&e.ratios, 2),
             DOUBLING.0,
