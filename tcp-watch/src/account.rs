@@ -67,14 +67,14 @@ fn direction_lines(
         let mut s = if h.acked_unseen {
             format!(
                 "bytes {} ({} B) from {from} were ACKed by {to} (frame {}) but never reached the capture point",
-                seq_span(h.seq, h.len as u64),
+                seq_span(h.seq, h.len),
                 h.len,
                 h.frame
             )
         } else {
             format!(
                 "bytes {} ({} B) from {from} did not reach the capture point in order (the jump is at frame {}{})",
-                seq_span(h.seq, h.len as u64),
+                seq_span(h.seq, h.len),
                 h.len,
                 h.frame,
                 h.previous_frame
@@ -228,7 +228,7 @@ fn direction_lines(
             "frames {} and {} from {from} carried different bytes for offsets {}; kept the {} copy",
             c.held.frame,
             c.arriving.frame,
-            offset_span(c.offset, c.len as u64),
+            offset_span(c.offset, c.len),
             if c.kept == "held" { "first" } else { "later" }
         ));
     }
