@@ -11,6 +11,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use framing::{Decoder, Encoder};
@@ -121,6 +122,14 @@ enum Ended {
 
 /// Runs a whole session; the report says what happened even on failure.
 pub fn run(settings: &ClientSettings) -> ClientReport {
+    run_until(settings, &AtomicBool::new(false))
+}
+
+/// [`run`], ending early once `stop` is set (a SIGINT/SIGTERM flag): it is
+/// checked between waits that last at most a heartbeat interval, and the
+/// connection is then dropped (the session can be resumed). The report
+/// says so in its error, with what was sent and confirmed until then.
+pub fn run_until(settings: &ClientSettings, stop: &AtomicBool) -> ClientReport {
     let start = Instant::now();
     let mut report = ClientReport {
         session: settings.session,
@@ -154,7 +163,8 @@ pub fn run(settings: &ClientSettings) -> ClientReport {
         },
         start,
     );
-    let outcome = check(settings).and_then(|()| session(settings, &mut sender, &mut report, start));
+    let outcome =
+        check(settings).and_then(|()| session(settings, &mut sender, &mut report, start, stop));
     match outcome {
         Ok(close_ms) => {
             report.completed = true;
@@ -169,11 +179,16 @@ pub fn run(settings: &ClientSettings) -> ClientReport {
     report
 }
 
-fn check(settings: &ClientSettings) -> Result<(), Error> {
+/// Checks that the settings can work, before anything is sent ([`run`]
+/// does it too).
+///
+/// # Errors
+/// [`Error::Settings`] naming the value and what it must be.
+pub fn check(settings: &ClientSettings) -> Result<(), Error> {
     let needed = format!("msg {} ", settings.count.saturating_sub(1)).len();
     if settings.size < needed || settings.size > MAX_PAYLOAD {
         return Err(Error::Settings(format!(
-            "--size {} must be {needed}..={MAX_PAYLOAD} so that every payload `msg <seq> ` is distinct",
+            "--size {} must be {needed} to {MAX_PAYLOAD} bytes so that every payload `msg <seq> ` is distinct",
             settings.size
         )));
     }
@@ -193,6 +208,7 @@ fn session(
     sender: &mut Sender<DemoPayloads>,
     report: &mut ClientReport,
     start: Instant,
+    stop: &AtomicBool,
 ) -> Result<f64, Error> {
     let dead_after = DEAD_AFTER * settings.heartbeat;
     // The reconnect budget runs from the moment the server stopped
@@ -202,6 +218,9 @@ fn session(
     let mut unanswered_since = Instant::now();
     let mut backoff = Duration::from_millis(10);
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(interrupted());
+        }
         // With no budget the first connection still gets a bounded connect.
         let give_up_at = unanswered_since + settings.reconnect_for.max(dead_after);
         let remaining = give_up_at.saturating_duration_since(Instant::now());
@@ -248,6 +267,7 @@ fn session(
             start,
             budget_end,
             &mut answered,
+            stop,
         )?;
         match ended {
             Ended::Done { close_ms } => return Ok(close_ms),
@@ -273,11 +293,23 @@ fn session(
     }
 }
 
+/// The error of a run ended by [`run_until`]'s flag.
+fn interrupted() -> Error {
+    Error::io(
+        "interrupted",
+        io::Error::new(
+            io::ErrorKind::Interrupted,
+            "stopped by SIGINT/SIGTERM before the close handshake",
+        ),
+    )
+}
+
 /// Drives one connection. `Err` only for failures no reconnect fixes.
 /// Sets `answered` once the server sends anything on it.
 ///
 /// `budget_end`: while the server has not answered on this connection, give
 /// up on it at that instant (the reconnect budget is spent).
+#[allow(clippy::too_many_arguments)] // the state of one run, passed down
 fn connection(
     settings: &ClientSettings,
     sender: &mut Sender<DemoPayloads>,
@@ -286,6 +318,7 @@ fn connection(
     start: Instant,
     budget_end: Option<Instant>,
     answered: &mut bool,
+    stop: &AtomicBool,
 ) -> Result<Ended, Error> {
     let dead_after = DEAD_AFTER * settings.heartbeat;
     let sock = SockRef::from(&stream);
@@ -301,6 +334,9 @@ fn connection(
     let mut close_started: Option<Instant> = None;
     let mut next_sample = Instant::now();
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(interrupted());
+        }
         // Send everything due.
         out.clear();
         while sender.poll_transmit(&mut msg) {

@@ -627,7 +627,7 @@ impl Store {
             return Err(store_err(
                 path,
                 format!(
-                    "writing acknowledged lines (bytes {from}..{to}) again from the journal: \
+                    "writing acknowledged lines (bytes {from} up to {to}) again from the journal: \
                      {e}; the journal still holds them and nothing was cut. Fix the cause \
                      (free space on the disk) and start again"
                 ),
@@ -1406,7 +1406,7 @@ fn parse_journal(bytes: &[u8], verify: &mut Verify<'_>) -> Parsed {
                             Some(next) => Problem::Corrupt(Damage {
                                 at,
                                 reason: format!(
-                                    "the FILE bytes {from}..{to} this entry covers do not verify \
+                                    "the FILE bytes from {from} up to {to} this entry covers do not verify \
                                      (FILE damaged or cut), and a valid entry follows at byte {next}"
                                 ),
                             }),
