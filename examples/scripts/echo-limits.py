@@ -38,14 +38,24 @@ def start(extra, nofile=None):
         preexec_fn=limit if nofile else None,
         env=dict(os.environ, RUST_LOG="warn"),
     )
-    host, port = p.stdout.readline().decode().split()[-1].rsplit(":", 1)
+    # With --json stdout carries only the final document: the address is
+    # announced on stderr, among the logs. Lines before it are kept for stop().
+    p.early_log = ""
+    while True:
+        line = p.stderr.readline().decode()
+        if not line:
+            raise RuntimeError("framed-echo server exited: " + p.early_log)
+        if line.startswith("listening on "):
+            break
+        p.early_log += line
+    host, port = line.split()[-1].rsplit(":", 1)
     return p, (host, int(port))
 
 
 def stop(p):
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate()
-    return json.loads(out.decode().strip().splitlines()[-1])["stats"], err.decode()
+    return json.loads(out.decode())["stats"], p.early_log + err.decode()
 
 
 def peak_rss_mib(p):

@@ -14,7 +14,7 @@ use ack_demo::server::{Server, ServerSettings};
 use serde_json::json;
 
 use crate::Error;
-use crate::tour::Section;
+use crate::tour::{Part, Section};
 
 /// The section's heading.
 pub const TITLE: &str = "ack-demo: acknowledged session through a crash; the naive close beside it";
@@ -141,6 +141,15 @@ fn out_lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A range of seqs for people: `seqs 100 to 999`, `seq 7`, `no seqs`.
+fn seq_span(seqs: &std::ops::Range<u64>) -> String {
+    match seqs.end.saturating_sub(seqs.start) {
+        0 => "no seqs".to_owned(),
+        1 => format!("seq {}", seqs.start),
+        _ => format!("seqs {} to {}", seqs.start, seqs.end - 1),
+    }
+}
+
 /// The section.
 pub fn section(quick: bool) -> Result<Section, Error> {
     let dir = std::env::temp_dir().join(format!("tour-ack-{}", std::process::id()));
@@ -223,7 +232,7 @@ pub fn section(quick: bool) -> Result<Section, Error> {
                 )),
             lines.len(),
             if exact {
-                "msg 0..N-1 each exactly once, in order"
+                "msg 0 to N-1 each exactly once, in order"
             } else {
                 "NOT exact"
             }
@@ -238,11 +247,13 @@ pub fn section(quick: bool) -> Result<Section, Error> {
             naive.after_close
         ),
         format!(
-            "acked client, same server: stopped with {} of 1000 confirmed; it reports seqs {}..{} unconfirmed",
-            acked.stats.acked, acked.unconfirmed.start, acked.unconfirmed.end
+            "acked client, same server: stopped with {} of 1000 confirmed; it reports {} unconfirmed",
+            acked.stats.acked,
+            seq_span(&acked.unconfirmed)
         ),
     ];
     Ok(Section {
+        id: Part::AckDemo.id(),
         title: TITLE.to_owned(),
         lines: lines_out,
         passed,
@@ -260,6 +271,13 @@ pub fn section(quick: bool) -> Result<Section, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_spans_read_as_words() {
+        assert_eq!(seq_span(&(100..1000)), "seqs 100 to 999");
+        assert_eq!(seq_span(&(7..8)), "seq 7");
+        assert_eq!(seq_span(&(5..5)), "no seqs");
+    }
 
     fn shell(script: &str) -> Command {
         let mut command = Command::new("sh");

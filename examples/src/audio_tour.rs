@@ -32,7 +32,7 @@ use udp_audio::synth;
 use udp_audio::wav::{self, Audio};
 
 use crate::Error;
-use crate::tour::Section;
+use crate::tour::{Part, Section};
 
 /// The section's heading.
 pub const TITLE: &str = "udp-audio: speech over lossy loopback UDP, each concealment mode";
@@ -196,6 +196,7 @@ pub fn section(quick: bool) -> Result<Section, Error> {
         })
         .collect();
     Ok(Section {
+        id: Part::UdpAudio.id(),
         title: TITLE.to_owned(),
         lines,
         passed: problems.is_empty(),

@@ -22,14 +22,56 @@ pub mod tour;
 pub use error::Error;
 pub use preset::Preset;
 
-/// Installs a `tracing` subscriber writing to stderr, filtered by `RUST_LOG`,
-/// or by `default` (e.g. `"info"`) when `RUST_LOG` is not set.
+/// Installs the workspace's `tracing` subscriber
+/// ([`cli_conventions::init_logs`]): stderr, filtered by `RUST_LOG` or by
+/// `default` (e.g. `"info"`) when it is unset, coloured only on a terminal.
 pub fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // A second call (tests, the tour) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    cli_conventions::init_logs(default);
+}
+
+/// A `--listen` / `--connect` value: `HOST:PORT`, where HOST is an IP
+/// address or a name (`localhost:7000`). A name resolving to several
+/// addresses gives its first IPv4 one, else its first.
+///
+/// # Errors
+/// The value has no port, or the name does not resolve; the message says
+/// what was expected.
+pub fn socket_addr(value: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:7000 or localhost:7000";
+    let addrs: Vec<_> = value
+        .to_socket_addrs()
+        .map_err(|e| format!("`{value}` is not an address ({e}): {expected}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{value}` resolves to no address: {expected}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses_take_ips_and_host_names() {
+        assert_eq!(
+            super::socket_addr("127.0.0.1:7000").unwrap(),
+            "127.0.0.1:7000".parse().unwrap()
+        );
+        assert_eq!(
+            super::socket_addr("[::1]:9").unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
+        let local = super::socket_addr("localhost:7000").unwrap();
+        assert!(local.ip().is_loopback(), "{local}");
+        assert_eq!(local.port(), 7000);
+        for bad in ["localhost", "not-an-address", "", "127.0.0.1:99999"] {
+            let err = super::socket_addr(bad).unwrap_err();
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
+        }
+    }
 }

@@ -17,7 +17,7 @@
 use serde_json::json;
 use tcp_watch::lab::{self, LabConfig, account};
 
-use crate::tour::Section;
+use crate::tour::{Part, Section};
 
 /// The section's heading.
 pub const TITLE: &str = "tcp-watch: loss on a real path";
@@ -36,6 +36,7 @@ pub fn section(quick: bool) -> Section {
     };
     if let Some(why) = lab::unavailable(&config) {
         return Section {
+            id: Part::TcpWatch.id(),
             title: TITLE.to_owned(),
             lines: vec![format!("skipped: {why}")],
             passed: true,
@@ -44,6 +45,7 @@ pub fn section(quick: bool) -> Section {
     }
     match account::run_and_account(&config) {
         Ok((run, acc)) => Section {
+            id: Part::TcpWatch.id(),
             title: TITLE.to_owned(),
             lines: account::text(&run, &acc),
             passed: acc.closes,
@@ -51,6 +53,7 @@ pub fn section(quick: bool) -> Section {
                 .unwrap_or_default(),
         },
         Err(e) => Section {
+            id: Part::TcpWatch.id(),
             title: TITLE.to_owned(),
             lines: vec![format!("FAILED: {e}")],
             passed: false,

@@ -39,9 +39,33 @@ pub enum Part {
     TcpWatch,
 }
 
+impl Part {
+    /// Every section, in the order the tour runs them.
+    pub const ALL: [Part; 5] = [
+        Part::Framing,
+        Part::AckDemo,
+        Part::BufferDemo,
+        Part::UdpAudio,
+        Part::TcpWatch,
+    ];
+
+    /// The section's key in the JSON report (`ack_demo`).
+    pub fn id(self) -> &'static str {
+        match self {
+            Part::Framing => "framing",
+            Part::AckDemo => "ack_demo",
+            Part::BufferDemo => "buffer_demo",
+            Part::UdpAudio => "udp_audio",
+            Part::TcpWatch => "tcp_watch",
+        }
+    }
+}
+
 /// One demo's part of the report.
 #[derive(Debug, Clone)]
 pub struct Section {
+    /// The key of its figures in the JSON report ([`Part::id`]).
+    pub id: &'static str,
     /// Heading.
     pub title: String,
     /// Lines of the report, already formatted.
@@ -53,8 +77,26 @@ pub struct Section {
 }
 
 impl Section {
-    pub(crate) fn failed(title: &str, error: &Error) -> Section {
+    /// The section as text: its heading with the verdict, then its lines.
+    pub fn render(&self) -> String {
+        let mark = match (self.passed, self.figures.get("skipped")) {
+            (true, Some(_)) => "skipped",
+            (true, None) => "ok",
+            (false, _) => "FAILED",
+        };
+        let mut out = format!("== {} [{mark}]\n", self.title);
+        for line in &self.lines {
+            out.push_str("   ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+        out
+    }
+
+    pub(crate) fn failed(part: Part, title: &str, error: &Error) -> Section {
         Section {
+            id: part.id(),
             title: title.to_owned(),
             lines: vec![format!("FAILED: {error}")],
             passed: false,
@@ -70,6 +112,8 @@ pub struct Report {
     pub sections: Vec<Section>,
     /// Wall time of the tour, in seconds.
     pub seconds: f64,
+    /// Stopped by SIGINT/SIGTERM before every section ran.
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -78,76 +122,88 @@ impl Report {
         self.sections.iter().all(|s| s.passed)
     }
 
-    /// The report as text.
+    /// The report as text: every section, then the verdict.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        for section in &self.sections {
-            let mark = match (section.passed, section.figures.get("skipped")) {
-                (true, Some(_)) => "skipped",
-                (true, None) => "ok",
-                (false, _) => "FAILED",
-            };
-            out.push_str(&format!("== {} [{mark}]\n", section.title));
-            for line in &section.lines {
-                out.push_str("   ");
-                out.push_str(line);
-                out.push('\n');
-            }
-            out.push('\n');
-        }
-        let verdict = if self.passed() {
-            "all sections passed"
-        } else {
-            "SOME SECTIONS FAILED"
-        };
-        out.push_str(&format!(
-            "tour finished in {:.1} s: {verdict}\n",
-            self.seconds
-        ));
+        let mut out: String = self.sections.iter().map(Section::render).collect();
+        out.push_str(&self.render_verdict());
         out
     }
 
-    /// The figures of every section as one JSON object.
+    /// The last line of the report.
+    pub fn render_verdict(&self) -> String {
+        let verdict = match (self.interrupted, self.passed()) {
+            (true, true) => format!(
+                "interrupted after {} sections, all passed",
+                self.sections.len()
+            ),
+            (true, false) => format!(
+                "interrupted after {} sections, SOME FAILED",
+                self.sections.len()
+            ),
+            (false, true) => "all sections passed".to_owned(),
+            (false, false) => "SOME SECTIONS FAILED".to_owned(),
+        };
+        format!("tour finished in {:.1} s: {verdict}\n", self.seconds)
+    }
+
+    /// The figures of every section as one JSON object, each under its
+    /// section's id (`framing`, `ack_demo`, ...).
     pub fn to_json(&self) -> serde_json::Value {
         let sections: serde_json::Map<String, serde_json::Value> = self
             .sections
             .iter()
-            .map(|s| (s.title.clone(), s.figures.clone()))
+            .map(|s| (s.id.to_owned(), s.figures.clone()))
             .collect();
-        json!({ "passed": self.passed(), "seconds": self.seconds, "sections": sections })
+        json!({
+            "passed": self.passed(),
+            "interrupted": self.interrupted,
+            "duration_s": self.seconds,
+            "sections": sections,
+        })
     }
 }
 
 /// Runs every section.
 pub fn run(settings: TourSettings) -> Report {
+    run_with(settings, &cli_conventions::Interrupt::new(), |_| {})
+}
+
+/// Runs every section, handing each to `on_section` as it ends (progress
+/// for a run of many seconds). Stops between sections once `interrupt` is
+/// set; the report then has the sections that ran.
+pub fn run_with(
+    settings: TourSettings,
+    interrupt: &cli_conventions::Interrupt,
+    mut on_section: impl FnMut(&Section),
+) -> Report {
     let start = Instant::now();
-    let wanted = |part: Part| settings.only.is_none_or(|only| only == part);
     let mut sections = Vec::new();
-    if wanted(Part::Framing) {
-        sections
-            .push(framing_section(settings).unwrap_or_else(|e| Section::failed(FRAMING_TITLE, &e)));
-    }
-    if wanted(Part::AckDemo) {
-        sections.push(
-            crate::ack_tour::section(settings.quick)
-                .unwrap_or_else(|e| Section::failed(crate::ack_tour::TITLE, &e)),
-        );
-    }
-    if wanted(Part::BufferDemo) {
-        sections.push(buffer_section(settings.quick));
-    }
-    if wanted(Part::UdpAudio) {
-        sections.push(
-            crate::audio_tour::section(settings.quick)
-                .unwrap_or_else(|e| Section::failed(crate::audio_tour::TITLE, &e)),
-        );
-    }
-    if wanted(Part::TcpWatch) {
-        sections.push(crate::tcp_tour::section(settings.quick));
+    let mut interrupted = false;
+    for part in Part::ALL {
+        if settings.only.is_some_and(|only| only != part) {
+            continue;
+        }
+        if interrupt.requested() {
+            interrupted = true;
+            break;
+        }
+        let section = match part {
+            Part::Framing => framing_section(settings)
+                .unwrap_or_else(|e| Section::failed(part, FRAMING_TITLE, &e)),
+            Part::AckDemo => crate::ack_tour::section(settings.quick)
+                .unwrap_or_else(|e| Section::failed(part, crate::ack_tour::TITLE, &e)),
+            Part::BufferDemo => buffer_section(settings.quick),
+            Part::UdpAudio => crate::audio_tour::section(settings.quick)
+                .unwrap_or_else(|e| Section::failed(part, crate::audio_tour::TITLE, &e)),
+            Part::TcpWatch => crate::tcp_tour::section(settings.quick),
+        };
+        on_section(&section);
+        sections.push(section);
     }
     Report {
         sections,
         seconds: start.elapsed().as_secs_f64(),
+        interrupted: interrupted || interrupt.requested(),
     }
 }
 
@@ -226,6 +282,7 @@ fn framing_section(settings: TourSettings) -> Result<Section, Error> {
         ));
     }
     Ok(Section {
+        id: Part::Framing.id(),
         title: FRAMING_TITLE.to_owned(),
         lines,
         passed,
@@ -306,6 +363,7 @@ fn buffer_section(quick: bool) -> Section {
         Ok(t) => t,
         Err(e) => {
             return Section {
+                id: Part::BufferDemo.id(),
                 title: title.to_owned(),
                 lines: vec![format!("FAILED: {e}")],
                 passed: false,
@@ -319,8 +377,12 @@ fn buffer_section(quick: bool) -> Section {
         .filter(|t| t.residual != Some(0))
         .map(|t| {
             format!(
-                "{} at {:.0}/s: residual {:?}",
-                t.label, t.offered, t.residual
+                "{} at {:.0}/s: residual {}",
+                t.label,
+                t.offered,
+                t.residual
+                    .map_or("unknown (counters unreadable)".to_owned(), |r| r
+                        .to_string())
             )
         })
         .collect();
@@ -334,6 +396,7 @@ fn buffer_section(quick: bool) -> Section {
         format!("accounting did NOT close: {}", open.join("; "))
     });
     Section {
+        id: Part::BufferDemo.id(),
         title: title.to_owned(),
         passed: open.is_empty(),
         lines,

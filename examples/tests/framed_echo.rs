@@ -3,13 +3,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A `framed-echo server` child on a free loopback port, killed on drop.
-/// Its stderr is collected as it comes, so a test can wait for a log line.
+/// A `framed-echo server --json` child on a free loopback port, killed on
+/// drop. Its stderr is collected as it comes, so a test can wait for a log
+/// line; `listening on ADDR` is there too (stdout carries only the JSON).
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -57,24 +59,24 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = Arc::clone(&log);
+        let (listening, address) = mpsc::channel();
         let log_reader = thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = listening.send(addr.to_owned());
+                }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut line = String::new();
-        stdout
-            .read_line(&mut line)
-            .expect("server prints its address");
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.wait();
-            thread::sleep(Duration::from_millis(100));
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        // The channel closes if the server exits without an address.
+        let Ok(addr) = address.recv() else {
+            let status = child.wait();
             panic!(
-                "unexpected first line {line:?}; log: {}",
+                "the server exited ({status:?}) without an address; log: {}",
                 log.lock().unwrap()
             );
         };
@@ -117,21 +119,30 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM; returns its log and its counters.
-    fn stop(mut self) -> (String, serde_json::Value) {
+    fn stop(self) -> (String, serde_json::Value) {
+        let (status, log, doc) = self.signal(libc::SIGTERM);
+        assert_eq!(status.code(), Some(130), "{log}");
+        assert_eq!(doc["program"], "framed-echo", "{log}");
+        assert_eq!(doc["role"], "server", "{log}");
+        (log, doc["stats"].clone())
+    }
+
+    /// Sends `signal`, waits for the exit (a minute at most, else kills the
+    /// server and fails); returns the status, the log and the one JSON
+    /// document of stdout.
+    fn signal(mut self, signal: libc::c_int) -> (ExitStatus, String, serde_json::Value) {
         // SAFETY: kill with a valid pid of our own child.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "SIGTERM the server");
-        let status = self.child.wait().expect("reap the server");
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "signal the server");
+        let status = wait_or_kill(&mut self.child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("the server still runs a minute after the signal"));
         if let Some(reader) = self.log_reader.take() {
             reader.join().unwrap();
         }
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).expect("read stdout");
         let log = self.log();
-        assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{log}");
-        let stats = last_json(rest.as_bytes());
-        assert_eq!(stats["program"], "framed-echo server");
-        (log, stats["stats"].clone())
+        (status, log, one_json(rest.as_bytes()))
     }
 }
 
@@ -142,7 +153,7 @@ impl Drop for Server {
     }
 }
 
-fn client(addr: SocketAddr, args: &[&str]) -> std::process::Output {
+fn client(addr: impl ToString, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_framed-echo"))
         .args(["client", "--connect", &addr.to_string(), "--json"])
         .args(args)
@@ -150,10 +161,28 @@ fn client(addr: SocketAddr, args: &[&str]) -> std::process::Output {
         .expect("framed-echo client runs")
 }
 
-fn last_json(stdout: &[u8]) -> serde_json::Value {
+/// stdout as exactly one JSON document (and nothing else).
+fn one_json(stdout: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(stdout);
-    let last = text.lines().last().expect("the client printed something");
-    serde_json::from_str(last).expect("the last line is JSON")
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {text}"))
+}
+
+/// Waits for `child` to exit within `limit`; past it, kills it and
+/// returns `None`.
+fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -169,10 +198,19 @@ fn client_gets_every_frame_back_and_reports_rates() {
             "client failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let report = last_json(&out.stdout);
+        let report = one_json(&out.stdout);
+        assert_eq!(report["program"], "framed-echo");
+        assert_eq!(report["schema"], 1);
+        assert_eq!(report["role"], "client");
         assert_eq!(report["messages"], count);
+        assert_eq!(report["size_bytes"], size);
         assert_eq!(report["payload_bytes"], count * size as u64);
-        assert!(report["messages_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(report["messages_per_s"].as_f64().unwrap() > 0.0);
+        assert!(report["mb_per_s"].as_f64().unwrap() >= 0.0);
+        assert!(report["duration_s"].as_f64().unwrap() > 0.0);
+        // The summary for people is on stderr.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("echoed and verified"), "{err}");
     }
 }
 
@@ -189,7 +227,7 @@ fn every_preset_echoes() {
             "{preset}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(last_json(&out.stdout)["messages"], 2000);
+        assert_eq!(one_json(&out.stdout)["messages"], 2000);
     }
 }
 
@@ -227,7 +265,7 @@ fn bad_clients_are_dropped_with_the_reason_logged_and_others_served() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(last_json(&out.stdout)["messages"], 50000);
+    assert_eq!(one_json(&out.stdout)["messages"], 50000);
     // The server still serves new clients after dropping the bad ones.
     let again = client(
         addr,
@@ -273,15 +311,12 @@ fn tour_runs_and_passes() {
         .args(["--quick", "--json"])
         .output()
         .expect("tour runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // With --json the report for people is on stderr.
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
     assert!(text.contains("3 of 3 hostile clients dropped"), "{text}");
     assert!(
-        text.contains("msg 0..N-1 each exactly once, in order"),
+        text.contains("msg 0 to N-1 each exactly once, in order"),
         "{text}"
     );
     assert!(text.contains("server processed 100; 900 lost"), "{text}");
@@ -289,10 +324,27 @@ fn tour_runs_and_passes() {
         text.contains("accounting closes in all 10 trials"),
         "{text}"
     );
-    let report = last_json(&out.stdout);
+    assert!(text.contains("tour finished in"), "{text}");
+    let report = one_json(&out.stdout);
+    assert_eq!(report["program"], "tour");
+    assert_eq!(report["schema"], 1);
     assert_eq!(report["passed"], true);
-    let framing = &report["sections"]["framing: framed-echo over loopback TCP"];
+    assert_eq!(report["interrupted"], false);
+    assert!(report["duration_s"].as_f64().unwrap() > 0.0);
+    let sections = report["sections"].as_object().unwrap();
+    let ids: Vec<&str> = sections.keys().map(String::as_str).collect();
+    for id in [
+        "framing",
+        "ack_demo",
+        "buffer_demo",
+        "udp_audio",
+        "tcp_watch",
+    ] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    let framing = &report["sections"]["framing"];
     assert!(framing["hostile_header_decoder_capacity"].as_u64().unwrap() <= 64 * 1024);
+    assert!(framing["small"]["messages_per_s"].as_f64().unwrap() > 0.0);
 }
 
 /// One u32-be frame of `len` bytes of `fill`.
@@ -526,5 +578,109 @@ fn hostile_numeric_values_exit_2_naming_the_flag() {
         assert_eq!(out.status.code(), Some(2), "{flag}={value}: {err}");
         assert!(err.contains(flag), "{flag}={value}: {err}");
         assert!(!err.contains("panicked"), "{flag}={value}: {err}");
+    }
+}
+
+/// `--size 70000` with the 2-byte preset: on the previous main the writer
+/// failed on the first frame and the reader waited for echoes for ever
+/// (here an hour: `--timeout 1h`, and the server never closes it). Now a
+/// usage error before connecting, naming the preset's limit.
+#[test]
+fn u16_oversize_is_refused_naming_the_presets_limit_and_never_hangs() {
+    let server = Server::start(&["--preset", "u16-be", "--idle-timeout", "1h"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+        .args(["client", "--connect", &server.addr.to_string()])
+        .args(["--preset", "u16-be", "--size", "70000", "--count", "10"])
+        .args(["--timeout", "1h"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let Some(status) = wait_or_kill(&mut child, Duration::from_secs(60)) else {
+        panic!("the client still ran a minute later: it hangs");
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("--size 70000"), "{err}");
+    assert!(
+        err.contains("u16-be") && err.contains("65535 bytes"),
+        "{err}"
+    );
+    // Nothing was sent: the server saw no client.
+    let (log, stats) = server.stop();
+    assert_eq!(stats["accepted"], 0, "{log}");
+}
+
+#[test]
+fn ctrl_c_prints_the_servers_report_and_exits_130() {
+    let server = Server::start(&[]);
+    let out = client(server.addr, &["--count", "1000", "--size", "100"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, log, doc) = server.signal(libc::SIGINT);
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("framed-echo server: interrupted"), "{log}");
+    assert!(log.contains("1 accepted, 1 completed"), "{log}");
+    assert!(log.contains("100000 payload bytes echoed"), "{log}");
+    assert_eq!(doc["program"], "framed-echo");
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["interrupted"], true);
+    assert_eq!(doc["stats"]["completed"], 1);
+    assert_eq!(doc["stats"]["frames"], 1000);
+    assert_eq!(doc["stats"]["payload_bytes"], 100_000);
+}
+
+#[test]
+fn host_names_are_accepted() {
+    let server = Server::start(&[]);
+    let out = client(
+        format!("localhost:{}", server.addr.port()),
+        &["--count", "10", "--size", "10"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(one_json(&out.stdout)["messages"], 10);
+}
+
+#[test]
+fn version_and_help_name_the_program_and_its_purpose() {
+    for (bin, purpose) in [
+        (
+            env!("CARGO_BIN_EXE_framed-echo"),
+            "echo length-prefixed frames",
+        ),
+        (env!("CARGO_BIN_EXE_tour"), "run every demo pair"),
+    ] {
+        let name = std::path::Path::new(bin)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let version = Command::new(bin).arg("--version").output().unwrap();
+        let version = String::from_utf8_lossy(&version.stdout);
+        assert_eq!(
+            version.trim(),
+            format!("{name} {}", env!("CARGO_PKG_VERSION")),
+            "{bin}"
+        );
+        let help = Command::new(bin).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        let first = help.lines().next().unwrap_or_default();
+        assert!(first.starts_with(&format!("{name}: ")), "{first}");
+        assert!(first.contains(purpose), "{first}");
+        assert!(!help.contains("Runnable demo pairs"), "{help}");
     }
 }

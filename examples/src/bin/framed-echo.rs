@@ -7,17 +7,24 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use cli_conventions::{Interrupt, Program, exit, json};
 use examples::echo::{
-    ClientSettings, DEFAULT_BACKLOG, EchoServer, ServerSettings, ServerStats, run_client,
+    ClientReport, ClientSettings, DEFAULT_BACKLOG, EchoServer, ServerSettings, ServerStats,
+    run_client,
 };
-use examples::{Preset, init_tracing};
+use examples::preset::largest_payload;
+use examples::{Preset, init_tracing, socket_addr};
 use framing::nonblocking::DEFAULT_MAX_QUEUED;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use serde::Serialize;
+
+/// Who this is, in every JSON document.
+const PROGRAM: Program = cli_conventions::program!("framed-echo", 1);
+
+/// How often the server's watcher looks at the Ctrl-C flag.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 /// Largest `--max-frame`: 4 GiB (the Python preset's long form goes past
 /// 2 GiB; buffers grow with the bytes that arrive, never to this value).
@@ -33,10 +40,11 @@ const MAX_COUNT_FLAG: u64 = 1_000_000_000_000;
 const MAX_IDLE_S: f64 = 86_400.0;
 const MAX_TIMEOUT_S: f64 = 3_600.0;
 
-/// Echo length-prefixed frames over TCP: a mio server for many clients and a
-/// pipelined client that checks every echo and reports messages/s and MB/s.
+/// framed-echo: echo length-prefixed frames over TCP, a mio server for many
+/// clients and a pipelined client that checks every echo and reports
+/// messages/s and MB/s.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "framed-echo", version, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,9 +52,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve until SIGINT/SIGTERM, then print what it did; prints
-    /// `listening on ADDR` when ready. A client that sends an oversized or
-    /// invalid frame is logged and dropped.
+    /// Serve until SIGINT/SIGTERM, then print what it did (exit code 130);
+    /// prints `listening on ADDR` when ready. A client that sends an
+    /// oversized or invalid frame is logged and dropped.
     Server(ServerArgs),
     /// Send COUNT frames of SIZE bytes, pipelined, and verify every echo.
     Client(ClientArgs),
@@ -71,8 +79,8 @@ impl FramingArgs {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on, HOST:PORT (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     listen: SocketAddr,
     #[command(flatten)]
     framing: FramingArgs,
@@ -97,21 +105,23 @@ struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(u32).range(1..=65535))]
     backlog: u32,
-    /// At exit, print the server's counters as one JSON object on stdout.
+    /// At exit (Ctrl-C included), print the server's report as one JSON
+    /// document on stdout; `listening on ADDR` then goes to stderr.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 struct ClientArgs {
-    /// Server address.
-    #[arg(long, value_name = "ADDR")]
+    /// Server address, HOST:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     connect: SocketAddr,
     /// Frames to send (up to 10^12).
     #[arg(long, default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(0..=MAX_COUNT_FLAG))]
     count: u64,
-    /// Payload bytes per frame (at most --max-frame).
+    /// Payload bytes per frame (at most --max-frame, and at most 65535 with
+    /// --preset u16-be).
     #[arg(long, value_name = "BYTES", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(0..=MAX_FRAME_FLAG))]
     size: u64,
@@ -122,7 +132,8 @@ struct ClientArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s",
           value_parser = cli_values::seconds(0.001, MAX_TIMEOUT_S))]
     timeout: Duration,
-    /// Print the report as one JSON object on the last line.
+    /// Print the report as one JSON document on stdout (the summary goes to
+    /// stderr).
     #[arg(long)]
     json: bool,
 }
@@ -133,20 +144,50 @@ fn to_usize(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+/// The server's JSON document.
+#[derive(Serialize)]
+struct ServerReport<'a> {
+    role: &'static str,
+    /// Stopped by SIGINT/SIGTERM.
+    interrupted: bool,
+    stats: &'a ServerStats,
+}
+
+/// The client's JSON document.
+#[derive(Serialize)]
+struct ClientJson<'a> {
+    role: &'static str,
+    #[serde(flatten)]
+    report: &'a ClientReport,
+}
+
 fn main() -> ExitCode {
     init_tracing("info");
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(e @ examples::Error::Settings(_)) => {
-            eprintln!("framed-echo: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
             eprintln!("framed-echo: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(match e {
+                examples::Error::Settings(_)
+                | examples::Error::Framing(framing::Error::InvalidConfig(_)) => exit::USAGE,
+                _ => exit::FAILED,
+            })
         }
     }
+}
+
+/// Text for people: stdout, or stderr when stdout carries the JSON.
+fn say(json: bool, text: &str) {
+    if json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+}
+
+fn print_json<T: Serialize>(report: &T) -> Result<(), examples::Error> {
+    json::print(&PROGRAM, report).map_err(|e| examples::Error::io("printing the JSON report", e))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
@@ -154,28 +195,47 @@ fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
         Command::Server(args) => serve(args),
         Command::Client(args) => {
             let framing = args.framing.config()?;
+            let size = to_usize(args.size);
+            // Checked before connecting: a frame the layout cannot carry
+            // would fail the writer after the connection is made.
+            let largest = largest_payload(&framing);
+            if size > largest {
+                let why = match args.framing.max_frame {
+                    Some(max) if to_usize(max) == largest => format!("--max-frame {max}"),
+                    _ => format!(
+                        "the largest frame --preset {} carries: {largest} bytes",
+                        args.framing.preset.name()
+                    ),
+                };
+                return Err(examples::Error::Settings(format!(
+                    "--size {size} is over {why}"
+                )));
+            }
             let report = run_client(
                 args.connect,
                 ClientSettings {
                     count: args.count,
-                    size: to_usize(args.size),
+                    size,
                     framing,
                     timeout: args.timeout,
                 },
             )?;
-            println!(
-                "{} frames of {} B echoed and verified in {:.3} s: {:.0} msg/s, {:.1} MB/s",
-                report.messages,
-                report.size,
-                report.seconds,
-                report.messages_per_sec,
-                report.mb_per_sec
+            say(
+                args.json,
+                &format!(
+                    "{} frames of {} B echoed and verified in {:.3} s: {:.0} msg/s, {:.1} MB/s",
+                    report.messages,
+                    report.size,
+                    report.seconds,
+                    report.messages_per_sec,
+                    report.mb_per_sec
+                ),
             );
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).expect("a report serializes")
-                );
+                print_json(&ClientJson {
+                    role: "client",
+                    report: &report,
+                })?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -193,39 +253,39 @@ fn serve(args: ServerArgs) -> Result<ExitCode, examples::Error> {
     }
     let mut server = EchoServer::bind(args.listen, settings)?;
 
-    // SIGINT/SIGTERM stop the loop; the counters are printed after it.
-    let caught = Arc::new(AtomicI32::new(0));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    // SIGINT/SIGTERM set the flag; the watcher stops the loop, and the
+    // report is printed after it. A second signal ends the process at once.
+    let interrupt = Interrupt::install()
         .map_err(|e| examples::Error::io("installing the SIGINT/SIGTERM handlers", e))?;
     let stop = server.stop_handle();
-    let seen = Arc::clone(&caught);
+    let watched = interrupt.clone();
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            seen.store(signal, Ordering::SeqCst);
-            let _ = stop.stop();
+        while !watched.requested() {
+            std::thread::sleep(INTERRUPT_POLL);
         }
+        let _ = stop.stop();
     });
 
-    println!("listening on {}", server.local_addr());
+    say(args.json, &format!("listening on {}", server.local_addr()));
     let stats = server.run()?;
-    eprintln!("framed-echo server: {}", summary(&stats));
+    let interrupted = interrupt.requested();
+    eprintln!(
+        "framed-echo server: {}{}",
+        if interrupted {
+            "interrupted (SIGINT/SIGTERM); "
+        } else {
+            ""
+        },
+        summary(&stats)
+    );
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "program": "framed-echo server",
-                "version": env!("CARGO_PKG_VERSION"),
-                "schema": 1,
-                "stats": stats,
-            })
-        );
+        print_json(&ServerReport {
+            role: "server",
+            interrupted,
+            stats: &stats,
+        })?;
     }
-    let signal = caught.load(Ordering::SeqCst);
-    Ok(if signal == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(128 + signal as u8)
-    })
+    Ok(interrupt.exit_code(true))
 }
 
 fn summary(s: &ServerStats) -> String {

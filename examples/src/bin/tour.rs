@@ -1,14 +1,20 @@
 //! `tour`: runs every demo pair on loopback and prints one report.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use cli_conventions::{Interrupt, Program, exit, json};
 use examples::init_tracing;
-use examples::tour::{Part, TourSettings, run};
+use examples::tour::{Part, TourSettings, run_with};
 
-/// Run every demo of the workspace on loopback and print one report.
+/// Who this is, in the JSON document.
+const PROGRAM: Program = cli_conventions::program!("tour", 1);
+
+/// tour: run every demo pair of the workspace on loopback and print one
+/// report, each section as it ends (exit 1 if one fails).
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "tour", version, long_about = None)]
 struct Cli {
     /// Smaller runs (a smoke test of the tour itself).
     #[arg(long)]
@@ -16,7 +22,9 @@ struct Cli {
     /// Run only this section.
     #[arg(long, value_enum, value_name = "SECTION")]
     only: Option<Part>,
-    /// Also print every figure as one JSON object on the last line.
+    /// Print every figure as one JSON document on stdout (the report goes
+    /// to stderr), each section under its id: framing, ack_demo,
+    /// buffer_demo, udp_audio, tcp_watch.
     #[arg(long)]
     json: bool,
 }
@@ -31,19 +39,40 @@ fn main() -> ExitCode {
         return internal_ack_server(&args[2..]);
     }
     let cli = Cli::parse();
-    let report = run(TourSettings {
-        quick: cli.quick,
-        only: cli.only,
-    });
-    print!("{}", report.render());
-    if cli.json {
-        println!("{}", report.to_json());
+    // Ctrl-C stops the tour after the section that runs; a second one at
+    // once.
+    let interrupt = match Interrupt::install() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("tour: installing the SIGINT/SIGTERM handlers: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    // Text for people: stdout, or stderr when stdout carries the JSON.
+    let say = |text: &str| {
+        if cli.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let report = run_with(
+        TourSettings {
+            quick: cli.quick,
+            only: cli.only,
+        },
+        &interrupt,
+        |section| say(&section.render()),
+    );
+    say(&report.render_verdict());
+    if cli.json
+        && let Err(e) = json::print(&PROGRAM, &report.to_json())
+    {
+        eprintln!("tour: printing the JSON report: {e}");
+        return ExitCode::from(exit::FAILED);
     }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    interrupt.exit_code(report.passed())
 }
 
 fn internal_ack_server(args: &[String]) -> ExitCode {

@@ -3,6 +3,7 @@
 
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,15 +44,20 @@ pub struct ClientSettings {
 pub struct ClientReport {
     /// Frames sent and echoed back intact.
     pub messages: u64,
-    /// Payload bytes per frame.
+    /// Payload bytes per frame (JSON `size_bytes`).
+    #[serde(rename = "size_bytes")]
     pub size: usize,
     /// Payload bytes echoed back (headers not counted).
     pub payload_bytes: u64,
-    /// From connect to the last echo, in seconds.
+    /// From connect to the last echo, in seconds (JSON `duration_s`).
+    #[serde(rename = "duration_s")]
     pub seconds: f64,
-    /// Echoed frames per second.
+    /// Echoed frames per second (JSON `messages_per_s`).
+    #[serde(rename = "messages_per_s")]
     pub messages_per_sec: f64,
-    /// Echoed payload, in megabytes (10^6 bytes) per second, one direction.
+    /// Echoed payload, in megabytes (10^6 bytes) per second, one direction
+    /// (JSON `mb_per_s`).
+    #[serde(rename = "mb_per_s")]
     pub mb_per_sec: f64,
 }
 
@@ -83,10 +89,10 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
             "the timeout is 0: it must be above zero".to_owned(),
         ));
     }
-    if size > framing.max_frame_len() {
+    let largest = crate::preset::largest_payload(&framing);
+    if size > largest {
         return Err(Error::Settings(format!(
-            "--size {size} is over the frame limit of {} bytes",
-            framing.max_frame_len()
+            "--size {size} is over the largest frame of this layout: {largest} bytes"
         )));
     }
     let start = Instant::now();
@@ -112,63 +118,7 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| Error::io("setting the socket timeouts", e))?;
-    let write_half = stream
-        .try_clone()
-        .map_err(|e| Error::io("cloning the socket", e))?;
-    let pattern = pattern(size);
-
-    let received = thread::scope(|scope| {
-        let writer = scope.spawn(|| -> Result<(), Error> {
-            let buffered = BufWriter::with_capacity(64 * 1024, &write_half);
-            let mut out = FramedWriter::new(buffered, framing);
-            for index in 0..count {
-                out.write_frame(payload(&pattern, index, size))?;
-            }
-            out.flush()?;
-            // No more frames: the server finishes echoing, then closes.
-            (&write_half)
-                .flush()
-                .and_then(|()| write_half.shutdown(Shutdown::Write))
-                .map_err(|e| Error::io("shutting down the sending side", e))
-        });
-        let read =
-            read_echoes(&stream, framing, count, size, &pattern, start).map_err(|e| match e {
-                Error::Interrupted {
-                    received,
-                    expected,
-                    source: framing::Error::Io(io),
-                } if timed_out(&io) => Error::Timeout {
-                    addr,
-                    waited_ms: timeout.as_millis() as u64,
-                    doing: "waiting for the next echo".to_owned(),
-                    received,
-                    expected,
-                },
-                e => e,
-            });
-        if read.is_err() {
-            // Unblocks a writer stuck on a server that stopped reading.
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        let wrote = writer.join().expect("the writer thread does not panic");
-        let wrote = wrote.map_err(|e| match e {
-            Error::Framing(framing::Error::Io(io)) if timed_out(&io) => Error::Timeout {
-                addr,
-                waited_ms: timeout.as_millis() as u64,
-                doing: "sending frames (the server stopped reading)".to_owned(),
-                received: 0,
-                expected: count,
-            },
-            e => e,
-        });
-        match (read, wrote) {
-            (Ok(n), Ok(())) => Ok(n),
-            // The reader's error says what the server did; the writer's
-            // (a reset, a broken pipe) follows from it.
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e),
-        }
-    })?;
+    let received = exchange(&stream, addr, settings, start)?;
 
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     let payload_bytes = received * size as u64;
@@ -180,6 +130,103 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
         messages_per_sec: received as f64 / seconds,
         mb_per_sec: payload_bytes as f64 / seconds / 1e6,
     })
+}
+
+/// Sends every frame from a writer thread while this thread reads and
+/// checks the echoes. Whichever side fails first ends the other: the
+/// reader's failure shuts the socket down under the writer, and a writer
+/// that fails while the connection is sound (a frame its layout cannot
+/// carry) shuts it down under the reader, which would otherwise wait for
+/// echoes that never come. Returns the echoes received.
+fn exchange(
+    stream: &TcpStream,
+    addr: SocketAddr,
+    settings: ClientSettings,
+    start: Instant,
+) -> Result<u64, Error> {
+    let ClientSettings {
+        count,
+        size,
+        framing,
+        timeout,
+    } = settings;
+    let write_half = stream
+        .try_clone()
+        .map_err(|e| Error::io("cloning the socket", e))?;
+    let pattern = pattern(size);
+    let echoed = AtomicU64::new(0);
+    let timeout_error = |doing: &str, received: u64| Error::Timeout {
+        addr,
+        waited_ms: timeout.as_millis() as u64,
+        doing: doing.to_owned(),
+        received,
+        expected: count,
+    };
+
+    thread::scope(|scope| {
+        let writer = scope.spawn(|| -> Result<(), Error> {
+            let sent = (|| {
+                let buffered = BufWriter::with_capacity(64 * 1024, &write_half);
+                let mut out = FramedWriter::new(buffered, framing);
+                for index in 0..count {
+                    out.write_frame(payload(&pattern, index, size))?;
+                }
+                out.flush()?;
+                // No more frames: the server finishes echoing, then closes.
+                (&write_half)
+                    .flush()
+                    .and_then(|()| write_half.shutdown(Shutdown::Write))
+                    .map_err(|e| Error::io("shutting down the sending side", e))
+            })();
+            if let Err(e) = &sent
+                && !is_io(e)
+            {
+                // The connection is sound: the reader would wait for ever.
+                let _ = write_half.shutdown(Shutdown::Both);
+            }
+            sent
+        });
+        let read = read_echoes(stream, framing, count, size, &pattern, start, &echoed).map_err(
+            |e| match e {
+                Error::Interrupted {
+                    received,
+                    expected: _,
+                    source: framing::Error::Io(io),
+                } if timed_out(&io) => timeout_error("waiting for the next echo", received),
+                e => e,
+            },
+        );
+        if read.is_err() {
+            // Unblocks a writer stuck on a server that stopped reading.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let wrote = writer.join().expect("the writer thread does not panic");
+        let wrote = wrote.map_err(|e| match e {
+            Error::Framing(framing::Error::Io(io)) if timed_out(&io) => timeout_error(
+                "sending frames (the server stopped reading)",
+                echoed.load(Ordering::Relaxed),
+            ),
+            e => e,
+        });
+        match (read, wrote) {
+            (Ok(n), Ok(())) => Ok(n),
+            // A frame the writer could not send caused the rest.
+            (_, Err(e)) if !is_io(&e) => Err(e),
+            // The reader's error says what the server did; the writer's
+            // (a reset, a broken pipe) follows from it.
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    })
+}
+
+/// An error of the socket under the frames (a reset, a timeout), as
+/// opposed to one of the frames themselves.
+fn is_io(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Io { .. } | Error::Framing(framing::Error::Io(_)) | Error::Timeout { .. }
+    )
 }
 
 /// A socket timeout: `WouldBlock` is what Linux returns when
@@ -198,6 +245,7 @@ fn read_echoes(
     size: usize,
     pattern: &[u8],
     start: Instant,
+    echoed: &AtomicU64,
 ) -> Result<u64, Error> {
     let mut reader = FramedReader::new(stream, framing);
     let mut next_progress = start + PROGRESS_EVERY;
@@ -226,6 +274,7 @@ fn read_echoes(
             };
             return Err(Error::EchoMismatch { index, detail });
         }
+        echoed.store(index + 1, Ordering::Relaxed);
         if index % 4096 == 0 && Instant::now() >= next_progress {
             next_progress += PROGRESS_EVERY;
             info!(echoed = index, of = count, "progress");
@@ -246,5 +295,58 @@ fn read_echoes(
             expected: count,
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A frame its layout cannot carry fails the writer while the
+    /// connection is sound: the reader must end too, with the writer's
+    /// error, not wait for the server (here, one that never answers).
+    #[test]
+    fn a_failing_writer_ends_the_reader() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let stream = TcpStream::connect(addr).unwrap();
+        let settings = ClientSettings {
+            count: 10,
+            size: 70_000,
+            framing: Config::u16_be(),
+            timeout: Duration::from_secs(3600),
+        };
+        let (tx, rx) = mpsc::channel();
+        let client = thread::spawn(move || {
+            let _ = tx.send(exchange(&stream, addr, settings, Instant::now()));
+        });
+        let outcome = rx.recv_timeout(Duration::from_secs(60));
+        let _server_side = held.join().unwrap();
+        let Ok(outcome) = outcome else {
+            panic!("the reader still waits for echoes 60 s after the writer failed");
+        };
+        client.join().unwrap();
+        let err = outcome.expect_err("the frame cannot be sent").to_string();
+        assert!(
+            err.contains("70000"),
+            "the writer's error is reported: {err}"
+        );
+    }
+
+    #[test]
+    fn a_size_over_the_layouts_largest_frame_is_refused_before_connecting() {
+        // Nothing listens on port 9 of 127.0.0.1; a connect would fail.
+        let settings = ClientSettings {
+            count: 1,
+            size: 65_536,
+            framing: Config::u16_be(),
+            timeout: DEFAULT_TIMEOUT,
+        };
+        let err = run_client("127.0.0.1:9".parse().unwrap(), settings).unwrap_err();
+        assert!(matches!(err, Error::Settings(_)), "{err}");
+        assert!(err.to_string().contains("65535 bytes"), "{err}");
     }
 }

@@ -168,7 +168,8 @@ pub struct ServerStats {
     pub dropped_clients: Vec<DroppedClient>,
     /// Frames echoed.
     pub frames: u64,
-    /// Payload bytes echoed.
+    /// Payload bytes echoed (JSON `payload_bytes`).
+    #[serde(rename = "payload_bytes")]
     pub bytes: u64,
     /// Oversized frames skipped (discard policy only).
     pub discarded: u64,
