@@ -8,9 +8,8 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tcp_watch::capture::{CaptureReader, LinkType};
@@ -19,47 +18,11 @@ use tcp_watch::live::{Filter, LiveCapture, LiveStats, Tee};
 use tcp_watch::packet::{Decoder, for_each_segment};
 use tcp_watch::reassembly::{CloseReason, Config, Dir, Event, GapCause, Reassembler};
 use tcp_watch::{Error, FlowKey, Segment};
-use test_support::{Running, Stream};
+use test_support::{Netns, is_root};
 
 /// How long a condition is polled before the test gives up on it: far
 /// beyond what a loaded 2-core machine needs.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A network namespace with `lo` up; deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    /// A fresh namespace, or `None` (and the reason said) when not root.
-    fn new(test: &str) -> Option<Netns> {
-        if !is_root() {
-            eprintln!("{test} did not run: it needs root (network namespaces, packet sockets)");
-            return None;
-        }
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "tw-live-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        run(&["ip", "netns", "add", &name]).unwrap();
-        let ns = Netns(name);
-        run(&["ip", "-n", &ns.0, "link", "set", "lo", "up"]).unwrap();
-        Some(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Err(e) = run(&["ip", "netns", "del", &self.0]) {
-            eprintln!("namespace {} not removed: {e}", self.0);
-        }
-    }
-}
 
 /// One TCP segment as the test compares a stream with its `--write` copy.
 type SegmentId = (FlowKey, u32, u32, u8, u32, u16, Option<(u32, u32)>);
@@ -183,7 +146,7 @@ fn capture_two_connections(
     extra: &str,
     kernel_filter: bool,
 ) -> Run {
-    in_netns(&ns.0, || {
+    in_netns(ns.name(), || {
         let kept = TcpListener::bind(SocketAddr::new(ip, 0)).unwrap();
         let other = TcpListener::bind(SocketAddr::new(ip, 0)).unwrap();
         let (kept_port, other_port) = (
@@ -428,11 +391,22 @@ fn vlan_tags_taken_off_by_the_kernel_are_put_back() {
     // whether or not a VLAN device exists; the capture must put it back.
     for args in [
         vec![
-            "ip", "-n", &a.0, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns",
-            &b.0,
+            "ip",
+            "-n",
+            a.name(),
+            "link",
+            "add",
+            "v0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "v1",
+            "netns",
+            b.name(),
         ],
-        vec!["ip", "-n", &a.0, "link", "set", "v0", "up"],
-        vec!["ip", "-n", &b.0, "link", "set", "v1", "up"],
+        vec!["ip", "-n", a.name(), "link", "set", "v0", "up"],
+        vec!["ip", "-n", b.name(), "link", "set", "v1", "up"],
     ] {
         run(&args).unwrap();
     }
@@ -441,13 +415,13 @@ fn vlan_tags_taken_off_by_the_kernel_are_put_back() {
         tcp_frame(None, 5555),
         tcp_frame(Some(7), 5556),
     ];
-    let (bytes, stats) = in_netns(&b.0, || {
+    let (bytes, stats) = in_netns(b.name(), || {
         let stop = Arc::new(AtomicBool::new(false));
         let live = LiveCapture::open("v1", Filter::parse("port 5555").unwrap(), 0, stop.clone());
         let live = live.unwrap();
         let handle = live.stats_handle();
         let reader = read_raw(live);
-        in_netns(&a.0, || sent.iter().for_each(|f| send_raw("v0", f))).unwrap();
+        in_netns(a.name(), || sent.iter().for_each(|f| send_raw("v0", f))).unwrap();
         let arrived = wait_for(|| handle.get().frames >= 3);
         stop.store(true, Ordering::Relaxed);
         let bytes = reader.join().unwrap();
@@ -480,7 +454,7 @@ fn read_raw(live: LiveCapture) -> std::thread::JoinHandle<Vec<u8>> {
 fn snap_length_cuts_frames_and_a_filter_can_keep_nothing() {
     let test = "snap_length_cuts_frames_and_a_filter_can_keep_nothing";
     let Some(ns) = Netns::new(test) else { return };
-    let ((none, none_stats), (cut, cut_stats)) = in_netns(&ns.0, || {
+    let ((none, none_stats), (cut, cut_stats)) = in_netns(ns.name(), || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -656,42 +630,4 @@ fn filters_parse_and_errors_name_the_token() {
         assert!(e.contains(token) && e.contains("expected"), "{text}: {e}");
         assert!(e.contains(text), "{text}: {e}");
     }
-}
-
-/// Runs `tcp-watch live` in namespace `ns` with `args` and waits for its
-/// "capturing on" line.
-fn spawn_live(ns: &Netns, args: &[&str]) -> Running {
-    let live = Running::spawn(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.0,
-                env!("CARGO_BIN_EXE_tcp-watch"),
-                "live",
-            ])
-            .args(args),
-    );
-    live.wait_for_line(Stream::Stderr, |l| l.contains("capturing on"));
-    live
-}
-
-#[test]
-fn ctrl_c_ends_live_with_the_report_and_exit_130_and_a_duration_with_0() {
-    let Some(ns) = Netns::new("ctrl_c_ends_live_with_the_report_and_exit_130") else {
-        return;
-    };
-    let live = spawn_live(&ns, &["--interface", "lo", "--json"]);
-    live.interrupt();
-    let end = live.finish();
-    assert_eq!(end.code(), Some(130), "{}", end.stderr);
-    assert!(end.stderr.contains("interrupted"), "{}", end.stderr);
-    let doc = end.document();
-    assert_eq!(doc["program"], "tcp-watch");
-    assert!(doc["totals"].is_object(), "{}", end.stdout);
-
-    // Ended by its own --duration: a success, not an interruption.
-    let end = spawn_live(&ns, &["--interface", "lo", "--duration", "200ms"]).finish();
-    assert_eq!(end.code(), Some(0), "{}", end.stderr);
-    assert!(!end.stderr.contains("interrupted"), "{}", end.stderr);
 }

@@ -315,6 +315,76 @@ pub fn one_document(stdout: &str) -> Result<serde_json::Value, String> {
     Ok(doc)
 }
 
+/// Whether the test runs as root (network namespaces, packet sockets).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A network namespace with `lo` up, made for one test and deleted on
+/// drop, also when the test fails.
+#[derive(Debug)]
+pub struct Netns(String);
+
+impl Netns {
+    /// A fresh namespace named after `test`, or `None` (and the reason
+    /// said on stderr) when the test cannot make one: not root, or no `ip`.
+    pub fn new(test: &str) -> Option<Netns> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        if !is_root() {
+            eprintln!("{test} did not run: it needs root (network namespaces)");
+            return None;
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let prefix: String = test
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(8)
+            .collect();
+        let name = format!(
+            "ts-{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let made = Command::new("ip").args(["netns", "add", &name]).status();
+        if !made.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!("{test} did not run: `ip netns add {name}` failed ({made:?})");
+            return None;
+        }
+        let ns = Netns(name);
+        let up = Command::new("ip")
+            .args(["-n", &ns.0, "link", "set", "lo", "up"])
+            .status();
+        assert!(
+            up.as_ref().is_ok_and(|s| s.success()),
+            "lo up in {}: {up:?}",
+            ns.0
+        );
+        Some(ns)
+    }
+
+    /// Its name, for `ip netns exec NAME` and `ip -n NAME`.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// `program` to be run inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let deleted = Command::new("ip").args(["netns", "del", &self.0]).status();
+        if !deleted.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!("namespace {} not removed: {deleted:?}", self.0);
+        }
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago, for peers that
 /// cannot report the port they bound (prefer `127.0.0.1:0` and reading
 /// the bound address back).

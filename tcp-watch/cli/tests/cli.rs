@@ -3,6 +3,7 @@
 //! plain-language account, several inputs, and bad input (exit codes and
 //! messages, never a panic).
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;
