@@ -113,13 +113,9 @@ pub fn framing_config() -> framing::Config {
 /// Largest DATA payload.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
-/// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` or
-/// `default`.
+/// Installs the workspace's `tracing` subscriber
+/// ([`cli_conventions::init_logs`]): stderr, filtered by `RUST_LOG` or
+/// `default`, coloured only on a terminal.
 pub fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    cli_conventions::init_logs(default);
 }

@@ -400,6 +400,11 @@ impl Server {
     }
 }
 
+/// A session id for the logs: the number, or `none` before `HELLO`.
+fn session_name(session: Option<u64>) -> String {
+    session.map_or_else(|| "none".to_owned(), |s| s.to_string())
+}
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// Token of the connection in slot 0.
@@ -810,11 +815,11 @@ impl<'s> EventLoop<'s> {
         match result {
             Ok(End::Closed) => {
                 stats.closed_sessions.fetch_add(1, Ordering::Relaxed);
-                debug!(%peer, session = ?c.rx.session(), "session closed cleanly");
+                debug!(%peer, session = %session_name(c.rx.session()), "session closed cleanly");
                 c.phase = Phase::Flushing;
             }
             Ok(End::Gone) => {
-                info!(%peer, session = ?c.rx.session(), delivered = c.rx.delivered(), "client went away; it may resume");
+                info!(%peer, session = %session_name(c.rx.session()), delivered = c.rx.delivered(), "client went away; it may resume");
                 c.phase = Phase::Flushing;
             }
             Ok(End::StoppedReading) => {
@@ -829,7 +834,7 @@ impl<'s> EventLoop<'s> {
                     Error::PeerSilent { .. } => stats.silent.fetch_add(1, Ordering::Relaxed),
                     _ => stats.violations.fetch_add(1, Ordering::Relaxed),
                 };
-                warn!(%peer, session = ?c.rx.session(), error = %e, "connection closed");
+                warn!(%peer, session = %session_name(c.rx.session()), error = %e, "connection closed");
                 // Tell the client why, then close without a reset: stop
                 // sending, and drain (bounded) what it still sends so that
                 // nothing is left unread when the socket closes.
@@ -843,7 +848,7 @@ impl<'s> EventLoop<'s> {
     fn close(&mut self, idx: usize, mut c: Conn) {
         if c.phase == Phase::AwaitFin {
             let unread = kernel::sample(&c.stream).map_or(0, |k| k.inq);
-            warn!(peer = %c.peer, session = ?c.rx.session(), unread, "stopped reading early as told; closing with unread data");
+            warn!(peer = %c.peer, session = %session_name(c.rx.session()), unread, "stopped reading early as told; closing with unread data");
         }
         let _ = self.poll.registry().deregister(&mut c.stream);
         drop(c);

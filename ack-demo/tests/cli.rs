@@ -29,12 +29,13 @@ fn bench_runs_every_window_and_reports_both_ratios() {
         dir.to_str().unwrap(),
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    // With --json the tables for people are on stderr.
+    let tables = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{tables}");
+    let report: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {text}"));
+    assert_eq!(report["program"], "ack-demo");
+    assert_eq!(report["schema"], 1);
     assert_eq!(report["rows"].as_array().unwrap().len(), 9);
     assert!(report["relay_w32_over_w1"].as_f64().unwrap() > 0.0);
     assert!(report["loopback_w128_over_unacked"].as_f64().unwrap() > 0.0);
@@ -45,7 +46,7 @@ fn bench_runs_every_window_and_reports_both_ratios() {
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions[1]["sessions"], 3);
     assert!(sessions[1]["messages_per_sec"].as_f64().unwrap() > 0.0);
-    assert!(text.contains("t_fsync"), "{text}");
+    assert!(tables.contains("t_fsync"), "{tables}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -60,9 +61,10 @@ fn bad_arguments_are_explained() {
         "--count",
         "100",
     ]);
-    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
     assert!(err.contains("--size 3 must be"), "{err}");
+    assert!(!err.contains("token"), "nothing was started: {err}");
     for bad in ["0", "1,x", "20000", "-1"] {
         let out = ack_demo(&["bench", &format!("--sessions={bad}")]);
         assert!(!out.status.success(), "--sessions {bad}");
@@ -166,6 +168,49 @@ fn a_frozen_server_is_given_up_on_after_the_reconnect_budget() {
         err.contains("never answered") || err.contains("without an answer"),
         "the error says the server did not answer: {err}"
     );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn version_and_help_name_the_program_and_its_purpose() {
+    let version = ack_demo(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("ack-demo {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = ack_demo(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    let first = help.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ack-demo: acknowledged messaging over TCP"),
+        "{first}"
+    );
+}
+
+#[test]
+fn host_names_are_accepted_for_listen_and_connect() {
+    let dir = common::temp_dir("hostnames");
+    let server = common::ServerProcess::start("localhost:0", &dir.join("out.txt"), &[]);
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    let out = ack_demo(&[
+        "client",
+        "--connect",
+        &format!("localhost:{}", server.addr.port()),
+        "--count",
+        "20",
+        "--json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["acked"], 20);
+    assert_eq!(report["completed"], true);
+    assert_eq!(report["interrupted"], false);
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -13,23 +13,31 @@
 //! stderr (`session 7 token 3f..; resume it with --session 7 --token 3f..`):
 //! resuming a session the server holds needs that token.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ack_demo::client::{self, ClientSettings};
-use ack_demo::server::{Server, ServerSettings};
+use ack_demo::client::{self, ClientReport, ClientSettings};
+use ack_demo::server::{Server, ServerSettings, ServerStats};
 use ack_demo::{init_tracing, naive};
 use clap::{Args, Parser, Subcommand};
+use cli_conventions::{Interrupt, Program, exit, json};
+use serde::Serialize;
 
-/// Acknowledged messaging over TCP: ACKs that mean "processed and durable",
-/// resume after a crash of either side without losing or repeating a
-/// message, and a close handshake (count + digest) that proves everything
-/// was processed. `--naive` shows the classic send/shutdown/close losing
-/// messages without anyone noticing.
+/// Who this is, in every JSON document.
+const PROGRAM: Program = cli_conventions::program!("ack-demo", 1);
+
+/// How often the server's main thread looks at the Ctrl-C flag.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
+/// ack-demo: acknowledged messaging over TCP, with ACKs that mean "processed
+/// and durable", resume after a crash of either side without losing or
+/// repeating a message, and a close handshake (count + digest) that proves
+/// everything was processed. `--naive` shows the classic
+/// send/shutdown/close losing messages without anyone noticing.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "ack-demo", version, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +46,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Process messages by appending each payload as one line to FILE;
-    /// acknowledge only what is fsynced. Prints `listening on ADDR`.
+    /// acknowledge only what is fsynced. Prints `listening on ADDR`; serves
+    /// until SIGINT/SIGTERM, then prints its report (exit code 130).
     Server(ServerArgs),
     /// Send COUNT messages `msg <seq> ...` with W in flight, resume across
     /// reconnects, finish with the close handshake, report.
@@ -70,7 +79,8 @@ struct BenchArgs {
     /// Run the servers with the write-ahead log (`server --wal`).
     #[arg(long)]
     wal: bool,
-    /// Print the report as one JSON object on the last line.
+    /// Print the report as one JSON document on stdout (the tables go to
+    /// stderr).
     #[arg(long)]
     json: bool,
 }
@@ -98,8 +108,8 @@ fn session_counts(s: &str) -> Result<SessionCounts, String> {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on, HOST:PORT (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     listen: SocketAddr,
     /// The out file; its journal is FILE.journal. Recovered at start.
     #[arg(long, value_name = "FILE")]
@@ -137,14 +147,18 @@ struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     max_sessions: u64,
+    /// At exit (Ctrl-C included), print the server's report as one JSON
+    /// document on stdout; `listening on ADDR` then goes to stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
 struct ClientArgs {
-    /// Server address.
-    #[arg(long, value_name = "ADDR")]
+    /// Server address, HOST:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     connect: SocketAddr,
-    /// Messages to send (seqs 0..N).
+    /// Messages to send (seqs 0 to N-1).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     count: u64,
     /// Payload bytes per message (at least the length of `msg <N-1> `, at
@@ -180,9 +194,29 @@ struct ClientArgs {
     /// Send, shutdown(SHUT_WR), close: no acknowledgements.
     #[arg(long)]
     naive: bool,
-    /// Print the report as one JSON object on the last line.
+    /// Print the report as one JSON document on one line of stdout (the
+    /// summary goes to stderr).
     #[arg(long)]
     json: bool,
+}
+
+/// A `--listen` / `--connect` value: `HOST:PORT`, HOST an IP address or a
+/// name (`localhost:7100`; its first IPv4 address, else its first).
+fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:7100 or localhost:7100";
+    let addrs: Vec<SocketAddr> = value
+        .to_socket_addrs()
+        .map_err(|e| format!("`{value}` is not an address ({e}): {expected}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{value}` resolves to no address: {expected}"))
 }
 
 fn main() -> ExitCode {
@@ -191,28 +225,139 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ack-demo: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(match e {
+                ack_demo::Error::Settings(_) => exit::USAGE,
+                _ => exit::FAILED,
+            })
         }
     }
 }
 
+/// Text for people: stdout, or stderr when stdout carries the JSON.
+fn say(json: bool, text: &str) {
+    if json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+}
+
+fn print_json<T: Serialize + ?Sized>(report: &T) -> Result<(), ack_demo::Error> {
+    json::print(&PROGRAM, report).map_err(|e| ack_demo::Error::io("printing the JSON report", e))
+}
+
+/// The client's document on one line: scripts and tests read the last
+/// line of stdout.
+fn print_json_line<T: Serialize + ?Sized>(report: &T) -> Result<(), ack_demo::Error> {
+    let line = json::document(&PROGRAM, report)
+        .and_then(|doc| serde_json::to_string(&doc))
+        .map_err(|e| ack_demo::Error::io("printing the JSON report", e.into()))?;
+    println!("{line}");
+    Ok(())
+}
+
+fn install_interrupt() -> Result<Interrupt, ack_demo::Error> {
+    Interrupt::install()
+        .map_err(|e| ack_demo::Error::io("installing the SIGINT/SIGTERM handlers", e))
+}
+
+/// The server's JSON document.
+#[derive(Serialize)]
+struct ServerReport<'a> {
+    role: &'static str,
+    /// Stopped by SIGINT/SIGTERM.
+    interrupted: bool,
+    #[serde(flatten)]
+    stats: &'a ServerStats,
+    /// Sessions the store holds at the end.
+    sessions_held: usize,
+}
+
+/// Runs the server on a thread until SIGINT/SIGTERM (or until its event
+/// loop fails), then prints its report.
+fn serve(a: ServerArgs) -> Result<ExitCode, ack_demo::Error> {
+    let mut settings = ServerSettings::new(a.out);
+    settings.process_delay = Duration::from_micros(a.process_delay_us);
+    settings.stop_reading_after = a.stop_reading_after;
+    settings.heartbeat = Duration::from_millis(a.heartbeat_ms);
+    settings.show_kernel = a.show_kernel;
+    settings.store.repair = a.repair;
+    settings.store.wal = a.wal;
+    settings.store.session_expiry = a.session_expiry;
+    settings.store.max_sessions = usize::try_from(a.max_sessions).unwrap_or(usize::MAX);
+    let interrupt = install_interrupt()?;
+    let server = Server::bind(a.listen, settings)?;
+    say(a.json, &format!("listening on {}", server.local_addr()));
+    let stop = server.stop_handle();
+    let served = std::thread::scope(|scope| {
+        let serving = scope.spawn(|| server.serve());
+        while !interrupt.requested() && !serving.is_finished() {
+            std::thread::sleep(INTERRUPT_POLL);
+        }
+        if interrupt.requested() {
+            eprintln!(
+                "ack-demo server: interrupted; waiting for open connections to end (three heartbeats at most)"
+            );
+            stop.stop();
+        }
+        serving.join().expect("the server thread does not panic")
+    });
+    let stats = server.stats();
+    let sessions_held = server.sessions();
+    let interrupted = interrupt.requested();
+    eprintln!(
+        "ack-demo server: {}{} connections ({} at once at most), {} messages processed, \
+         {} sessions closed with the handshake, {} connections ended by a protocol violation, \
+         {} by silence; {sessions_held} sessions held",
+        if interrupted {
+            "interrupted (SIGINT/SIGTERM); "
+        } else {
+            ""
+        },
+        load(&stats.connections),
+        load(&stats.peak_open),
+        load(&stats.processed),
+        load(&stats.closed_sessions),
+        load(&stats.violations),
+        load(&stats.silent),
+    );
+    if a.json {
+        print_json(&ServerReport {
+            role: "server",
+            interrupted,
+            stats: &stats,
+            sessions_held,
+        })?;
+    }
+    served?;
+    Ok(interrupt.exit_code(true))
+}
+
+fn load(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The client's JSON document: the report with unit-suffixed keys.
+fn client_json(r: &ClientReport, interrupted: bool) -> serde_json::Value {
+    let mut doc = serde_json::to_value(r).unwrap_or_default();
+    if let Some(fields) = doc.as_object_mut() {
+        for (old, new) in [
+            ("seconds", "duration_s"),
+            ("messages_per_sec", "messages_per_s"),
+        ] {
+            if let Some(v) = fields.remove(old) {
+                fields.insert(new.to_owned(), v);
+            }
+        }
+        fields.insert("role".to_owned(), "client".into());
+        fields.insert("interrupted".to_owned(), interrupted.into());
+    }
+    doc
+}
+
 fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
     match cli.command {
-        Command::Server(a) => {
-            let mut settings = ServerSettings::new(a.out);
-            settings.process_delay = Duration::from_micros(a.process_delay_us);
-            settings.stop_reading_after = a.stop_reading_after;
-            settings.heartbeat = Duration::from_millis(a.heartbeat_ms);
-            settings.show_kernel = a.show_kernel;
-            settings.store.repair = a.repair;
-            settings.store.wal = a.wal;
-            settings.store.session_expiry = a.session_expiry;
-            settings.store.max_sessions = usize::try_from(a.max_sessions).unwrap_or(usize::MAX);
-            let server = Server::bind(a.listen, settings)?;
-            println!("listening on {}", server.local_addr());
-            server.run();
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Server(a) => serve(a),
         Command::Bench(a) => {
             let settings = ack_demo::bench::BenchSettings {
                 windows: vec![1, 8, 32, 128],
@@ -224,9 +369,11 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
                 wal: a.wal,
             };
             let report = ack_demo::bench::run(&settings)?;
-            print!("{}", report.render());
             if a.json {
-                println!("{}", serde_json::to_string(&report).expect("serializable"));
+                eprint!("{}", report.render());
+                print_json(&report)?;
+            } else {
+                print!("{}", report.render());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -238,24 +385,28 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
                 a.size,
                 Duration::from_secs(2),
             )?;
-            println!(
-                "naive: {} of {} messages accepted by send() ({} bytes){}",
-                r.accepted_messages,
-                r.count,
-                r.accepted_bytes,
-                r.send_error
-                    .as_ref()
-                    .map_or(String::new(), |e| format!("; send() failed: {e}"))
+            say(
+                a.json,
+                &format!(
+                    "naive: {} of {} messages accepted by send() ({} bytes){}",
+                    r.accepted_messages,
+                    r.count,
+                    r.accepted_bytes,
+                    r.send_error
+                        .as_ref()
+                        .map_or(String::new(), |e| format!("; send() failed: {e}"))
+                ),
             );
             if let Some(k) = &r.kernel_at_close {
-                println!("naive: at close the {k}");
+                say(a.json, &format!("naive: at close the {k}"));
             }
-            println!("naive: after close: {}", r.after_close);
-            println!(
-                "naive: the sender believes all accepted messages were delivered; only the server's out file knows"
+            say(a.json, &format!("naive: after close: {}", r.after_close));
+            say(
+                a.json,
+                "naive: the sender believes all accepted messages were delivered; only the server's out file knows",
             );
             if a.json {
-                println!("{}", serde_json::to_string(&r).expect("serializable"));
+                print_json(&r)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -265,6 +416,12 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
             s.size = a.size;
             s.window = a.window;
             s.session = a.session;
+            s.reconnect_for = a.reconnect_for;
+            s.heartbeat = Duration::from_millis(a.heartbeat_ms);
+            s.show_kernel = a.show_kernel;
+            // A usage error (exit 2) before a token is drawn or a
+            // connection made.
+            client::check(&s)?;
             let token = match a.token {
                 Some(t) => t,
                 None => {
@@ -277,40 +434,45 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
                 }
             };
             s.token = Some(token);
-            s.reconnect_for = a.reconnect_for;
-            s.heartbeat = Duration::from_millis(a.heartbeat_ms);
-            s.show_kernel = a.show_kernel;
-            let r = client::run(&s);
-            println!(
-                "session {}: sent {}, acked {}, resent {}, reconnects {}, {:.0} msg/s acked, close handshake {}",
-                r.session,
-                r.stats.sent,
-                r.stats.acked,
-                r.stats.resent,
-                r.stats.reconnects,
-                r.messages_per_sec,
-                r.close_handshake_ms
-                    .map_or("not completed".to_owned(), |ms| format!("{ms:.2} ms"))
+            let interrupt = install_interrupt()?;
+            let r = client::run_until(&s, &interrupt.flag());
+            let interrupted = interrupt.requested();
+            say(
+                a.json,
+                &format!(
+                    "session {}: {}sent {}, acked {}, resent {}, reconnects {}, {:.0} msg/s acked, close handshake {}",
+                    r.session,
+                    if interrupted { "interrupted; " } else { "" },
+                    r.stats.sent,
+                    r.stats.acked,
+                    r.stats.resent,
+                    r.stats.reconnects,
+                    r.messages_per_sec,
+                    r.close_handshake_ms
+                        .map_or("not completed".to_owned(), |ms| format!("{ms:.2} ms"))
+                ),
             );
             if !r.unconfirmed.is_empty() {
-                println!(
-                    "unconfirmed: seqs {}..={} ({} messages) were sent but never confirmed processed",
-                    r.unconfirmed.start,
-                    r.unconfirmed.end - 1,
-                    r.unconfirmed.end - r.unconfirmed.start
+                let n = r.unconfirmed.end - r.unconfirmed.start;
+                say(
+                    a.json,
+                    &format!(
+                        "unconfirmed: {} ({n} messages) sent but never confirmed processed",
+                        if n == 1 {
+                            format!("seq {}", r.unconfirmed.start)
+                        } else {
+                            format!("seqs {} to {}", r.unconfirmed.start, r.unconfirmed.end - 1)
+                        }
+                    ),
                 );
             }
             if let Some(e) = &r.error {
                 eprintln!("ack-demo: {e}");
             }
             if a.json {
-                println!("{}", serde_json::to_string(&r).expect("serializable"));
+                print_json_line(&client_json(&r, interrupted))?;
             }
-            Ok(if r.completed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(interrupt.exit_code(r.completed))
         }
     }
 }
