@@ -38,7 +38,8 @@ use crate::wire::{Datagram, Foreign};
 /// foreign, whatever they say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StreamId {
-    /// The nonce the sender put in every datagram.
+    /// The nonce the sender put in every datagram (16 hex digits in JSON).
+    #[serde(serialize_with = "crate::wire::serialize_nonce")]
     pub nonce: u64,
     /// The address the stream's datagrams come from.
     pub source: SocketAddr,

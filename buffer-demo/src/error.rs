@@ -23,7 +23,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A datagram size outside what the header and the sink's slots allow.
-    #[error("datagram size {size} is outside {min}..={max} bytes")]
+    #[error("datagram size {size} bytes is not between {min} (the header alone) and {max} bytes")]
     DatagramSize {
         /// The size asked for.
         size: usize,
@@ -86,6 +86,15 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// True for errors found before anything ran: a configuration that
+    /// cannot work, or a facility this machine does not offer (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::Config(_) | Error::DatagramSize { .. } | Error::NetnsUnavailable { .. }
+        )
+    }
+
     pub(crate) fn socket(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
         move |source| Error::Socket { op, source }
     }

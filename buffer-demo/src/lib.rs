@@ -18,7 +18,8 @@
 //!   `/proc` counters, `recvmmsg`/`sendmmsg` (Linux, `libc`);
 //! - [`sink`], [`loadgen`]: the thin drivers (threads, sockets, clocks);
 //! - [`stop`]: SIGINT/SIGTERM as a flag every run loop checks;
-//! - [`sweep`], [`plot`], [`netns`], [`versus`]: experiments built on them.
+//! - [`sweep`], [`plot`], [`netns`], [`versus`]: experiments built on them;
+//!   [`table`]: what a sweep found (shared by `sweep` and `plot`).
 //!
 //! The blaster can send from several threads and with UDP GSO
 //! (`blast --threads --gso`); the sink can take GRO-coalesced messages and
@@ -35,6 +36,7 @@ pub mod sink;
 pub mod sockopt;
 pub mod stop;
 pub mod sweep;
+pub mod table;
 pub mod versus;
 pub mod wire;
 
@@ -46,12 +48,7 @@ pub use stop::Stop;
 pub use sweep::{SweepTable, short_sweep};
 
 /// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` or
-/// `default`.
+/// `default`, coloured only on a terminal: [`cli_conventions::init_logs`].
 pub fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    cli_conventions::init_logs(default);
 }

@@ -6,6 +6,7 @@
 //! and send time ([`crate::wire`]). After the stream and a drain pause the
 //! sentinel, repeated, carries the number of datagrams the kernel accepted.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,11 +68,12 @@ impl Pacer {
 }
 
 /// How long past `duration` a paced stream that fell behind may go on to
-/// send what was due: a tenth of the duration, from 1 s to 10 s (a loaded
-/// machine's sender catches up a short burst). A stream that could not
-/// finish within it at the rate it reached is cut at `duration` itself.
+/// send what was due: 2 % of the duration, from 20 ms to 200 ms (the last
+/// batch of a sender a loaded machine held up a moment). A stream that
+/// could not finish within it at the rate it reached is cut at `duration`
+/// itself: `--duration` bounds the run, whatever `--rate` asks.
 pub fn grace(duration: Duration) -> Duration {
-    (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
+    (duration / 50).clamp(Duration::from_millis(20), Duration::from_millis(200))
 }
 
 /// A fresh stream nonce from the OS (`getrandom`).
@@ -105,7 +107,8 @@ pub struct BlastConfig {
     /// Datagrams per second, up to [`MAX_RATE`]; 0 sends as fast as the
     /// kernel takes them.
     pub rate: f64,
-    /// Bytes per datagram, header included.
+    /// Bytes per datagram, the 32-byte header ([`HEADER_LEN`]) included:
+    /// `blast --size` (the payload) plus [`HEADER_LEN`].
     pub size: usize,
     /// How long to send (at a set rate, `rate * duration` datagrams, unless
     /// the sender cannot keep up: it stops [`grace`] after the duration).
@@ -128,6 +131,9 @@ pub struct BlastConfig {
     pub nonce: Option<u64>,
     /// Stops the stream early (the sentinel still goes out).
     pub stop: Stop,
+    /// Print progress lines on stderr while sending: the rate reached
+    /// every second, and at once when the stream falls behind.
+    pub progress: bool,
 }
 
 impl Default for BlastConfig {
@@ -145,23 +151,32 @@ impl Default for BlastConfig {
             sentinel_gap: Duration::from_millis(10),
             nonce: None,
             stop: Stop::new(),
+            progress: false,
         }
     }
 }
 
-/// What a blast did.
+/// What a blast did. JSON keys carry their unit (`_per_s`, `_s`, `_bytes`).
 #[derive(Debug, Clone, Serialize)]
 pub struct BlastReport {
     /// Destination.
+    #[serde(rename = "connect")]
     pub to: SocketAddr,
     /// The address the stream came from.
     pub source: SocketAddr,
-    /// The stream's nonce.
+    /// The stream's nonce (16 hex digits in JSON).
+    #[serde(serialize_with = "crate::wire::serialize_nonce")]
     pub nonce: u64,
-    /// Offered rate (0: unpaced).
+    /// Offered rate, datagrams/s (0: unpaced).
+    #[serde(rename = "offered_per_s")]
     pub rate: f64,
-    /// Bytes per datagram.
+    /// How long the stream was asked to last, seconds.
+    pub duration_s: f64,
+    /// Bytes per datagram, header included.
+    #[serde(rename = "datagram_bytes")]
     pub size: usize,
+    /// Payload bytes per datagram (`--size`): `size` less the header.
+    pub payload_bytes: usize,
     /// Sending threads.
     pub threads: usize,
     /// Datagrams per GSO message (1: no GSO).
@@ -182,9 +197,11 @@ pub struct BlastReport {
     pub send_calls: u64,
     /// Send calls that failed (e.g. ECONNREFUSED: nobody listening).
     pub send_errors: u64,
-    /// First to last datagram, seconds.
+    /// From the start to the last datagram, seconds.
+    #[serde(rename = "sending_s")]
     pub secs: f64,
-    /// sent / secs.
+    /// sent / secs, datagrams/s.
+    #[serde(rename = "achieved_per_s")]
     pub achieved_rate: f64,
     /// Largest lateness of a batch against its deadline, µs.
     pub max_late_us: f64,
@@ -194,7 +211,7 @@ impl std::fmt::Display for BlastReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "blast {} -> {} (nonce {:016x}, {} thread{}, gso {}): {} datagrams of {} B in {:.3} s = {:.0}/s (offered {}), {} sendmmsg calls, {} errors, max lateness {:.0} us",
+            "blast {} -> {} (nonce {:016x}, {} thread{}, gso {}): {} datagrams of {} B payload ({} B with the header) in {:.3} s = {:.0}/s (asked {}), {} sendmmsg calls, {} errors, max lateness {:.0} us",
             self.source,
             self.to,
             self.nonce,
@@ -202,6 +219,7 @@ impl std::fmt::Display for BlastReport {
             if self.threads == 1 { "" } else { "s" },
             self.gso,
             self.sent,
+            self.payload_bytes,
             self.size,
             self.secs,
             self.achieved_rate,
@@ -217,11 +235,12 @@ impl std::fmt::Display for BlastReport {
         if self.sender_limited {
             write!(
                 f,
-                "\nSENDER-LIMITED: {} of the {} datagrams due at {:.0}/s went out before the deadline; this sender reaches about {:.0}/s",
+                "\nfell behind: this sender reached {:.0}/s of the {:.0}/s asked; {} of the {} datagrams due went out in the {} s asked",
+                self.achieved_rate,
+                self.rate,
                 self.sent,
                 self.due.unwrap_or(0),
-                self.rate,
-                self.achieved_rate
+                self.duration_s
             )?;
         }
         if self.interrupted {
@@ -250,55 +269,62 @@ fn check(cfg: &BlastConfig) -> Result<()> {
     }
     let bad = |what: String| Err(Error::Config(what));
     if !(1..=MAX_BATCH).contains(&cfg.batch) {
-        return bad(format!("--batch {} is outside 1..={MAX_BATCH}", cfg.batch));
+        return bad(format!(
+            "--batch {} is not between 1 and {MAX_BATCH}",
+            cfg.batch
+        ));
     }
     if !(1..=MAX_THREADS).contains(&cfg.threads) {
         return bad(format!(
-            "--threads {} is outside 1..={MAX_THREADS}",
+            "--threads {} is not between 1 and {MAX_THREADS}",
             cfg.threads
         ));
     }
     if !(1..=MAX_GSO_SEGMENTS).contains(&cfg.gso) {
         return bad(format!(
-            "--gso {} is outside 1..={MAX_GSO_SEGMENTS} datagrams per message",
+            "--gso {} is not between 1 and {MAX_GSO_SEGMENTS} datagrams per message",
             cfg.gso
         ));
     }
     if cfg.gso > 1 && cfg.gso * cfg.size > MAX_GSO_BYTES {
         return bad(format!(
-            "--gso {} x --size {} = {} bytes is more than one GSO message holds ({MAX_GSO_BYTES}); use fewer segments",
+            "--gso {} datagrams of {} bytes (--size {} + the {HEADER_LEN}-byte header) = {} bytes is more than one GSO message holds ({MAX_GSO_BYTES}); use fewer segments",
             cfg.gso,
             cfg.size,
+            cfg.size - HEADER_LEN,
             cfg.gso * cfg.size
         ));
     }
     if !(cfg.rate.is_finite() && (0.0..=MAX_RATE).contains(&cfg.rate)) {
         return bad(format!(
-            "--rate {} is outside 0..={MAX_RATE} datagrams/s (0: unpaced)",
+            "--rate {} is not between 0 and {MAX_RATE} datagrams/s (0: unpaced)",
             cfg.rate
         ));
     }
     if cfg.duration.is_zero() || cfg.duration > MAX_DURATION {
         return bad(format!(
-            "--duration {:?} is outside (0, {:?}]",
-            cfg.duration, MAX_DURATION
+            "--duration {} s is not above 0 and at most {} s",
+            cfg.duration.as_secs_f64(),
+            MAX_DURATION.as_secs()
         ));
     }
     if !(1..=MAX_SENTINEL_COPIES).contains(&cfg.sentinel_copies) {
         return bad(format!(
-            "{} sentinel copies is outside 1..={MAX_SENTINEL_COPIES}",
+            "{} sentinel copies is not between 1 and {MAX_SENTINEL_COPIES}",
             cfg.sentinel_copies
         ));
     }
     if cfg.drain > MAX_PAUSE || cfg.sentinel_gap > MAX_PAUSE {
         return bad(format!(
-            "drain and sentinel gap must be at most {MAX_PAUSE:?}"
+            "drain and sentinel gap must be at most {} s",
+            MAX_PAUSE.as_secs()
         ));
     }
     if cfg.rate > 0.0 && (cfg.rate * cfg.duration.as_secs_f64()).round() < 1.0 {
         return bad(format!(
-            "--rate {} for {:?} is less than one datagram",
-            cfg.rate, cfg.duration
+            "--rate {} for {} s is less than one datagram",
+            cfg.rate,
+            cfg.duration.as_secs_f64()
         ));
     }
     Ok(())
@@ -446,6 +472,24 @@ fn behind_slack(cfg: &BlastConfig) -> u64 {
     (cfg.rate * 0.05).max(batch) as u64
 }
 
+/// One progress line of a running blast: the time, the rate reached, and
+/// (when `behind` is not 0) that it fell behind the rate asked.
+fn progress_line(cfg: &BlastConfig, elapsed: f64, sent: u64, behind: u64) -> String {
+    let reached = sent as f64 / elapsed.max(1e-9);
+    let mut line = format!("blast: {elapsed:.1} s, {sent} datagrams sent, {reached:.0}/s");
+    if cfg.rate > 0.0 {
+        let _ = write!(line, " of {:.0}/s asked", cfg.rate);
+    }
+    if behind > 0 {
+        let _ = write!(
+            line,
+            "; fell behind by {behind} datagrams ({:.0} ms): the sender, not the sink, limits this rate",
+            behind as f64 / cfg.rate * 1e3
+        );
+    }
+    line
+}
+
 /// Sends the paced stream (from `threads` threads sharing one socket, so
 /// that it is one stream from one source), then the sentinel copies.
 pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
@@ -492,24 +536,31 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
                 .map_err(Error::io("spawn sending thread"))?;
         }
         drop(tx);
-        // While the threads send: say so as soon as the stream falls behind.
+        // While the threads send: say so as soon as the stream falls
+        // behind, and show the rate reached every second of a long run.
         let slack = behind_slack(cfg);
         // A look four times per stream, at least every second, at most every 100 ms.
         let every = (cfg.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let mut shown = start;
         while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-            let Some(l) = limit else { continue };
             let elapsed = start.elapsed().as_secs_f64();
-            let due = ((cfg.rate * elapsed) as u64).min(l);
             let sent = sh.sent.load(Ordering::Relaxed);
-            if due > sent + slack {
+            let behind = limit.map_or(0, |l| {
+                ((cfg.rate * elapsed) as u64)
+                    .min(l)
+                    .saturating_sub(sent + slack)
+            });
+            if cfg.progress && (behind > 0 || shown.elapsed() >= Duration::from_secs(1)) {
+                eprintln!("{}", progress_line(cfg, elapsed, sent, behind));
+                shown = Instant::now();
+            }
+            if behind > 0 {
                 behind_warnings += 1;
-                tracing::warn!(
-                    behind = due - sent,
-                    behind_ms = (due - sent) as f64 / cfg.rate * 1e3,
+                tracing::debug!(
+                    behind,
                     reached = sent as f64 / elapsed,
                     asked = cfg.rate,
-                    threads = cfg.threads,
-                    "the blaster is behind its schedule: the sender, not the sink, limits this rate"
+                    "sender behind its schedule"
                 );
             }
         }
@@ -529,12 +580,12 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
     let secs = Duration::from_nanos(sh.last_sent_ns.load(Ordering::Relaxed)).as_secs_f64();
     let achieved_rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
     if sender_limited {
-        tracing::warn!(
+        tracing::info!(
             sent,
-            due = limit,
-            offered = cfg.rate,
+            due = limit.unwrap_or(0),
+            asked = cfg.rate,
             achieved = achieved_rate,
-            "the sender could not keep up with the offered rate: stream cut at its deadline"
+            "stream cut at its duration: the sender fell behind the rate asked"
         );
     }
     // The sentinel goes out even after a stop: the sink can still close
@@ -558,7 +609,9 @@ pub fn blast(cfg: &BlastConfig) -> Result<BlastReport> {
         source,
         nonce,
         rate: cfg.rate,
+        duration_s: cfg.duration.as_secs_f64(),
         size: cfg.size,
+        payload_bytes: cfg.size.saturating_sub(HEADER_LEN),
         threads: cfg.threads.max(1),
         gso: cfg.gso.max(1),
         sent,

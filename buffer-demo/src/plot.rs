@@ -15,7 +15,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::sweep::SweepTable;
+use crate::table::SweepTable;
 
 /// Font files tried in order after `BUFFER_DEMO_FONT`.
 pub const FONT_PATHS: &[&str] = &[
@@ -52,7 +52,7 @@ fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     table: &SweepTable,
 ) -> std::result::Result<(), String> {
-    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("{e:?}");
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
     let max_x = table
         .trials
@@ -119,7 +119,7 @@ fn draw<DB: DrawingBackend>(
             .map_err(e)?;
     }
     // The loss-free limit.
-    let limit_pct = crate::sweep::LOSS_FREE * 100.0;
+    let limit_pct = crate::table::LOSS_FREE * 100.0;
     chart
         .draw_series(DashedLineSeries::new(
             vec![(min_x, limit_pct), (max_x, limit_pct)],
@@ -136,7 +136,7 @@ fn draw<DB: DrawingBackend>(
         let best = table
             .trials
             .iter()
-            .filter(|t| t.label == *label && t.drop_fraction <= crate::sweep::LOSS_FREE)
+            .filter(|t| t.label == *label && t.drop_fraction <= crate::table::LOSS_FREE)
             .max_by(|a, b| a.offered.total_cmp(&b.offered));
         if let Some(t) = best {
             let at = (t.offered / 1000.0, (t.drop_fraction * 100.0).max(FLOOR_PCT));

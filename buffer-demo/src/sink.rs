@@ -139,7 +139,8 @@ pub struct SinkReport {
     pub mode: Mode,
     /// Datagrams per `recvmmsg`.
     pub batch: usize,
-    /// Queue capacity (split).
+    /// Queue capacity (split), datagrams.
+    #[serde(rename = "queue_datagrams")]
     pub queue: usize,
     /// Work per datagram, µs.
     pub work_us: f64,
@@ -168,8 +169,10 @@ pub struct SinkReport {
     /// `recv_syscalls` per datagram received (all kinds).
     pub recv_syscalls_per_datagram: f64,
     /// From the first data datagram to the first sentinel copy, seconds.
+    #[serde(rename = "stream_duration_s")]
     pub stream_secs: f64,
     /// Delivered datagrams per second over `stream_secs`.
+    #[serde(rename = "delivered_per_s")]
     pub delivered_per_sec: f64,
     /// Mean one-way latency send→processed, µs (same machine clock).
     pub latency_mean_us: f64,
@@ -202,7 +205,8 @@ impl std::fmt::Display for SinkReport {
         )?;
         writeln!(f, "{}", self.rcvbuf)?;
         if self.receivers > 1 {
-            writeln!(f, "datagrams per receiver: {:?}", self.per_receiver)?;
+            let each: Vec<String> = self.per_receiver.iter().map(u64::to_string).collect();
+            writeln!(f, "datagrams per receiver: {}", each.join(", "))?;
         }
         writeln!(f, "{}", self.ledger)?;
         write!(
@@ -362,25 +366,25 @@ impl Sink {
     pub fn bind(config: SinkConfig) -> Result<Sink> {
         if !(1..=MAX_BATCH).contains(&config.batch) {
             return Err(Error::Config(format!(
-                "--batch {} is outside 1..={MAX_BATCH}",
+                "--batch {} is not between 1 and {MAX_BATCH}",
                 config.batch
             )));
         }
         if !(1..=MAX_QUEUE).contains(&config.queue) {
             return Err(Error::Config(format!(
-                "--queue {} is outside 1..={MAX_QUEUE}",
+                "--queue {} is not between 1 and {MAX_QUEUE}",
                 config.queue
             )));
         }
         if !(1..=MAX_RECEIVERS).contains(&config.receivers) {
             return Err(Error::Config(format!(
-                "--receivers {} is outside 1..={MAX_RECEIVERS}",
+                "--receivers {} is not between 1 and {MAX_RECEIVERS}",
                 config.receivers
             )));
         }
         if !(config.work_us.is_finite() && (0.0..=MAX_WORK_US).contains(&config.work_us)) {
             return Err(Error::Config(format!(
-                "--work-us {} is outside 0..={MAX_WORK_US} microseconds",
+                "--work-us {} is not between 0 and {MAX_WORK_US} microseconds",
                 config.work_us
             )));
         }
@@ -689,7 +693,10 @@ impl Sink {
             ledger,
         };
         if !report.ledger.closes() {
-            tracing::warn!(residual = ?report.ledger.residual, "the account does not close");
+            match report.ledger.residual {
+                Some(r) => tracing::warn!(residual = r, "the account does not close"),
+                None => tracing::warn!("the account does not close: no sentinel arrived"),
+            }
         }
         Ok(report)
     }
@@ -907,19 +914,19 @@ fn on_datagram(
         } => {
             tracing::warn!(
                 nonce = format_args!("{nonce:016x}"),
-                ?source,
+                source = %source.map_or("unknown".into(), |a| a.to_string()),
                 "sentinel of another stream ignored"
             )
         }
         Verdict::OtherStream { nonce, source, .. } => {
             tracing::debug!(
                 nonce = format_args!("{nonce:016x}"),
-                ?source,
+                source = %source.map_or("unknown".into(), |a| a.to_string()),
                 "datagram of another stream"
             )
         }
         Verdict::Foreign(why) => {
-            tracing::debug!(?why, len = bytes.len(), "foreign datagram")
+            tracing::debug!(why = %why, len = bytes.len(), "foreign datagram")
         }
     }
 }

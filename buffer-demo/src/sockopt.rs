@@ -34,10 +34,13 @@ pub enum Force {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rcvbuf {
     /// Bytes asked for (`None`: the system default, nothing set).
+    #[serde(rename = "requested_bytes")]
     pub requested: Option<usize>,
-    /// What `getsockopt(SO_RCVBUF)` returns afterwards.
+    /// What `getsockopt(SO_RCVBUF)` returns afterwards, bytes.
+    #[serde(rename = "granted_bytes")]
     pub granted: usize,
-    /// `net.core.rmem_max` when read.
+    /// `net.core.rmem_max` when read, bytes.
+    #[serde(rename = "rmem_max_bytes")]
     pub rmem_max: Option<usize>,
     /// The `SO_RCVBUFFORCE` outcome.
     pub force: Force,

@@ -1,16 +1,19 @@
 //! Stopping a run early and cleanly.
 //!
 //! A [`Stop`] is a shared flag that every run loop here (sink, blast,
-//! sweep, versus) checks between bounded waits. [`Stop::on_signals`] makes
-//! SIGINT and SIGTERM set it instead of killing the process, so that the
-//! program removes what it created (namespaces, veth pairs, child
-//! processes: their guards run as the stack unwinds normally), prints its
-//! report and exits 130. The signal handler only stores to an atomic
-//! (`signal-hook`), which is async-signal-safe.
+//! sweep, versus) checks between bounded waits. It is the flag of a
+//! [`cli_conventions::Interrupt`]: [`Stop::on_signals`] makes SIGINT and
+//! SIGTERM set it instead of killing the process, so that the program
+//! removes what it created (namespaces, veth pairs, child processes: their
+//! guards run as the stack unwinds normally), prints its report and exits
+//! 130; a second signal ends the process at once. The signal handler only
+//! stores to an atomic (`signal-hook`), which is async-signal-safe.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use cli_conventions::Interrupt;
 
 use crate::error::{Error, Result};
 
@@ -30,14 +33,11 @@ impl Stop {
     }
 
     /// A flag that SIGINT and SIGTERM set (for the whole process, from now
-    /// on: the signals no longer end it by themselves).
+    /// on: the first signal no longer ends it by itself, a second one ends
+    /// it at once with exit code 130). See [`Interrupt::install`].
     pub fn on_signals() -> Result<Stop> {
-        let stop = Stop::new();
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, Arc::clone(&stop.0))
-                .map_err(Error::socket("sigaction(SIGINT/SIGTERM)"))?;
-        }
-        Ok(stop)
+        let interrupt = Interrupt::install().map_err(Error::socket("sigaction(SIGINT/SIGTERM)"))?;
+        Ok(Stop::from(&interrupt))
     }
 
     /// Asks every loop that holds a clone to stop.
@@ -67,6 +67,13 @@ impl Stop {
     }
 }
 
+impl From<&Interrupt> for Stop {
+    /// The interrupt's own flag: setting either sets both.
+    fn from(interrupt: &Interrupt) -> Stop {
+        Stop(interrupt.flag())
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -80,5 +87,17 @@ mod test {
         stop.request();
         assert!(t.join().unwrap());
         assert!(stop.requested());
+    }
+
+    #[test]
+    fn an_interrupt_and_its_stop_share_one_flag() {
+        let interrupt = Interrupt::new();
+        let stop = Stop::from(&interrupt);
+        assert!(!stop.requested());
+        interrupt.request();
+        assert!(stop.requested());
+        let other = Interrupt::new();
+        Stop::from(&other).request();
+        assert!(other.requested());
     }
 }

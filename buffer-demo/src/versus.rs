@@ -95,9 +95,11 @@ pub struct VersusSearch {
     pub setup: SinkSetup,
     /// Its label.
     pub label: String,
-    /// Highest offered rate with at most 0.01 % drops.
+    /// Highest offered rate with at most 0.01 % drops, datagrams/s.
+    #[serde(rename = "max_loss_free_per_s")]
     pub max_loss_free_rate: Option<f64>,
-    /// What the blaster reached in that trial.
+    /// What the blaster reached in that trial, datagrams/s.
+    #[serde(rename = "achieved_per_s")]
     pub achieved: Option<f64>,
     /// Every `recvmmsg` call per datagram received in that trial.
     pub recv_syscalls_per_datagram: Option<f64>,
@@ -172,7 +174,7 @@ impl Guarded {
             if Instant::now() >= until {
                 return Err(Error::Command {
                     command: self.line.clone(),
-                    detail: format!("still running after {limit:?}"),
+                    detail: format!("still running after {} s", limit.as_secs_f64()),
                 });
             }
             std::thread::sleep(POLL);
@@ -204,40 +206,56 @@ pub struct Iperf3Run {
     /// Its loss, percent.
     pub lost_percent: f64,
     /// Seconds of the test.
+    #[serde(rename = "duration_s")]
     pub secs: f64,
-    /// sent / secs.
+    /// sent / secs, datagrams/s.
+    #[serde(rename = "offered_per_s")]
     pub offered_rate: f64,
-    /// (sent - lost) / secs.
+    /// (sent - lost) / secs, datagrams/s.
+    #[serde(rename = "delivered_per_s")]
     pub delivered_rate: f64,
 }
 
-/// The comparison.
+/// Our blast at iperf3's offered rate into our split sink.
+#[derive(Debug, Clone, Serialize)]
+pub struct OursAtIperf3Rate {
+    /// The rate our blast reached, datagrams/s.
+    pub offered_per_s: f64,
+    /// Datagrams our blast sent.
+    pub sent: u64,
+    /// Our loss at that rate, percent.
+    pub lost_percent: f64,
+    /// Our account's residual (0: it closed; `None`: no sentinel).
+    pub residual: Option<i64>,
+    /// Our datagrams per receive call in that run.
+    pub datagrams_per_call: f64,
+    /// Our `recvmmsg` calls per datagram in that run.
+    pub recv_syscalls_per_datagram: f64,
+}
+
+/// The comparison: what was measured before it ended (an interrupted run
+/// leaves later parts `None` or empty and says `interrupted`).
 #[derive(Debug, Clone, Serialize)]
 pub struct VersusReport {
-    /// iperf3's run.
-    pub iperf3: Iperf3Run,
-    /// Our blast's achieved rate at iperf3's offered rate.
-    pub ours_offered_rate: f64,
-    /// Datagrams our blast sent.
-    pub ours_sent: u64,
-    /// Our loss at that rate, percent.
-    pub ours_lost_percent: f64,
-    /// Our account closed.
-    pub ours_residual: Option<i64>,
-    /// Our datagrams per receive call in that run.
-    pub ours_datagrams_per_call: f64,
-    /// Our highest rate with at most 0.01 % drops.
+    /// iperf3's run (`None`: interrupted before it ended).
+    pub iperf3: Option<Iperf3Run>,
+    /// Our run at iperf3's offered rate.
+    pub ours_at_iperf3_rate: Option<OursAtIperf3Rate>,
+    /// Our highest rate with at most 0.01 % drops (the plain sink's search).
+    #[serde(rename = "ours_max_loss_free_per_s")]
     pub ours_max_loss_free_rate: Option<f64>,
-    /// The search stopped at the sender's limit.
+    /// The plain sink's search stopped at the sender's limit.
     pub sender_limited: bool,
     /// iperf3 server's receive syscalls per datagram (strace), if counted.
     pub iperf3_recv_syscalls_per_datagram: Option<f64>,
-    /// Ours.
-    pub ours_recv_syscalls_per_datagram: f64,
-    /// Our SO_RCVBUF request.
+    /// Our SO_RCVBUF request, bytes.
+    #[serde(rename = "rcvbuf_bytes")]
     pub rcvbuf: Option<usize>,
-    /// Every configuration's search.
+    /// Every configuration's search (an interrupted one holds the trials
+    /// that finished).
     pub searches: Vec<VersusSearch>,
+    /// A stop was requested (SIGINT, SIGTERM) before the comparison ended.
+    pub interrupted: bool,
 }
 
 fn free_port() -> Result<u16> {
@@ -365,33 +383,71 @@ pub fn parse_strace_calls(text: &str, names: &[&str]) -> u64 {
         .sum()
 }
 
-/// Runs the comparison. Needs `iperf3` (and `strace` when asked).
+/// Runs the comparison. Needs `iperf3` (and `strace` when asked). A stop
+/// request ends it early with the report of what was measured
+/// (`interrupted` set); its children are killed and reaped either way.
 pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
     if !(1..=MAX_SECS).contains(&cfg.secs) {
         return Err(Error::Config(format!(
-            "--secs {} is outside 1..={MAX_SECS} (whole seconds: iperf3 -t 0 runs for ever)",
+            "--duration {} s is not between 1 and {MAX_SECS} whole seconds (iperf3 -t 0 runs for ever)",
             cfg.secs
         )));
     }
     let search_secs = cfg.search_secs.as_secs_f64();
     if !(search_secs > 0.0 && search_secs <= MAX_TRIAL_SECS) {
         return Err(Error::Config(format!(
-            "--search-secs {search_secs} is outside (0, {MAX_TRIAL_SECS}]"
+            "--trial-duration {search_secs} s is not above 0 and at most {MAX_TRIAL_SECS} s"
         )));
     }
+    let mut report = VersusReport {
+        iperf3: None,
+        ours_at_iperf3_rate: None,
+        ours_max_loss_free_rate: None,
+        sender_limited: false,
+        iperf3_recv_syscalls_per_datagram: None,
+        rcvbuf: cfg.rcvbuf,
+        searches: Vec::new(),
+        interrupted: false,
+    };
+    match compare(cfg, search_secs, &mut report) {
+        Ok(()) => {}
+        Err(Error::Interrupted { what }) => {
+            tracing::info!(what, "comparison interrupted");
+            report.interrupted = true;
+        }
+        Err(e) => return Err(e),
+    }
+    let plain = report.searches.first();
+    report.ours_max_loss_free_rate = plain.and_then(|p| p.max_loss_free_rate);
+    report.sender_limited = plain.is_some_and(|p| p.sender_limited);
+    Ok(report)
+}
+
+/// The comparison's steps, each adding to `report` as it ends.
+fn compare(cfg: &VersusConfig, search_secs: f64, report: &mut VersusReport) -> Result<()> {
     let stop = &cfg.stop;
     let v = iperf3_pair(&[], cfg.secs, stop)?;
     let iperf3 = parse_iperf3(&v).ok_or_else(|| Error::Command {
         command: "iperf3 -c ... --json".into(),
         detail: "no end.sum_received / sum_sent in its JSON".into(),
     })?;
-    tracing::info!(?iperf3, "iperf3 done");
+    tracing::info!(
+        sent = iperf3.sent,
+        lost = iperf3.lost,
+        offered_per_s = iperf3.offered_rate,
+        "iperf3 done"
+    );
     if !(iperf3.offered_rate.is_finite() && iperf3.offered_rate > 0.0) {
         return Err(Error::Command {
             command: "iperf3 -c ... --json".into(),
             detail: format!("its offered rate {} is not a rate", iperf3.offered_rate),
         });
     }
+    report.iperf3 = Some(iperf3.clone());
+    eprintln!(
+        "iperf3: {:.0}/s offered, {:.3} % lost; now ours at that rate",
+        iperf3.offered_rate, iperf3.lost_percent
+    );
 
     let nonce = random_nonce()?;
     let sink = Sink::bind(SinkConfig {
@@ -425,8 +481,16 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
             what: "our run at iperf3's rate",
         });
     }
+    let l = &r.ledger;
+    report.ours_at_iperf3_rate = Some(OursAtIperf3Rate {
+        offered_per_s: b.achieved_rate,
+        sent: b.sent,
+        lost_percent: l.drop_fraction().unwrap_or(1.0) * 100.0,
+        residual: l.residual,
+        datagrams_per_call: r.datagrams_per_call,
+        recv_syscalls_per_datagram: r.recv_syscalls_per_datagram,
+    });
 
-    let mut searches = Vec::new();
     for &setup in &cfg.setups {
         let setup = SinkSetup {
             rcvbuf: cfg.rcvbuf,
@@ -436,8 +500,15 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
         let mut best: Option<crate::sweep::Trial> = None;
         let (mut all_closed, mut trials) = (true, 0);
         let mut ceiling = Limit::Neither;
+        let mut outcome = Ok(());
         while let Some(rate) = search.next_rate() {
-            let t = run_trial(setup, 0.0, rate, search_secs, 64, None, stop)?;
+            let t = match run_trial(setup, 0.0, rate, search_secs, 64, None, stop) {
+                Ok(t) => t,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            };
             tracing::info!(label = %t.label, rate, achieved = t.achieved, drops = t.drop_fraction, limited_by = %t.limited_by, "search trial");
             eprintln!(
                 "{:<48} asked {:>10.0}/s reached {:>10.0}/s drops {:>9.5} % limited by {} (residual {})",
@@ -463,29 +534,27 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
                 ceiling = Limit::Sink;
             }
         }
-        searches.push(VersusSearch {
-            setup,
-            label: setup.label(),
-            max_loss_free_rate: search.best(),
-            achieved: best.as_ref().map(|t| t.achieved),
-            recv_syscalls_per_datagram: best.as_ref().map(|t| t.recv_syscalls_per_datagram),
-            all_closed,
-            sender_limited: search.sender_limited(),
-            ceiling: if search.sender_limited() {
-                Limit::Sender
-            } else {
-                ceiling
-            },
-            trials,
-        });
+        if trials > 0 || outcome.is_ok() {
+            report.searches.push(VersusSearch {
+                setup,
+                label: setup.label(),
+                max_loss_free_rate: search.best(),
+                achieved: best.as_ref().map(|t| t.achieved),
+                recv_syscalls_per_datagram: best.as_ref().map(|t| t.recv_syscalls_per_datagram),
+                all_closed,
+                sender_limited: search.sender_limited(),
+                ceiling: if search.sender_limited() {
+                    Limit::Sender
+                } else {
+                    ceiling
+                },
+                trials,
+            });
+        }
+        outcome?;
     }
-    let plain = searches.first();
-    let (plain_best, plain_sender_limited) = (
-        plain.and_then(|p| p.max_loss_free_rate),
-        plain.is_some_and(|p| p.sender_limited),
-    );
 
-    let iperf3_calls = if cfg.strace {
+    if cfg.strace {
         let file = std::env::temp_dir().join(format!("buffer-demo-strace-{}", std::process::id()));
         let f = file.display().to_string();
         let v = iperf3_pair(
@@ -500,34 +569,28 @@ pub fn versus_iperf3(cfg: &VersusConfig) -> Result<VersusReport> {
             ],
             cfg.secs.min(2),
             stop,
-        )?;
-        let text = std::fs::read_to_string(&file).map_err(Error::io(format!("read {f}")))?;
+        );
+        let text = std::fs::read_to_string(&file);
         let _ = std::fs::remove_file(&file);
+        let v = v?;
+        let text = text.map_err(Error::io(format!("read {f}")))?;
         let calls = parse_strace_calls(&text, &["read", "recv", "recvfrom", "recvmsg", "recvmmsg"]);
-        parse_iperf3(&v).map(|run| calls as f64 / run.sent.saturating_sub(run.lost).max(1) as f64)
-    } else {
-        None
-    };
-    let l = &r.ledger;
-    Ok(VersusReport {
-        ours_offered_rate: b.achieved_rate,
-        ours_sent: b.sent,
-        ours_lost_percent: l.drop_fraction().unwrap_or(1.0) * 100.0,
-        ours_residual: l.residual,
-        ours_datagrams_per_call: r.datagrams_per_call,
-        ours_recv_syscalls_per_datagram: r.recv_syscalls_per_datagram,
-        ours_max_loss_free_rate: plain_best,
-        sender_limited: plain_sender_limited,
-        iperf3_recv_syscalls_per_datagram: iperf3_calls,
-        rcvbuf: cfg.rcvbuf,
-        searches,
-        iperf3,
-    })
+        report.iperf3_recv_syscalls_per_datagram = parse_iperf3(&v)
+            .map(|run| calls as f64 / run.sent.saturating_sub(run.lost).max(1) as f64);
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for VersusReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let i = &self.iperf3;
+        let Some(i) = &self.iperf3 else {
+            return write!(
+                f,
+                "interrupted before iperf3's run ended: nothing was measured"
+            );
+        };
+        let none = "not measured (interrupted)".to_string();
+        let ours = self.ours_at_iperf3_rate.as_ref();
         writeln!(f, "64-byte UDP datagrams on loopback, one run:")?;
         writeln!(
             f,
@@ -536,18 +599,24 @@ impl std::fmt::Display for VersusReport {
         writeln!(f, "|---|---:|---:|")?;
         writeln!(
             f,
-            "| offered rate | {:.0}/s | {:.0}/s (paced to iperf3's) |",
-            i.offered_rate, self.ours_offered_rate
+            "| offered rate | {:.0}/s | {} |",
+            i.offered_rate,
+            ours.map_or(none.clone(), |o| format!(
+                "{:.0}/s (paced to iperf3's)",
+                o.offered_per_s
+            ))
         )?;
         writeln!(
             f,
-            "| loss at that rate | {:.3} % ({} of {}) | {:.4} % (residual {}) |",
+            "| loss at that rate | {:.3} % ({} of {}) | {} |",
             i.lost_percent,
             i.lost,
             i.sent,
-            self.ours_lost_percent,
-            self.ours_residual
-                .map_or("unknown".into(), |r| r.to_string())
+            ours.map_or(none.clone(), |o| format!(
+                "{:.4} % (residual {})",
+                o.lost_percent,
+                o.residual.map_or("unknown".into(), |r| r.to_string())
+            ))
         )?;
         writeln!(
             f,
@@ -565,10 +634,10 @@ impl std::fmt::Display for VersusReport {
         )?;
         writeln!(
             f,
-            "| receive syscalls per datagram | {} | {:.3} |",
+            "| receive syscalls per datagram | {} | {} |",
             self.iperf3_recv_syscalls_per_datagram
                 .map_or("not counted".into(), |v| format!("{v:.3} (strace -c)")),
-            self.ours_recv_syscalls_per_datagram
+            ours.map_or(none, |o| format!("{:.3}", o.recv_syscalls_per_datagram))
         )?;
         writeln!(f)?;
         writeln!(
@@ -601,12 +670,13 @@ impl std::fmt::Display for VersusReport {
             .iter()
             .filter_map(|s| s.max_loss_free_rate)
             .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))));
-        let ratio = best.map(|r| r / i.delivered_rate.max(1.0));
         writeln!(
             f,
-            "target: max loss-free rate >= 3x iperf3's delivered rate: {} ({})",
-            ratio.map_or("n/a".into(), |r| format!("{r:.2}x")),
-            verdict(ratio.is_some_and(|r| r >= 3.0))
+            "highest loss-free rate: {} iperf3's delivered rate",
+            best.map_or("n/a:".into(), |r| format!(
+                "{:.2}x",
+                r / i.delivered_rate.max(1.0)
+            ))
         )?;
         let gro_calls = self
             .searches
@@ -614,41 +684,33 @@ impl std::fmt::Display for VersusReport {
             .filter(|s| s.setup.gro)
             .filter_map(|s| s.recv_syscalls_per_datagram)
             .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))));
-        match (gro_calls, self.iperf3_recv_syscalls_per_datagram) {
-            (Some(ours), Some(theirs)) => writeln!(
+        if let (Some(ours), Some(theirs)) = (gro_calls, self.iperf3_recv_syscalls_per_datagram) {
+            writeln!(
                 f,
-                "target: with --gro, receive syscalls per datagram <= 1/100 of iperf3's: {ours:.5} vs {theirs:.3} = 1/{:.0} ({})",
-                theirs / ours.max(1e-9),
-                verdict(ours <= theirs / 100.0)
-            )?,
-            _ => writeln!(
-                f,
-                "target: with --gro, receive syscalls per datagram: not measured (no strace, or no GRO search passed)"
-            )?,
+                "receive syscalls per datagram with GRO: {ours:.5}, iperf3's {theirs:.3} (1/{:.0} of it)",
+                theirs / ours.max(1e-9)
+            )?;
         }
-        writeln!(
-            f,
-            "target: loss at iperf3's rate <= half of iperf3's: {:.4} % vs {:.3} % ({})",
-            self.ours_lost_percent,
-            i.lost_percent,
-            verdict(self.ours_lost_percent <= i.lost_percent / 2.0)
-        )?;
-        match self.iperf3_recv_syscalls_per_datagram {
-            Some(theirs) => write!(
+        if let Some(o) = ours {
+            writeln!(
                 f,
-                "target: receive syscalls per datagram <= 1/16 of iperf3's: {:.3} vs {:.3} = 1/{:.0} ({})",
-                self.ours_recv_syscalls_per_datagram,
-                theirs,
-                theirs / self.ours_recv_syscalls_per_datagram.max(1e-9),
-                verdict(self.ours_recv_syscalls_per_datagram <= theirs / 16.0)
-            ),
-            None => write!(f, "target: syscalls per datagram not measured (no strace)"),
+                "loss at iperf3's rate: ours {:.4} %, iperf3's {:.3} %",
+                o.lost_percent, i.lost_percent
+            )?;
         }
+        if let (Some(o), Some(theirs)) = (ours, self.iperf3_recv_syscalls_per_datagram) {
+            writeln!(
+                f,
+                "receive syscalls per datagram at that rate: ours {:.3}, iperf3's {theirs:.3} (1/{:.0} of it)",
+                o.recv_syscalls_per_datagram,
+                theirs / o.recv_syscalls_per_datagram.max(1e-9)
+            )?;
+        }
+        if self.interrupted {
+            write!(f, "interrupted: only what finished is shown")?;
+        }
+        Ok(())
     }
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "MISSED" }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The datagram header that `blast` writes and the sink checks.
 //!
 //! Every datagram starts with 32 bytes, big-endian; the rest of a data
-//! datagram is padding up to `--size`:
+//! datagram is its payload, `blast --size` bytes of padding:
 //!
 //! ```text
 //!  0               4       5       6               8
@@ -42,6 +42,12 @@ pub const MAGIC: [u8; 4] = *b"BDm2";
 pub const HEADER_LEN: usize = 32;
 /// Length of a sentinel datagram.
 pub const SENTINEL_LEN: usize = 40;
+
+/// Serialises a stream nonce as it is printed for people: 16 hex digits
+/// (a JSON number would lose the low bits of most nonces past 2^53).
+pub fn serialize_nonce<S: serde::Serializer>(nonce: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{nonce:016x}"))
+}
 
 const KIND_DATA: u8 = 0;
 const KIND_SENTINEL: u8 = 1;
@@ -119,6 +125,24 @@ pub enum Foreign {
         /// The number of copies.
         copies: u32,
     },
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Foreign::TooShort { len } => {
+                write!(f, "{len} bytes, shorter than the {HEADER_LEN}-byte header")
+            }
+            Foreign::BadMagic => f.write_str("not our magic bytes"),
+            Foreign::WrongLength { declared, actual } => {
+                write!(f, "its header says {declared} bytes, {actual} arrived")
+            }
+            Foreign::UnknownKind(k) => write!(f, "unknown kind {k}"),
+            Foreign::BadCopy { copy, copies } => {
+                write!(f, "sentinel copy {copy} of only {copies}")
+            }
+        }
+    }
 }
 
 fn u64_at(b: &[u8], r: std::ops::Range<usize>) -> u64 {

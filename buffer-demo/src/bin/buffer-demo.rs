@@ -1,23 +1,65 @@
 //! `buffer-demo`: see why a UDP receiver drops datagrams, and where each went.
 //!
-//! cargo run --release -p buffer-demo --bin buffer-demo -- sink --bind 127.0.0.1:7200 &
-//! cargo run --release -p buffer-demo --bin buffer-demo -- blast --to 127.0.0.1:7200 --rate 300000 --duration 5
+//! cargo run --release -p buffer-demo --bin buffer-demo -- sink --listen 127.0.0.1:7200 &
+//! cargo run --release -p buffer-demo --bin buffer-demo -- blast --connect localhost:7200 --rate 300000 --duration 5
 
-use std::net::SocketAddr;
+use std::io::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use buffer_demo::account::Expect;
 use buffer_demo::netns::Netns;
 use buffer_demo::sweep::SweepConfig;
+use buffer_demo::wire::HEADER_LEN;
 use buffer_demo::{BlastConfig, Error, Mode, SinkConfig, Stop};
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
+use cli_conventions::{Interrupt, Program, exit, json};
 use cli_values::{float_in, seconds};
 
-/// Exit code after SIGINT/SIGTERM, once the report is printed.
-const INTERRUPTED: u8 = 130;
+/// The identity every JSON document of this program starts with.
+const PROGRAM: Program = cli_conventions::program!("buffer-demo", 1);
+
+/// What `--version` says: the version and what the program is for.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    ": why a UDP receiver drops datagrams under load, and where each one went"
+);
+
+/// The largest `blast --size`: a datagram fills one receive slot.
+const MAX_PAYLOAD: usize = buffer_demo::mmsg::SLOT - HEADER_LEN;
+
+/// `HOST:PORT`, the host a name (`localhost:7200`) or an address
+/// (`127.0.0.1:7200`, `[::1]:7200`); a name resolves to its first IPv4
+/// address, else its first address.
+fn address(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "expected HOST:PORT (e.g. localhost:7200 or 127.0.0.1:7200), got {s:?}"
+        ));
+    };
+    if host.is_empty() {
+        return Err(format!("expected a host before the colon, got {s:?}"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("expected a port from 0 to 65535 after the colon, got {s:?}"))?;
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{host} has no address"))
+}
 
 /// A stream nonce as `blast` prints it: 16 hex digits, `0x` allowed.
 fn nonce(s: &str) -> Result<u64, String> {
@@ -35,14 +77,20 @@ fn rcvbuf_bytes() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::<usize>::new().range(1..=1 << 30)
 }
 
+/// buffer-demo: why a UDP receiver drops datagrams under load, and where each one went.
+///
 /// A UDP sink that does not drop, a paced load generator, and an account of
 /// every datagram: delivered, dropped in the application queue, dropped by
 /// the kernel at the socket (SO_RXQ_OVFL, /proc/net/udp), or unexplained.
 ///
 /// Start `sink`, then `blast` at it: the sink reports when blast's sentinel
-/// (sent after the stream) arrives. `RUST_LOG=debug` shows more.
+/// (sent after the stream) arrives. With --json, stdout carries one JSON
+/// document and everything else goes to stderr. Exit codes: 0 the run did
+/// what was asked (the books close), 1 it did not, 2 usage or
+/// configuration error, 130 interrupted (after the report). `RUST_LOG=debug`
+/// shows more.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(name = "buffer-demo", version = VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -52,13 +100,15 @@ struct Cli {
 enum Cmd {
     /// Receive one blast stream, then print the account.
     ///
-    /// Prints `listening on ADDR` first, a progress line on stderr every
-    /// second, and the report (with --json: one JSON object on the last line).
-    /// Exits 0 when the account closes (residual 0), 1 otherwise.
+    /// Prints `listening on ADDR` first (on stderr with --json), a progress
+    /// line on stderr every second, and the report (with --json: one JSON
+    /// document on stdout). Exits 0 when the account closes (residual 0), 1
+    /// otherwise, 130 after Ctrl-C (with the report of what arrived).
     Sink {
-        /// Address to bind; port 0 picks one (printed).
-        #[arg(long, default_value = "127.0.0.1:7200")]
-        bind: SocketAddr,
+        /// Address to listen on (HOST:PORT, `localhost:7200` works); port 0
+        /// picks one (printed).
+        #[arg(long = "listen", alias = "bind", default_value = "127.0.0.1:7200", value_parser = address)]
+        listen: SocketAddr,
         /// SO_RCVBUF request in bytes (Linux doubles it, capped at
         /// net.core.rmem_max); default: the system's rmem_default.
         #[arg(long, value_parser = rcvbuf_bytes())]
@@ -80,7 +130,7 @@ enum Cmd {
         #[arg(long, default_value_t = 65536,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_QUEUE as u64))]
         queue: usize,
-        /// Buffers per recvmmsg call (1..=1024); with --gro each buffer may
+        /// Buffers per recvmmsg call (1 to 1024); with --gro each buffer may
         /// hold a whole GSO message.
         #[arg(long, default_value_t = 32,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_BATCH as u64))]
@@ -92,7 +142,7 @@ enum Cmd {
         gro: bool,
         /// Receiver threads, each with its own SO_REUSEPORT socket on the
         /// address (a BPF program spreads the stream by seq) and its own
-        /// queue to the processing thread (1..=64).
+        /// queue to the processing thread (1 to 64).
         #[arg(long, default_value_t = 1,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::sink::MAX_RECEIVERS as u64))]
         receivers: usize,
@@ -114,12 +164,12 @@ enum Cmd {
         /// prints it); default: the nonce of the first data datagram.
         #[arg(long, value_parser = nonce)]
         nonce: Option<u64>,
-        /// Count only datagrams from this address; default: the source of
-        /// the first data datagram. Anything else is foreign: it can
-        /// neither add to the stream nor close it.
-        #[arg(long)]
+        /// Count only datagrams from this address (HOST:PORT); default: the
+        /// source of the first data datagram. Anything else is foreign: it
+        /// can neither add to the stream nor close it.
+        #[arg(long, value_parser = address)]
         from: Option<SocketAddr>,
-        /// Print the report as one JSON object on the last line.
+        /// Print the report as one JSON document on stdout (the text goes to stderr).
         #[arg(long)]
         json: bool,
     },
@@ -130,25 +180,27 @@ enum Cmd {
     /// 5 sentinel copies carry the number of datagrams sent. Every datagram
     /// carries a nonce drawn for this run, which (with our source address)
     /// is the only thing a sink takes a sentinel from. A sender that cannot
-    /// keep up with --rate stops shortly after --duration all the same, and
-    /// says so.
+    /// keep up with --rate stops at --duration all the same: it says so
+    /// while it runs ("fell behind"), reports the rate it reached against
+    /// the rate asked, and exits 1. A run over 2 s shows the rate it
+    /// reaches every second on stderr.
     Blast {
-        /// Destination.
-        #[arg(long)]
-        to: SocketAddr,
+        /// Where to send (HOST:PORT, `localhost:7200` works).
+        #[arg(long = "connect", alias = "to", value_parser = address)]
+        connect: SocketAddr,
         /// Datagrams per second, up to 50 M (0: as fast as the kernel takes them).
         #[arg(long, default_value_t = 100_000.0,
               value_parser = float_in(0.0, buffer_demo::loadgen::MAX_RATE, "datagrams per second"))]
         rate: f64,
-        /// Bytes per datagram including the 32-byte header (32..=9216).
-        #[arg(long, default_value_t = 64,
-              value_parser = RangedU64ValueParser::<usize>::new()
-                  .range(buffer_demo::wire::HEADER_LEN as u64..=buffer_demo::mmsg::SLOT as u64))]
+        /// Payload bytes per datagram, after the 32-byte header (0 to 9184;
+        /// the report gives the whole datagram as datagram_bytes).
+        #[arg(long, default_value_t = 32,
+              value_parser = RangedU64ValueParser::<usize>::new().range(0..=MAX_PAYLOAD as u64))]
         size: usize,
         /// How long to send (seconds, or 500ms, 2m; up to a day).
         #[arg(long, default_value = "5", value_parser = seconds(0.001, 86_400.0))]
         duration: Duration,
-        /// Messages per sendmmsg call (1..=1024); each message is one
+        /// Messages per sendmmsg call (1 to 1024); each message is one
         /// datagram, or --gso datagrams.
         #[arg(long, default_value_t = 32,
               value_parser = RangedU64ValueParser::<usize>::new().range(1..=buffer_demo::loadgen::MAX_BATCH as u64))]
@@ -169,7 +221,7 @@ enum Cmd {
         /// e.g. to tell it to `sink --nonce` in advance.
         #[arg(long, value_parser = nonce)]
         nonce: Option<u64>,
-        /// One JSON object on the last line.
+        /// Print the report as one JSON document on stdout (the text goes to stderr).
         #[arg(long)]
         json: bool,
     },
@@ -181,7 +233,10 @@ enum Cmd {
     ///
     /// Writes DIR/results.csv, DIR/results.md, DIR/drops.svg and
     /// DIR/drops.png (the chart needs the fonts-dejavu-core package or
-    /// BUFFER_DEMO_FONT=path.ttf). Takes a few minutes.
+    /// BUFFER_DEMO_FONT=path.ttf). Takes a few minutes: each trial is
+    /// printed on stderr as it ends, with N of M and the time left.
+    /// Ctrl-C ends it after the trial under way, with the table of the
+    /// trials that finished.
     Sweep {
         /// Output directory.
         #[arg(long)]
@@ -198,78 +253,104 @@ enum Cmd {
               value_parser = float_in(0.0, buffer_demo::sink::MAX_WORK_US, "microseconds of work"))]
         work_us: f64,
         /// Sending time per trial (seconds, or 300ms; up to 600).
-        #[arg(long, default_value = "1", value_parser = seconds(0.01, buffer_demo::sweep::MAX_TRIAL_SECS))]
-        secs: Duration,
+        #[arg(long = "trial-duration", aliases = ["duration", "secs"], default_value = "1",
+              value_parser = seconds(0.01, buffer_demo::sweep::MAX_TRIAL_SECS))]
+        trial_duration: Duration,
         /// Only the tour's short grid (inline/split x 8 KiB/4 MiB, 3 rates, no search).
         #[arg(long)]
         short: bool,
-        /// One JSON object (the whole table) on the last line.
+        /// Print the whole table as one JSON document on stdout (the text goes to stderr).
         #[arg(long)]
         json: bool,
     },
     /// iperf3 -u -b 0 -l 64, then our blast at its offered rate into our
     /// split sink, a search for our highest loss-free rate (plain; and
     /// 2 sending threads with GSO 32 into a GRO sink on 1 and 2 receivers),
-    /// and (with strace) receive syscalls per datagram: printed side by
-    /// side with the targets. Needs iperf3 (and strace).
+    /// and (with strace) receive syscalls per datagram, printed
+    /// side by side. Needs iperf3 (and strace). Ctrl-C ends it with the
+    /// report of what was measured.
     VersusIperf3 {
-        /// Whole seconds for iperf3 and for our run at its rate (1..=3600).
-        #[arg(long, default_value_t = 5,
+        /// Whole seconds for iperf3 and for our run at its rate (1 to 3600).
+        #[arg(long = "duration", alias = "secs", default_value_t = 5,
               value_parser = clap::value_parser!(u64).range(1..=buffer_demo::versus::MAX_SECS))]
-        secs: u64,
+        duration: u64,
         /// Length of each trial of our rate search (seconds, or 500ms; up to 600).
-        #[arg(long, default_value = "2", value_parser = seconds(0.01, buffer_demo::sweep::MAX_TRIAL_SECS))]
-        search_secs: Duration,
+        #[arg(long = "trial-duration", alias = "search-secs", default_value = "2",
+              value_parser = seconds(0.01, buffer_demo::sweep::MAX_TRIAL_SECS))]
+        trial_duration: Duration,
         /// Do not count iperf3's syscalls with strace.
         #[arg(long)]
         no_strace: bool,
         /// Our sink's SO_RCVBUF request in bytes.
         #[arg(long, default_value_t = 4 << 20, value_parser = rcvbuf_bytes())]
         rcvbuf: usize,
-        /// One JSON object on the last line.
+        /// Print the report as one JSON document on stdout (the text goes to stderr).
         #[arg(long)]
         json: bool,
     },
 }
 
 fn main() -> ExitCode {
-    buffer_demo::init_tracing("warn");
+    cli_conventions::init_logs("warn");
     let cli = Cli::parse();
-    let stop = match Stop::on_signals() {
-        Ok(stop) => stop,
+    let interrupt = match Interrupt::install() {
+        Ok(i) => i,
         Err(e) => {
-            eprintln!("buffer-demo: {e}");
-            return ExitCode::from(1);
+            eprintln!("buffer-demo: cannot catch SIGINT/SIGTERM: {e}");
+            return ExitCode::from(exit::FAILED);
         }
     };
+    let stop = Stop::from(&interrupt);
     match run(cli.command, &stop) {
         Ok(code) => code,
         Err(Error::Interrupted { what }) => {
-            eprintln!("buffer-demo: interrupted before {what} finished; no report");
-            ExitCode::from(INTERRUPTED)
+            eprintln!("buffer-demo: interrupted before {what} started");
+            ExitCode::from(exit::INTERRUPTED)
         }
-        Err(e @ (Error::Config(_) | Error::DatagramSize { .. })) => {
+        Err(e) if e.is_usage() => {
             eprintln!("buffer-demo: {e}");
-            ExitCode::from(2)
+            ExitCode::from(exit::USAGE)
         }
         Err(e) => {
             eprintln!("buffer-demo: {e}");
-            ExitCode::from(1)
+            ExitCode::from(exit::FAILED)
         }
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> buffer_demo::Result<()> {
-    let line =
-        serde_json::to_string(value).map_err(|e| buffer_demo::Error::Config(e.to_string()))?;
-    println!("{line}");
-    Ok(())
+/// Where the human text goes: stdout, or stderr when stdout carries the
+/// JSON document.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Prints text for people.
+    fn say(&self, text: impl std::fmt::Display) {
+        if self.json {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    /// With --json, prints `report` as the run's one JSON document.
+    fn document(&self, report: &impl serde::Serialize) -> buffer_demo::Result<()> {
+        if self.json {
+            json::print(&PROGRAM, report).map_err(|source| Error::Io {
+                context: "print the JSON report".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
     match cmd {
         Cmd::Sink {
-            bind,
+            listen,
             rcvbuf,
             force,
             mode,
@@ -286,8 +367,9 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             from,
             json,
         } => {
+            let out = Out { json };
             let sink = buffer_demo::Sink::bind(SinkConfig {
-                bind,
+                bind: listen,
                 rcvbuf,
                 force,
                 mode,
@@ -307,23 +389,15 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 stop: stop.clone(),
                 ..SinkConfig::default()
             })?;
-            println!("listening on {}", sink.local_addr());
-            println!("{}", sink.rcvbuf());
+            out.say(format_args!("listening on {}", sink.local_addr()));
+            out.say(sink.rcvbuf());
             let report = sink.run()?;
-            println!("{report}");
-            if json {
-                print_json(&report)?;
-            }
-            Ok(if report.interrupted {
-                ExitCode::from(INTERRUPTED)
-            } else if report.ledger.closes() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            out.say(&report);
+            out.document(&report)?;
+            Ok(exit::verdict(report.ledger.closes(), report.interrupted))
         }
         Cmd::Blast {
-            to,
+            connect,
             rate,
             size,
             duration,
@@ -334,10 +408,11 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             nonce,
             json,
         } => {
+            let out = Out { json };
             let report = buffer_demo::blast(&BlastConfig {
-                to,
+                to: connect,
                 rate,
-                size,
+                size: size + HEADER_LEN,
                 duration,
                 batch,
                 gso,
@@ -345,27 +420,23 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 drain: Duration::from_millis(drain_ms),
                 nonce,
                 stop: stop.clone(),
+                progress: true,
                 ..BlastConfig::default()
             })?;
-            println!("{report}");
-            if json {
-                print_json(&report)?;
-            }
-            Ok(if report.interrupted {
-                ExitCode::from(INTERRUPTED)
-            } else {
-                ExitCode::SUCCESS
-            })
+            out.say(&report);
+            out.document(&report)?;
+            Ok(exit::verdict(!report.sender_limited, report.interrupted))
         }
         Cmd::Sweep {
-            out,
+            out: dir,
             netns,
             tbf,
             work_us,
-            secs,
+            trial_duration,
             short,
             json,
         } => {
+            let out = Out { json };
             let mut cfg = SweepConfig::full(work_us);
             if short {
                 let quick = buffer_demo::sweep::short_sweep_config();
@@ -373,7 +444,7 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 cfg.grid = quick.grid;
                 cfg.search = false;
             }
-            cfg.secs = secs.as_secs_f64();
+            cfg.secs = trial_duration.as_secs_f64();
             cfg.stop = stop.clone();
             // Made here, not in the library, to say its name before the
             // trials; dropped (deleted) when this arm ends, however it ends.
@@ -390,9 +461,23 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             } else {
                 None
             };
+            // The grid is known; a search runs at most max_trials per
+            // configuration in all, so the total is then a bound.
+            let total = cfg.setups.len()
+                * if cfg.search {
+                    cfg.max_trials.max(cfg.grid.len())
+                } else {
+                    cfg.grid.len()
+                };
+            let bound = if cfg.search { "at most " } else { "" };
+            let started = Instant::now();
+            let mut done = 0usize;
             let table = buffer_demo::sweep::sweep_in(&cfg, ns.as_ref(), |t| {
+                done += 1;
+                let per_trial = started.elapsed().as_secs_f64() / done as f64;
+                let left = per_trial * total.saturating_sub(done) as f64;
                 eprintln!(
-                    "{:<32} offered {:>8.0}/s achieved {:>8.0}/s drops {:>9.5} % (queue {}, kernel {}), residual {}, limited by {}",
+                    "[{done} of {bound}{total}, {bound}{left:.0} s left] {:<32} offered {:>8.0}/s achieved {:>8.0}/s drops {:>9.5} % (queue {}, kernel {}), residual {}, limited by {}",
                     t.label,
                     t.offered,
                     t.achieved,
@@ -405,47 +490,43 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             })?;
             drop(ns);
             if !table.trials.is_empty() {
-                table.write_outputs(&out)?;
+                table.write_outputs(&dir)?;
             }
-            println!("{table}");
+            out.say(&table);
             if !table.trials.is_empty() {
-                println!(
+                out.say(format_args!(
                     "wrote {}/results.csv, results.md, drops.svg, drops.png",
-                    out.display()
-                );
+                    dir.display()
+                ));
             }
-            if json {
-                print_json(&table)?;
-            }
+            out.document(&table)?;
             let closed = table.trials.iter().all(|t| t.residual == Some(0));
-            Ok(if table.interrupted {
-                ExitCode::from(INTERRUPTED)
-            } else if closed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(exit::verdict(closed, table.interrupted))
         }
         Cmd::VersusIperf3 {
-            secs,
-            search_secs,
+            duration,
+            trial_duration,
             no_strace,
             rcvbuf,
             json,
         } => {
+            let out = Out { json };
             let report = buffer_demo::versus::versus_iperf3(&buffer_demo::versus::VersusConfig {
-                secs,
-                search_secs,
+                secs: duration,
+                search_secs: trial_duration,
                 strace: !no_strace,
                 rcvbuf: Some(rcvbuf),
                 setups: buffer_demo::versus::default_setups(),
                 stop: stop.clone(),
             })?;
-            println!("{report}");
-            if json {
-                print_json(&report)?;
-            }
-            Ok(ExitCode::SUCCESS)
+            out.say(&report);
+            out.document(&report)?;
+            let closed = report
+                .ours_at_iperf3_rate
+                .as_ref()
+                .is_none_or(|o| o.residual == Some(0))
+                && report.searches.iter().all(|s| s.all_closed);
+            Ok(exit::verdict(closed, report.interrupted))
         }
     }
 }
