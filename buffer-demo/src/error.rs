@@ -104,3 +104,38 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn only_what_stops_a_run_before_it_starts_is_a_usage_error() {
+        assert!(Error::Config("x".into()).is_usage());
+        assert!(
+            Error::DatagramSize {
+                size: 1,
+                min: 32,
+                max: 9216
+            }
+            .is_usage()
+        );
+        assert!(Error::NetnsUnavailable { reason: "x".into() }.is_usage());
+        let io = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert!(
+            !Error::Bind {
+                addr: ([127, 0, 0, 1], 1).into(),
+                source: io()
+            }
+            .is_usage()
+        );
+        assert!(
+            !Error::Socket {
+                op: "recvmmsg",
+                source: io()
+            }
+            .is_usage()
+        );
+        assert!(!Error::Interrupted { what: "x" }.is_usage());
+    }
+}

@@ -598,3 +598,42 @@ fn versus_iperf3_json_is_one_document() {
     assert_eq!(doc["searches"].as_array().unwrap().len(), 3, "{doc}");
     assert_eq!(doc["interrupted"], false);
 }
+
+/// SIGINT during a sweep: it ends after the trial under way with the
+/// table of the trials that finished, as one JSON document; exit code 130.
+#[test]
+fn sweep_interrupted_with_json_prints_the_finished_trials_and_exits_130() {
+    let dir = std::env::temp_dir().join(format!("bd-cli-sweep-int-{}", std::process::id()));
+    let mut child = Command::new(BIN)
+        .args([
+            "sweep",
+            "--short",
+            "--work-us",
+            "0",
+            "--trial-duration",
+            "200ms",
+            "--json",
+            "--out",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines(child.stderr.take().unwrap());
+    expect_line(&err, Duration::from_secs(60), |l| {
+        l.starts_with("[1 of 15,")
+    });
+    interrupt(&child);
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let code = child.wait().unwrap().code();
+    let text = rest(&err);
+    assert_eq!(code, Some(130), "{text}");
+    let doc = one_document(&out);
+    assert_eq!(doc["interrupted"], true, "{doc}");
+    let trials = doc["trials"].as_array().unwrap().len();
+    assert!((1..15).contains(&trials), "{doc}");
+    assert!(text.contains("INTERRUPTED"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,6 @@
 //! SIGINT and SIGTERM end a run cleanly: the built binary removes every
-//! namespace, veth pair and child process it created, prints its report and
-//! exits 130. A SIGKILLed run's iperf3 children die with it
+//! namespace, veth pair and child process it created, prints its report
+//! (with --json, one JSON document) and exits 130. A SIGKILLed run's iperf3 children die with it
 //! (`PR_SET_PDEATHSIG`). The namespace tests need root and iproute2, the
 //! iperf3 ones need iperf3 (scripts/test installs it); each says so and
 //! skips when they are missing.
@@ -193,7 +193,7 @@ fn interrupted_sweep_leaves_nothing(sig: i32, name: &str) {
             "--netns",
             "--work-us",
             "0",
-            "--secs",
+            "--trial-duration",
             "0.2",
             "--out",
         ])
@@ -270,7 +270,7 @@ fn iperf3_missing() -> bool {
 /// run; returns the child and their pids.
 fn versus_with_iperf3_running(left: &mut Leftovers) -> Vec<u32> {
     let mut child = Command::new(BIN)
-        .args(["versus-iperf3", "--secs", "30", "--no-strace"])
+        .args(["versus-iperf3", "--duration", "30", "--no-strace"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -316,6 +316,51 @@ fn interrupted_versus_leaves_no_iperf3(sig: i32, name: &str) {
             .filter(|&&p| alive(p, "iperf3"))
             .collect::<Vec<_>>()
     );
+}
+
+/// SIGINT while iperf3 runs, with --json: exit 130, and stdout is one JSON
+/// document saying the comparison was interrupted before iperf3's run ended.
+#[test]
+fn versus_sigint_with_json_prints_one_document() {
+    if iperf3_missing() {
+        eprintln!(
+            "versus_sigint_with_json_prints_one_document did not run: iperf3 is not installed (scripts/test installs it)"
+        );
+        return;
+    }
+    let mut left = Leftovers::default();
+    let mut child = Command::new(BIN)
+        .args(["versus-iperf3", "--duration", "30", "--no-strace", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let pid = child.id();
+    left.child = Some(child);
+    let mut pids = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            pids = children_named(pid, "iperf3");
+            pids.len() >= 2
+        }),
+        "iperf3 server and client never both ran: {pids:?}"
+    );
+    left.iperf3 = pids;
+    let child = left.child.as_mut().unwrap();
+    signal(child, libc::SIGINT);
+    let code = wait_exit(child, Duration::from_secs(30));
+    let out = drain(&stdout, Duration::from_secs(10)).join("\n");
+    let err = drain(&stderr, Duration::from_secs(10)).join("\n");
+    assert_eq!(code, Some(130), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {out}"));
+    assert_eq!(doc["program"], "buffer-demo");
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["interrupted"], true, "{doc}");
+    assert!(doc["iperf3"].is_null(), "{doc}");
+    assert!(err.contains("interrupted"), "{err}");
 }
 
 #[test]

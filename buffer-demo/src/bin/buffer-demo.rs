@@ -543,6 +543,19 @@ mod tests {
     }
 
     #[test]
+    fn addresses_take_host_names() {
+        assert_eq!(address("127.0.0.1:7200"), Ok(([127, 0, 0, 1], 7200).into()));
+        assert_eq!(address("localhost:7200"), Ok(([127, 0, 0, 1], 7200).into()));
+        assert_eq!(
+            address("[::1]:7"),
+            Ok("[::1]:7".parse::<SocketAddr>().unwrap())
+        );
+        for bad in ["localhost", ":7200", "localhost:-1", "localhost:65536", ""] {
+            assert!(address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn nonce_takes_sixteen_hex_digits() {
         assert_eq!(nonce("00000000cafef00d"), Ok(0xcafe_f00d));
         assert_eq!(nonce("0xffffffffffffffff"), Ok(u64::MAX));
