@@ -160,7 +160,6 @@ impl Default for BlastConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct BlastReport {
     /// Destination.
-    #[serde(rename = "connect")]
     pub to: SocketAddr,
     /// The address the stream came from.
     pub source: SocketAddr,
