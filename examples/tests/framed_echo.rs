@@ -73,10 +73,11 @@ impl Server {
         });
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         // The channel closes if the server exits without an address.
-        let Ok(addr) = address.recv() else {
+        let Ok(addr) = address.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
             let status = child.wait();
             panic!(
-                "the server exited ({status:?}) without an address; log: {}",
+                "the server printed no address on stderr ({status:?}); log: {}",
                 log.lock().unwrap()
             );
         };

@@ -77,3 +77,72 @@ fn an_unknown_section_is_a_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--only") && !err.contains("panicked"), "{err}");
 }
+
+/// Ctrl-C during the tour: the section that runs finishes, the others are
+/// not started, and the report of what ran (and its JSON) is printed
+/// before exit code 130.
+#[test]
+fn ctrl_c_stops_the_tour_after_the_running_section_with_its_report() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let mut tour = Command::new(env!("CARGO_BIN_EXE_tour"))
+        .args(["--quick", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = tour.stderr.take().unwrap();
+    let (first_section, ended) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut tx = Some(first_section);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            // The heading of a section is printed when the section ends.
+            if line.starts_with("== ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let started = ended.recv_timeout(Duration::from_secs(300));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(tour.id() as libc::pid_t, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = tour.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = tour.kill();
+            let _ = tour.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    tour.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let text = reader.join().unwrap();
+    assert!(started.is_ok(), "no section ended: {text}");
+    let status = status.unwrap_or_else(|| panic!("the tour went on after SIGINT: {text}"));
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted after"), "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {stdout}"));
+    assert_eq!(doc["program"], "tour");
+    assert_eq!(doc["interrupted"], true);
+    let sections = doc["sections"].as_object().unwrap();
+    assert!(sections.contains_key("framing"), "{doc}");
+    assert!(sections.len() < 5, "every section ran: {doc}");
+}
