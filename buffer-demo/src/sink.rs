@@ -184,6 +184,9 @@ pub struct SinkReport {
     pub peak_rss_kib: Option<u64>,
     /// A stop was requested before the sentinel arrived.
     pub interrupted: bool,
+    /// Datagrams still queued when a stop was requested: not processed,
+    /// counted in the ledger as dropped in the queue.
+    pub abandoned_at_stop: u64,
 }
 
 impl std::fmt::Display for SinkReport {
@@ -227,6 +230,13 @@ impl std::fmt::Display for SinkReport {
         )?;
         if self.interrupted {
             write!(f, "\ninterrupted: stopped before the sentinel arrived")?;
+        }
+        if self.abandoned_at_stop > 0 {
+            write!(
+                f,
+                "\nstopped with {} datagrams still queued: not processed, counted as dropped in the queue",
+                self.abandoned_at_stop
+            )?;
         }
         Ok(())
     }
@@ -305,6 +315,8 @@ impl ReceiverOut {
 #[derive(Default)]
 struct Processed {
     delivered: u64,
+    /// Left in the queue, not processed, because a stop was requested.
+    abandoned: u64,
     latency_sum_ns: u128,
     latency_max_ns: u64,
     checksum: u64,
@@ -313,6 +325,7 @@ struct Processed {
 impl Processed {
     fn absorb(&mut self, o: &Processed) {
         self.delivered += o.delivered;
+        self.abandoned += o.abandoned;
         self.latency_sum_ns += o.latency_sum_ns;
         self.latency_max_ns = self.latency_max_ns.max(o.latency_max_ns);
         self.checksum ^= o.checksum;
@@ -502,6 +515,13 @@ impl Sink {
                                     for _ in 0..256 {
                                         let Ok(rec) = consumer.pop() else { break };
                                         any = true;
+                                        // Stopped: what is queued is not worked
+                                        // through (minutes at a high --work-us),
+                                        // it is counted as dropped in the queue.
+                                        if cfg.stop.requested() {
+                                            done.abandoned += 1;
+                                            continue;
+                                        }
                                         done.process(rec, work_ns);
                                         if done.delivered % 256 == 0 {
                                             live.delivered.store(done.delivered, Ordering::Relaxed);
@@ -513,6 +533,16 @@ impl Sink {
                                 }
                                 if live.receivers_done.load(Ordering::Acquire) == n {
                                     if consumers.iter().all(|c| c.is_empty()) {
+                                        break;
+                                    }
+                                    // Stopped: what the receivers queued last is
+                                    // counted as dropped in the queue too.
+                                    if cfg.stop.requested() {
+                                        for consumer in consumers.iter_mut() {
+                                            while consumer.pop().is_ok() {
+                                                done.abandoned += 1;
+                                            }
+                                        }
                                         break;
                                     }
                                 } else {
@@ -638,7 +668,7 @@ impl Sink {
         let ledger = Ledger::close(&Observations {
             tally: out.tally.clone(),
             delivered: processed.delivered,
-            queue_dropped: out.queue_dropped,
+            queue_dropped: out.queue_dropped + processed.abandoned,
             proc_drops: Some(proc_drops),
             rcvbuf_errors,
             before_socket: None,
@@ -652,6 +682,7 @@ impl Sink {
         let received = out.tally.received;
         let report = SinkReport {
             interrupted: out.interrupted,
+            abandoned_at_stop: processed.abandoned,
             local_addr: self.local_addr,
             mode: cfg.mode,
             batch: cfg.batch,

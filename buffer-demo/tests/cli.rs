@@ -637,3 +637,36 @@ fn sweep_interrupted_with_json_prints_the_finished_trials_and_exits_130() {
     assert!(text.contains("INTERRUPTED"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGINT while the processing thread has a long queue of slow work
+/// (0.2 s per datagram, 30 queued): the sink ends at once instead of
+/// working through the queue, and counts what it left as dropped in the queue.
+#[test]
+fn sink_interrupted_with_a_full_queue_ends_without_working_through_it() {
+    let sink = JsonSink::start(&["--progress", "0.05", "--work-us", "200000"]);
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut datagram = [0u8; 64];
+    for seq in 0..30 {
+        buffer_demo::wire::Datagram::emit_data(&mut datagram, 7, seq, 0);
+        tx.send_to(&datagram, &sink.addr).unwrap();
+    }
+    expect_line(&sink.err, Duration::from_secs(30), |l| {
+        l.contains(" 30 received")
+    });
+    let started = Instant::now();
+    interrupt(&sink.child);
+    let (code, doc, err) = sink.finish();
+    let took = started.elapsed();
+    assert_eq!(code, Some(130), "{err}");
+    // One datagram's work (0.2 s) may be under way; the other 5 s are not done.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let abandoned = doc["abandoned_at_stop"].as_u64().unwrap();
+    assert!(abandoned >= 1, "{doc}");
+    let ledger = &doc["ledger"];
+    assert_eq!(
+        ledger["delivered"].as_u64().unwrap() + ledger["queue_dropped"].as_u64().unwrap(),
+        30,
+        "{doc}"
+    );
+    assert!(err.contains("datagrams still queued"), "{err}");
+}

@@ -394,7 +394,10 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             let report = sink.run()?;
             out.say(&report);
             out.document(&report)?;
-            Ok(exit::verdict(report.ledger.closes(), report.interrupted))
+            Ok(exit::verdict(
+                report.ledger.closes(),
+                report.interrupted || stop.requested(),
+            ))
         }
         Cmd::Blast {
             connect,
@@ -425,7 +428,10 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             })?;
             out.say(&report);
             out.document(&report)?;
-            Ok(exit::verdict(!report.sender_limited, report.interrupted))
+            Ok(exit::verdict(
+                !report.sender_limited,
+                report.interrupted || stop.requested(),
+            ))
         }
         Cmd::Sweep {
             out: dir,
@@ -501,7 +507,7 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
             }
             out.document(&table)?;
             let closed = table.trials.iter().all(|t| t.residual == Some(0));
-            Ok(exit::verdict(closed, table.interrupted))
+            Ok(exit::verdict(closed, table.interrupted || stop.requested()))
         }
         Cmd::VersusIperf3 {
             duration,
@@ -526,7 +532,10 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 .as_ref()
                 .is_none_or(|o| o.residual == Some(0))
                 && report.searches.iter().all(|s| s.all_closed);
-            Ok(exit::verdict(closed, report.interrupted))
+            Ok(exit::verdict(
+                closed,
+                report.interrupted || stop.requested(),
+            ))
         }
     }
 }
