@@ -685,3 +685,62 @@ fn version_and_help_name_the_program_and_its_purpose() {
         assert!(!help.contains("Runnable demo pairs"), "{help}");
     }
 }
+
+/// Ctrl-C in a long client run: it stops sending, reads and checks the
+/// echoes of what it sent, prints that report (and its one JSON document)
+/// and exits 130.
+#[test]
+fn ctrl_c_stops_the_client_with_a_report_of_the_echoes_it_checked() {
+    let server = Server::start(&[]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+        .args(["client", "--connect", &server.addr.to_string(), "--json"])
+        .args(["--count", "1000000000000", "--size", "64"])
+        // `progress` is logged each second of the run.
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (running, progress) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut all = String::new();
+        let mut tx = Some(running);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("progress")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let ran = progress.recv_timeout(Duration::from_secs(60));
+    // SAFETY: kill with a valid pid of our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = wait_or_kill(&mut child, Duration::from_secs(60));
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let err = reader.join().unwrap();
+    assert!(ran.is_ok(), "no progress logged: {err}");
+    let status = status.unwrap_or_else(|| panic!("still sending a minute after SIGINT: {err}"));
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted (SIGINT/SIGTERM) after"), "{err}");
+    let report = one_json(stdout.as_bytes());
+    assert_eq!(report["interrupted"], true);
+    let messages = report["messages"].as_u64().unwrap();
+    assert!(messages > 0, "{report}");
+    assert_eq!(report["payload_bytes"], messages * 64, "{report}");
+    // The server echoed exactly what the client counted, and it ended cleanly.
+    let (log, stats) = server.stop();
+    assert_eq!(stats["frames"], messages, "{log}");
+    assert_eq!(stats["completed"], 1, "{log}");
+}

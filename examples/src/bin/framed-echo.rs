@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use cli_conventions::{Interrupt, Program, exit, json};
 use examples::echo::{
     ClientReport, ClientSettings, DEFAULT_BACKLOG, EchoServer, ServerSettings, ServerStats,
-    run_client,
+    run_client_until,
 };
 use examples::preset::largest_payload;
 use examples::{Preset, init_tracing, socket_addr};
@@ -56,7 +56,9 @@ enum Command {
     /// prints `listening on ADDR` when ready. A client that sends an
     /// oversized or invalid frame is logged and dropped.
     Server(ServerArgs),
-    /// Send COUNT frames of SIZE bytes, pipelined, and verify every echo.
+    /// Send COUNT frames of SIZE bytes, pipelined, and verify every echo;
+    /// SIGINT/SIGTERM stop sending, and the echoes of what was sent are
+    /// checked and reported (exit code 130).
     Client(ClientArgs),
 }
 
@@ -211,7 +213,11 @@ fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
                     "--size {size} is over {why}"
                 )));
             }
-            let report = run_client(
+            // Ctrl-C stops sending; the echoes of what was sent are still
+            // read and checked, then reported.
+            let interrupt = Interrupt::install()
+                .map_err(|e| examples::Error::io("installing the SIGINT/SIGTERM handlers", e))?;
+            let report = run_client_until(
                 args.connect,
                 ClientSettings {
                     count: args.count,
@@ -219,11 +225,20 @@ fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
                     framing,
                     timeout: args.timeout,
                 },
+                &interrupt.flag(),
             )?;
             say(
                 args.json,
                 &format!(
-                    "{} frames of {} B echoed and verified in {:.3} s: {:.0} msg/s, {:.1} MB/s",
+                    "{}{} frames of {} B echoed and verified in {:.3} s: {:.0} msg/s, {:.1} MB/s",
+                    if report.interrupted {
+                        format!(
+                            "interrupted (SIGINT/SIGTERM) after {} of {} frames; ",
+                            report.messages, args.count
+                        )
+                    } else {
+                        String::new()
+                    },
                     report.messages,
                     report.size,
                     report.seconds,
@@ -237,7 +252,7 @@ fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
                     report: &report,
                 })?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(interrupt.exit_code(true))
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ pub struct ClientReport {
     /// (JSON `mb_per_s`).
     #[serde(rename = "mb_per_s")]
     pub mb_per_sec: f64,
+    /// Stopped early by [`run_client_until`]'s flag: fewer than the frames
+    /// asked for were sent, every one of them echoed and verified.
+    pub interrupted: bool,
 }
 
 /// The bytes of payload `index`: a window into a fixed cycle.
@@ -78,6 +81,20 @@ fn pattern(size: usize) -> Vec<u8> {
 /// Connecting failed, the server closed early or reset the connection
 /// (e.g. it refused our frame size), or an echo differs.
 pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientReport, Error> {
+    run_client_until(addr, settings, &AtomicBool::new(false))
+}
+
+/// [`run_client`], ending early once `stop` is set (a SIGINT/SIGTERM
+/// flag): no frame is sent after it, the echoes of those sent are read
+/// and verified, and the report counts them.
+///
+/// # Errors
+/// As [`run_client`].
+pub fn run_client_until(
+    addr: SocketAddr,
+    settings: ClientSettings,
+    stop: &AtomicBool,
+) -> Result<ClientReport, Error> {
     let ClientSettings {
         count,
         size,
@@ -118,7 +135,7 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| Error::io("setting the socket timeouts", e))?;
-    let received = exchange(&stream, addr, settings, start)?;
+    let received = exchange(&stream, addr, settings, start, stop)?;
 
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     let payload_bytes = received * size as u64;
@@ -129,6 +146,7 @@ pub fn run_client(addr: SocketAddr, settings: ClientSettings) -> Result<ClientRe
         seconds,
         messages_per_sec: received as f64 / seconds,
         mb_per_sec: payload_bytes as f64 / seconds / 1e6,
+        interrupted: received < count,
     })
 }
 
@@ -143,6 +161,7 @@ fn exchange(
     addr: SocketAddr,
     settings: ClientSettings,
     start: Instant,
+    stop: &AtomicBool,
 ) -> Result<u64, Error> {
     let ClientSettings {
         count,
@@ -154,7 +173,11 @@ fn exchange(
         .try_clone()
         .map_err(|e| Error::io("cloning the socket", e))?;
     let pattern = pattern(size);
-    let echoed = AtomicU64::new(0);
+    let progress = Progress {
+        echoed: AtomicU64::new(0),
+        sent: AtomicU64::new(UNKNOWN),
+        stop,
+    };
     let timeout_error = |doing: &str, received: u64| Error::Timeout {
         addr,
         waited_ms: timeout.as_millis() as u64,
@@ -168,10 +191,19 @@ fn exchange(
             let sent = (|| {
                 let buffered = BufWriter::with_capacity(64 * 1024, &write_half);
                 let mut out = FramedWriter::new(buffered, framing);
-                for index in 0..count {
+                let mut index = 0;
+                while index < count {
+                    // A load per frame is cheap, but not free at millions
+                    // of frames a second.
+                    if index % 64 == 0 && progress.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     out.write_frame(payload(&pattern, index, size))?;
+                    index += 1;
                 }
                 out.flush()?;
+                // Before the shutdown, hence before the server's EOF.
+                progress.sent.store(index, Ordering::SeqCst);
                 // No more frames: the server finishes echoing, then closes.
                 (&write_half)
                     .flush()
@@ -186,16 +218,17 @@ fn exchange(
             }
             sent
         });
-        let read = read_echoes(stream, framing, count, size, &pattern, start, &echoed).map_err(
-            |e| match e {
-                Error::Interrupted {
-                    received,
-                    expected: _,
-                    source: framing::Error::Io(io),
-                } if timed_out(&io) => timeout_error("waiting for the next echo", received),
-                e => e,
-            },
-        );
+        let read =
+            read_echoes(stream, framing, count, size, &pattern, start, &progress).map_err(|e| {
+                match e {
+                    Error::Interrupted {
+                        received,
+                        expected: _,
+                        source: framing::Error::Io(io),
+                    } if timed_out(&io) => timeout_error("waiting for the next echo", received),
+                    e => e,
+                }
+            });
         if read.is_err() {
             // Unblocks a writer stuck on a server that stopped reading.
             let _ = stream.shutdown(Shutdown::Both);
@@ -204,7 +237,7 @@ fn exchange(
         let wrote = wrote.map_err(|e| match e {
             Error::Framing(framing::Error::Io(io)) if timed_out(&io) => timeout_error(
                 "sending frames (the server stopped reading)",
-                echoed.load(Ordering::Relaxed),
+                progress.echoed.load(Ordering::Relaxed),
             ),
             e => e,
         });
@@ -218,6 +251,20 @@ fn exchange(
             (Ok(_), Err(e)) => Err(e),
         }
     })
+}
+
+/// `Progress::sent` until the writer has sent its last frame.
+const UNKNOWN: u64 = u64::MAX;
+
+/// What the writer and the reader tell each other.
+struct Progress<'a> {
+    /// Echoes received and verified.
+    echoed: AtomicU64,
+    /// Frames the writer sent in all, once it stopped ([`UNKNOWN`] until
+    /// then).
+    sent: AtomicU64,
+    /// Set to stop sending.
+    stop: &'a AtomicBool,
 }
 
 /// An error of the socket under the frames (a reset, a timeout), as
@@ -245,13 +292,15 @@ fn read_echoes(
     size: usize,
     pattern: &[u8],
     start: Instant,
-    echoed: &AtomicU64,
+    progress: &Progress<'_>,
 ) -> Result<u64, Error> {
     let mut reader = FramedReader::new(stream, framing);
     let mut next_progress = start + PROGRESS_EVERY;
     for index in 0..count {
         let echo = match reader.read_frame() {
             Ok(Some(frame)) => frame,
+            // Stopped early: every frame sent has come back.
+            Ok(None) if progress.sent.load(Ordering::SeqCst) == index => return Ok(index),
             Ok(None) => {
                 return Err(Error::ServerClosed {
                     received: index,
@@ -274,7 +323,7 @@ fn read_echoes(
             };
             return Err(Error::EchoMismatch { index, detail });
         }
-        echoed.store(index + 1, Ordering::Relaxed);
+        progress.echoed.store(index + 1, Ordering::Relaxed);
         if index % 4096 == 0 && Instant::now() >= next_progress {
             next_progress += PROGRESS_EVERY;
             info!(echoed = index, of = count, "progress");
@@ -321,7 +370,8 @@ mod tests {
         };
         let (tx, rx) = mpsc::channel();
         let client = thread::spawn(move || {
-            let _ = tx.send(exchange(&stream, addr, settings, Instant::now()));
+            let stop = AtomicBool::new(false);
+            let _ = tx.send(exchange(&stream, addr, settings, Instant::now(), &stop));
         });
         let outcome = rx.recv_timeout(Duration::from_secs(60));
         let _server_side = held.join().unwrap();

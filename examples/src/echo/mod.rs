@@ -17,7 +17,7 @@
 mod client;
 mod server;
 
-pub use client::{ClientReport, ClientSettings, DEFAULT_TIMEOUT, run_client};
+pub use client::{ClientReport, ClientSettings, DEFAULT_TIMEOUT, run_client, run_client_until};
 pub use server::{
     ACCEPT_RETRY, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BUFFERED_TOTAL, DroppedClient,
     EchoServer, ServerSettings, ServerStats, StopHandle,
