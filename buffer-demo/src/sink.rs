@@ -801,6 +801,9 @@ fn receive(
         Duration::ZERO
     };
     let started = Instant::now();
+    // Inline mode: the data datagrams of the batch, to work through.
+    let mut pending: Vec<Record> =
+        Vec::with_capacity(if producer.is_none() { cfg.batch } else { 0 });
     // What this receiver last published to `live` (it adds the growth).
     let mut shown = (0u64, 0u64, 0u64, 0u64);
     loop {
@@ -850,7 +853,7 @@ fn receive(
                     source,
                     ovfl,
                     producer.as_deref_mut(),
-                    work_ns,
+                    &mut pending,
                 ),
                 size => {
                     for bytes in segments(bytes, size) {
@@ -860,7 +863,7 @@ fn receive(
                             source,
                             ovfl,
                             producer.as_deref_mut(),
-                            work_ns,
+                            &mut pending,
                         );
                     }
                 }
@@ -893,6 +896,16 @@ fn receive(
         live.foreign.fetch_add(now.3 - shown.3, Ordering::Relaxed);
         shown = (now.0, now.1, now.2.max(shown.2), now.3);
         if producer.is_none() {
+            // The work, after the batch is counted (the progress line shows
+            // what arrived while the work goes on). Stopped: the rest of
+            // the batch is not worked through.
+            for rec in pending.drain(..) {
+                if cfg.stop.requested() {
+                    out.inline.abandoned += 1;
+                } else {
+                    out.inline.process(rec, work_ns);
+                }
+            }
             live.delivered_inline
                 .fetch_add(out.inline.delivered - out.inline_shown, Ordering::Relaxed);
             out.inline_shown = out.inline.delivered;
@@ -905,14 +918,16 @@ fn receive(
     Ok(out)
 }
 
-/// Classifies one datagram and queues (or processes) it.
+/// Classifies one datagram and queues it: on the ring to the processing
+/// thread (split), or on `inline` for this thread to work through once the
+/// batch is counted (inline).
 fn on_datagram(
     out: &mut ReceiverOut,
     bytes: &[u8],
     source: Option<SocketAddr>,
     ovfl: Option<u32>,
     producer: Option<&mut rtrb::Producer<Record>>,
-    work_ns: u64,
+    inline: &mut Vec<Record>,
 ) {
     match out.tally.on_datagram(bytes, source, ovfl) {
         Verdict::Data { seq, sent_ns } => {
@@ -926,7 +941,7 @@ fn on_datagram(
                         out.queue_dropped += 1;
                     }
                 }
-                None => out.inline.process(rec, work_ns),
+                None => inline.push(rec),
             }
         }
         Verdict::Sentinel { first: true } => out.sentinel_at = Some(Instant::now()),

@@ -643,15 +643,29 @@ fn sweep_interrupted_with_json_prints_the_finished_trials_and_exits_130() {
 /// working through the queue, and counts what it left as dropped in the queue.
 #[test]
 fn sink_interrupted_with_a_full_queue_ends_without_working_through_it() {
-    let sink = JsonSink::start(&["--progress", "0.05", "--work-us", "200000"]);
+    interrupted_with_slow_work_ends_at_once("split");
+}
+
+/// The same inline: the receiving thread stops working through its batch.
+#[test]
+fn inline_sink_interrupted_ends_without_working_through_its_batch() {
+    interrupted_with_slow_work_ends_at_once("inline");
+}
+
+fn interrupted_with_slow_work_ends_at_once(mode: &str) {
+    let sink = JsonSink::start(&["--progress", "0.05", "--work-us", "200000", "--mode", mode]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut datagram = [0u8; 64];
     for seq in 0..30 {
         buffer_demo::wire::Datagram::emit_data(&mut datagram, 7, seq, 0);
         tx.send_to(&datagram, &sink.addr).unwrap();
     }
+    // Wait until at least two datagrams arrived and are not processed yet
+    // (split: queued; inline: counted in the batch being worked through),
+    // so that a stop now leaves at least one not worked through.
     expect_line(&sink.err, Duration::from_secs(30), |l| {
-        l.contains(" 30 received")
+        let (received, processed) = (counter(l, "received"), counter(l, "processed"));
+        received.zip(processed).is_some_and(|(r, p)| r >= p + 2)
     });
     let started = Instant::now();
     interrupt(&sink.child);
@@ -663,10 +677,19 @@ fn sink_interrupted_with_a_full_queue_ends_without_working_through_it() {
     let abandoned = doc["abandoned_at_stop"].as_u64().unwrap();
     assert!(abandoned >= 1, "{doc}");
     let ledger = &doc["ledger"];
+    let received = ledger["received"].as_u64().unwrap();
     assert_eq!(
         ledger["delivered"].as_u64().unwrap() + ledger["queue_dropped"].as_u64().unwrap(),
-        30,
+        received,
         "{doc}"
     );
     assert!(err.contains("datagrams still queued"), "{err}");
+}
+
+/// The number before `name` in a sink progress line
+/// ("sink: 0 dgr/s in, 30 received, 2 processed, ...").
+fn counter(line: &str, name: &str) -> Option<u64> {
+    line.strip_prefix("sink: ")?
+        .split(", ")
+        .find_map(|part| part.trim().strip_suffix(name)?.trim().parse().ok())
 }
