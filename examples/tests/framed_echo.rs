@@ -527,6 +527,13 @@ fn client_gives_up_on_a_silent_server_and_says_so() {
         "{err}"
     );
     assert!(err.contains("after 0 of 1000000 echoes"), "{err}");
+    // With --json the failed run still prints its one document.
+    let doc = one_json(&out.stdout);
+    assert_eq!(doc["program"], "framed-echo");
+    assert!(
+        doc["error"].as_str().unwrap().contains("no answer from"),
+        "{doc}"
+    );
 }
 
 #[test]

@@ -226,7 +226,21 @@ fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
                     timeout: args.timeout,
                 },
                 &interrupt.flag(),
-            )?;
+            );
+            let report = match report {
+                Ok(report) => report,
+                Err(e) => {
+                    if args.json && !matches!(e, examples::Error::Settings(_)) {
+                        // A run that failed still has its one document.
+                        print_json(&serde_json::json!({
+                            "role": "client",
+                            "error": e.to_string(),
+                            "interrupted": interrupt.requested(),
+                        }))?;
+                    }
+                    return Err(e);
+                }
+            };
             say(
                 args.json,
                 &format!(
