@@ -249,8 +249,8 @@ pub fn run_trial(
     if matches!(limited_by, Limit::Sender | Limit::Both) {
         tracing::warn!(
             label = %setup.label(),
-            asked = rate,
-            reached = b.achieved_rate,
+            asked = %format_args!("{rate:.0}/s"),
+            reached = %format_args!("{:.0}/s", b.achieved_rate),
             "sender-limited trial: it measures the blaster, not the sink"
         );
     }
