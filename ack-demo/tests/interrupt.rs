@@ -121,6 +121,7 @@ fn ctrl_c_ends_the_server_with_its_report_and_json_and_code_130() {
     assert!(log.contains("200 messages processed"), "{log}");
     assert!(log.contains("session=7"), "{log}");
     assert!(!log.contains("Some("), "no Rust Debug output: {log}");
+    assert!(!log.contains('\x1b'), "no colour codes on a pipe: {log}");
     let doc: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {stdout}"));
     assert_eq!(doc["program"], "ack-demo");

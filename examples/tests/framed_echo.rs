@@ -143,6 +143,7 @@ impl Server {
         let mut rest = String::new();
         self.stdout.read_to_string(&mut rest).expect("read stdout");
         let log = self.log();
+        assert!(!log.contains('\x1b'), "colour codes on a pipe: {log}");
         (status, log, one_json(rest.as_bytes()))
     }
 }
