@@ -123,6 +123,21 @@ pub enum Error {
         /// What it is ("a FIFO", "a directory", ...).
         found: &'static str,
     },
+    /// The receiver waited its first timeout and no source passed probation.
+    #[error(
+        "no RTP stream on {listen} within {waited}: {datagrams} datagrams, {sources} sources \
+         heard, none passed probation (2 packets in sequence)"
+    )]
+    NoStream {
+        /// The address listened on.
+        listen: String,
+        /// How long it waited, in words ("1.5 s").
+        waited: String,
+        /// Datagrams that arrived.
+        datagrams: u64,
+        /// Sources heard.
+        sources: usize,
+    },
     /// A configuration value out of range.
     #[error("bad configuration: {what}")]
     Config {
@@ -149,6 +164,7 @@ impl Error {
             Error::Wav { .. } => "wav",
             Error::Io { .. } => "io",
             Error::NotRegularFile { .. } => "not_regular_file",
+            Error::NoStream { .. } => "no_stream",
             Error::Config { .. } => "config",
         }
     }

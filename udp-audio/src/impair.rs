@@ -96,6 +96,27 @@ pub struct ImpairConfig {
     pub seed: u64,
 }
 
+impl std::fmt::Display for ImpairConfig {
+    /// In words: "loss 10 % in bursts of mean 3, delay 20 ms plus up to 30 ms of jitter,
+    /// reorder 0 %, duplicate 0 %, seed 1".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "loss {} %", 100.0 * self.loss)?;
+        match self.burst {
+            Some(b) => write!(f, " in bursts of mean {b}")?,
+            None => write!(f, " independent")?,
+        }
+        write!(
+            f,
+            ", delay {} ms plus up to {} ms of jitter, reorder {} %, duplicate {} %, seed {}",
+            self.delay_ms,
+            self.jitter_ms,
+            100.0 * self.reorder,
+            100.0 * self.duplicate,
+            self.seed
+        )
+    }
+}
+
 fn probability(flag: &str, value: f64) -> Result<()> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
@@ -642,7 +663,7 @@ impl Relay {
         let mut pushed = 0u64;
         let mut last_rx_us = 0u64;
         let mut buf = vec![0u8; RECV_BUF];
-        info!(listen = %self.local, forward = %self.forward, config = ?self.impairer.cfg, "impairment relay running");
+        info!(listen = %self.local, forward = %self.forward, "impairment relay running: {}", self.impairer.cfg);
 
         loop {
             if stop.load(AtomicOrdering::Relaxed) {
@@ -707,7 +728,8 @@ impl Relay {
         }
 
         let stats = self.impairer.stats().clone();
-        info!(
+        // The report itself is the caller's to print, once.
+        debug!(
             received = stats.received,
             dropped = stats.dropped,
             overflow_dropped = stats.overflow_dropped,
@@ -717,8 +739,7 @@ impl Relay {
             late = stats.late,
             send_failed = stats.send_failed,
             discarded_at_stop = stats.discarded_at_stop,
-            "impairment relay finished\n{}",
-            stats.report()
+            "impairment relay finished"
         );
         Ok(stats)
     }

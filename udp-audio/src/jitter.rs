@@ -59,6 +59,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use crate::check::{FormatCheck, Mismatch};
 use crate::conceal::{Ahead, ConcealMode, Concealer};
 use crate::l16::{self, AudioFormat};
 use crate::rtp::RtpPacket;
@@ -118,7 +119,7 @@ impl std::str::FromStr for Latency {
         match s.parse::<u32>() {
             Ok(ms) if ms <= 10_000 => Ok(Latency::Fixed(ms)),
             _ => Err(Error::Config {
-                what: format!("latency {s:?}: expected \"auto\" or milliseconds 0..=10000"),
+                what: format!("latency {s:?}: expected \"auto\" or milliseconds from 0 to 10000"),
             }),
         }
     }
@@ -199,6 +200,16 @@ pub struct RecvStats {
     pub chosen_source: Option<SourceSeen>,
     /// Sources forgotten to keep the table bounded (not in `sources`).
     pub sources_forgotten: u64,
+    /// Seconds of audio written to the output (`frames_out` at the stream's rate).
+    pub audio_s: f64,
+    /// The rate the stream's RTP timestamps advance at, measured against arrival times
+    /// (see [`crate::check`]); `None` before 1 s of arrivals.
+    pub measured_rate_hz: Option<f64>,
+    /// The channel count consecutive packets carry (samples per timestamp tick), when known.
+    pub payload_channels: Option<u16>,
+    /// Where the stream did not match the configured format, in words (see
+    /// [`crate::check::Mismatch`]).
+    pub warnings: Vec<String>,
 }
 
 impl RecvStats {
@@ -209,6 +220,34 @@ impl RecvStats {
         } else {
             self.late as f64 / self.received as f64
         }
+    }
+
+    /// Why the run failed, when it did: nothing could be written (every packet dropped, or
+    /// no stream at all), or the stream does not match the configured format (the output
+    /// would play at the wrong rate or mix up channels; see [`crate::check`]). `None` when
+    /// the audio written is the stream's.
+    pub fn failure(&self) -> Option<String> {
+        let mut why = if self.frames_out == 0 {
+            let mut why = format!(
+                "no audio written: {} datagrams arrived, {} packets of a stream played",
+                self.datagrams, self.played
+            );
+            let dropped: u64 = self.bad.values().sum();
+            if dropped > 0 {
+                let kinds: Vec<String> = self.bad.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                why.push_str(&format!(", {dropped} dropped ({})", kinds.join(", ")));
+            }
+            why
+        } else if !self.warnings.is_empty() {
+            "the output does not match the stream".to_string()
+        } else {
+            return None;
+        };
+        for w in &self.warnings {
+            why.push_str("; ");
+            why.push_str(w);
+        }
+        Some(why)
     }
 
     /// A human-readable multi-line report.
@@ -246,7 +285,7 @@ impl RecvStats {
              (RFC 3550 A.8)\n\
              added playout delay p50 {:.1} ms, p95 {:.1} ms, final {:.1} ms; \
              stretched {:.1} ms, shrunk {:.1} ms; restarts {}\n\
-             wrote {} frames",
+             wrote {} frames ({:.2} s){}{}",
             self.received,
             self.datagrams,
             self.played,
@@ -266,6 +305,14 @@ impl RecvStats {
             self.shrunk_ms,
             self.restarts,
             self.frames_out,
+            self.audio_s,
+            self.measured_rate_hz
+                .map(|r| format!("; RTP timestamps advance at {r:.0} Hz"))
+                .unwrap_or_default(),
+            self.warnings
+                .iter()
+                .map(|w| format!("\nwarning: {w}"))
+                .collect::<String>(),
         )
     }
 }
@@ -363,6 +410,9 @@ pub struct JitterBuffer {
     underrun_from: (i64, i64),
     delays: Histogram,
     stats: RecvStats,
+    check: FormatCheck,
+    /// When the last packet came whose payload did not fit the format (`partial_frame`).
+    last_misfit_us: Option<u64>,
     concealed_frames: u64,
     stretched_us: i64,
     shrunk_us: i64,
@@ -413,6 +463,8 @@ impl JitterBuffer {
             underrun_from: (0, 0),
             delays: Histogram::new(),
             stats: RecvStats::default(),
+            check: FormatCheck::new(cfg.format),
+            last_misfit_us: None,
             concealed_frames: 0,
             stretched_us: 0,
             shrunk_us: 0,
@@ -467,17 +519,23 @@ impl JitterBuffer {
             // Counted by the table, merged into the report by `stats`.
             Err(kind) => return Pushed::Dropped(kind),
         };
+        let (seq, ts) = (packet.sequence(), packet.timestamp());
+        self.check
+            .on_payload(packet.ssrc(), seq, ts, packet.payload().len());
         let mut samples = std::mem::take(&mut self.samples);
         samples.clear();
         if let Err(e) = l16::decode(packet.payload(), self.cfg.format.channels, &mut samples) {
             self.samples = samples;
+            if matches!(e, Error::PartialFrame { .. }) {
+                self.check.on_partial_frame(packet.payload().len());
+                self.last_misfit_us = Some(now_us);
+            }
             return self.drop_bad(e.kind());
         }
         if samples.is_empty() {
             self.samples = samples;
             return self.drop_bad("empty_payload");
         }
-        let (seq, ts) = (packet.sequence(), packet.timestamp());
         let sequenced = self
             .sources
             .sequence(id, seq, now_us, || (now, ts, samples.clone()));
@@ -534,6 +592,7 @@ impl JitterBuffer {
         self.rels.clear();
         self.update_delay_stats();
         self.offset = None;
+        self.check.restart();
     }
 
     /// Files a validated packet.
@@ -561,6 +620,7 @@ impl JitterBuffer {
             }
         }
         src.min_ext_seq = Some(src.min_ext_seq.map_or(ext_seq, |m| m.min(ext_seq)));
+        self.check.on_stream_packet(now, ext_ts);
         let arrival_ticks = (i128::from(now) * i128::from(rate) / 1_000_000) as u64;
         self.jitter.update(arrival_ticks, ts);
 
@@ -864,9 +924,16 @@ impl JitterBuffer {
             self.pos = Some(ts + frames);
         }
         self.concealer.flush(out);
+        self.check.finish(self.stats.played > 0);
         let appended = (out.len() - before) / channels;
         self.stats.frames_out += appended as u64;
         appended
+    }
+
+    /// Where the stream does not match the configured format, found since the last call
+    /// (each mismatch once; see [`crate::check`]): for a driver to warn while it runs.
+    pub fn take_mismatches(&mut self) -> &[Mismatch] {
+        self.check.take()
     }
 
     /// The report so far.
@@ -894,6 +961,10 @@ impl JitterBuffer {
         s.sources = self.sources.seen();
         s.chosen_source = s.sources.iter().find(|x| x.chosen).cloned();
         s.sources_forgotten = self.sources.forgotten();
+        s.audio_s = s.frames_out as f64 / rate;
+        s.measured_rate_hz = self.check.measured_rate_hz();
+        s.payload_channels = self.check.carried_channels();
+        s.warnings = self.check.found().iter().map(|m| m.to_string()).collect();
         s
     }
 
@@ -901,6 +972,16 @@ impl JitterBuffer {
     /// driver's idle timeout. Datagrams of other sources and junk do not count.
     pub fn last_stream_arrival_us(&self) -> Option<u64> {
         self.sources.last_stream_us()
+    }
+
+    /// When the last packet arrived of a stream that is being played or would have been but
+    /// for a payload that does not fit the configured format (see [`crate::check`]), µs: a
+    /// driver's idle timeout ends a stream that never fitted as it ends one that played.
+    pub fn last_activity_us(&self) -> Option<u64> {
+        match (self.sources.last_stream_us(), self.last_misfit_us) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The configuration.

@@ -39,14 +39,14 @@ impl AudioFormat {
             return Err(Error::BadFormat {
                 rate,
                 channels,
-                reason: "rate must be 1..=384000 Hz",
+                reason: "rate must be from 1 to 384000 Hz",
             });
         }
         if channels == 0 || channels > 16 {
             return Err(Error::BadFormat {
                 rate,
                 channels,
-                reason: "channels must be 1..=16",
+                reason: "channels must be from 1 to 16",
             });
         }
         Ok(AudioFormat { rate, channels })

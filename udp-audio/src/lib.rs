@@ -11,7 +11,7 @@
 //! Layers:
 //! - **Wire** ([`rtp`], [`l16`]): RTP header views and emit (RFC 3550 §5.1), L16 payloads,
 //!   payload-type choice and SDP (RFC 3551 §4.5.11, RFC 4566).
-//! - **Sans-IO cores** ([`seq`], [`source`], [`jitter`], [`conceal`], [`sender`],
+//! - **Sans-IO cores** ([`seq`], [`source`], [`jitter`], [`check`], [`conceal`], [`sender`],
 //!   [`impair::Impairer`]): state machines that take times as arguments; they never read a clock or touch a socket,
 //!   so every test of them runs on a simulated clock.
 //! - **Drivers** ([`net`], [`impair::Relay`]): blocking sockets, `clock_nanosleep` to absolute
@@ -21,7 +21,12 @@
 //! - **Files** ([`files`], [`wav`]): inputs must be regular files, opened without blocking
 //!   (a FIFO with no writer is refused at once).
 //!
+//! The receiver checks the stream against the format it was given ([`check`]): RTP
+//! timestamps advancing at another rate than `--rate`, or packets carrying another channel
+//! count than `--channels`, are reported with the value that fits.
+//!
 //! It does not do RTCP receiver reports, SRTP or any codec other than L16.
+pub mod check;
 pub mod conceal;
 pub mod error;
 pub mod eval;

@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! udp-audio recv --listen 127.0.0.1:5004 --rate 16000 --channels 1 --out out.wav
-//! udp-audio send in.wav --to 127.0.0.1:5004 --sdp s.sdp
+//! udp-audio send in.wav --connect 127.0.0.1:5004 --sdp s.sdp
 //! ```
 //!
-//! This file only parses arguments and prints reports; the work is in the library.
+//! This file only parses arguments and prints reports; the work is in the library. Output,
+//! logs, exit codes and Ctrl-C follow the workspace's `CONVENTIONS.md` (`cli_conventions`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use cli_conventions::{Interrupt, Program, exit, json};
 use serde::Serialize;
 
 use udp_audio::conceal::ConcealMode;
@@ -25,15 +27,29 @@ use udp_audio::quality::{self, Condition};
 use udp_audio::source::SourceFilter;
 use udp_audio::{Error, Result, eval, synth, wav};
 
+/// The identity of every JSON document this program prints.
+const PROGRAM: Program = cli_conventions::program!("udp-audio", 1);
+
+/// What `--version` prints after the program's name.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    ": stream WAV audio as RTP/L16 over UDP, receive it through a jitter buffer with loss \
+     concealment, impair the path, and measure what came out"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "udp-audio",
-    version,
-    about = "RTP/L16 audio over UDP: a paced streamer, a receiver with an adaptive jitter \
-             buffer and loss concealment, an impairment relay, and objective quality.",
+    version = VERSION,
+    about = "udp-audio: RTP/L16 audio over UDP. A paced streamer (send), a receiver with an \
+             adaptive jitter buffer and loss concealment (recv), an impairment relay (impair), \
+             and objective quality (eval, quality).",
     long_about = None,
-    after_help = "Logs go to stderr; RUST_LOG=debug shows every decision. \
-                  Every command that reports figures has --json: one JSON object on the last line of stdout."
+    after_help = "Logs go to stderr; RUST_LOG=debug shows every decision. Every command that \
+                  reports figures has --json: stdout then carries one JSON document (on one \
+                  line) and nothing else. Exit codes: 0 done, 1 the run failed (recv: \
+                  nothing written, or the stream's rate or channels differ from the ones \
+                  given), 2 usage or configuration, 130 interrupted (after the report)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,14 +77,14 @@ enum Command {
 struct SendArgs {
     /// The WAV file (16-bit PCM sent as is; 8/24/32-bit integer and float converted).
     input: PathBuf,
-    /// Destination address, e.g. 127.0.0.1:5004.
-    #[arg(long, value_parser = parse_addr)]
-    to: SocketAddr,
+    /// Destination address, HOST:PORT (e.g. 127.0.0.1:5004, localhost:5004).
+    #[arg(long = "connect", alias = "to", value_name = "ADDR", value_parser = parse_addr)]
+    connect: SocketAddr,
     /// Packet duration in ms; shortened so a payload fits 1460 bytes.
-    #[arg(long, default_value_t = DEFAULT_PTIME_MS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = DEFAULT_PTIME_MS, value_parser = int_in(1u32, 1000, "milliseconds"))]
     ptime: u32,
     /// RTP payload type; default 10/11 for 44.1 kHz stereo/mono, else 96.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
+    #[arg(long, value_parser = int_in(0u8, 127, "an RTP payload type"))]
     pt: Option<u8>,
     /// Write an SDP description (opens in ffmpeg, GStreamer's sdpdemux and VLC).
     #[arg(long, value_name = "FILE")]
@@ -76,15 +92,15 @@ struct SendArgs {
     /// Only write the SDP file and exit (needs --sdp).
     #[arg(long, requires = "sdp")]
     sdp_only: bool,
-    /// Print the report as one JSON object on the last line.
+    /// Print the report as one JSON document on stdout (human text goes to stderr).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
 struct RecvArgs {
-    /// Address to listen on; defaults to the SDP's connection address and port.
-    #[arg(long, value_parser = parse_addr)]
+    /// Address to listen on, HOST:PORT; defaults to the SDP's connection address and port.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     listen: Option<SocketAddr>,
     /// Output WAV file.
     #[arg(long)]
@@ -92,14 +108,16 @@ struct RecvArgs {
     /// Take rate, channels and payload type from this SDP file.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["rate", "channels"])]
     sdp: Option<PathBuf>,
-    /// Sample rate (RTP clock), Hz, when there is no SDP.
-    #[arg(long, requires = "channels", value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    /// Sample rate (RTP clock), Hz, when there is no SDP. A stream whose timestamps advance
+    /// more than 5 % faster or slower is warned about with the rate measured, and recv exits 1.
+    #[arg(long, requires = "channels", value_parser = int_in(1u32, 384_000, "Hz"))]
     rate: Option<u32>,
-    /// Channels, when there is no SDP.
-    #[arg(long, requires = "rate", value_parser = clap::value_parser!(u16).range(1..=16))]
+    /// Channels, when there is no SDP. Packets that carry another count are warned about with
+    /// the count that fits, and recv exits 1.
+    #[arg(long, requires = "rate", value_parser = int_in(1u16, 16, "channels"))]
     channels: Option<u16>,
     /// Accept only this payload type (default: the SDP's, or the first packet's).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=127))]
+    #[arg(long, value_parser = int_in(0u8, 127, "an RTP payload type"))]
     pt: Option<u8>,
     /// How missing audio is concealed: silence, repeat, fade, g711 (ITU-T G.711 Appendix
     /// I) or bridge, the default: Appendix I from the past and, when the jitter buffer already
@@ -127,19 +145,19 @@ struct RecvArgs {
     /// Play only the stream with this SSRC (decimal or 0x-hexadecimal).
     #[arg(long, value_parser = parse_ssrc)]
     ssrc: Option<u32>,
-    /// Print the report as one JSON object on the last line.
+    /// Print the report as one JSON document on stdout (human text goes to stderr).
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
 struct ImpairArgs {
-    /// Address to receive the stream on.
-    #[arg(long, value_parser = parse_addr)]
+    /// Address to receive the stream on, HOST:PORT.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     listen: SocketAddr,
-    /// Address to forward to.
-    #[arg(long, value_parser = parse_addr)]
-    forward: SocketAddr,
+    /// Address to forward to, HOST:PORT.
+    #[arg(long = "connect", alias = "forward", value_name = "ADDR", value_parser = parse_addr)]
+    connect: SocketAddr,
     /// Loss probability, 0..1 (stationary loss rate with --burst).
     #[arg(long, default_value_t = 0.0, value_parser = cli_values::float_in(0.0, 1.0, "a probability"))]
     loss: f64,
@@ -162,10 +180,10 @@ struct ImpairArgs {
     #[arg(long)]
     seed: u64,
     /// End when nothing has arrived for this long (seconds, or 500ms, 2s; default: run until
-    /// Ctrl-C).
+    /// Ctrl-C, which prints the report and exits 130).
     #[arg(long, value_parser = cli_values::seconds(0.001, 86_400.0))]
     idle_timeout: Option<Duration>,
-    /// Print the report as one JSON object on the last line.
+    /// Print the report as one JSON document on stdout (human text goes to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -176,7 +194,7 @@ struct EvalArgs {
     reference: PathBuf,
     /// The output to judge (what was received).
     output: PathBuf,
-    /// Print the report as one JSON object on the last line.
+    /// Print the report as one JSON document on stdout (human text goes to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -198,9 +216,9 @@ struct QualityArgs {
     seed: u64,
     /// Run every condition with this many seeds: SEED, SEED+1, ... (every mode sees the same
     /// losses for a seed); the table shows mean ± sample standard deviation over them.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_SEEDS))]
+    #[arg(long, default_value_t = 1, value_parser = int_in(1u32, MAX_SEEDS, "seeds"))]
     seeds: u32,
-    /// Fixed jitter-buffer latency of the simulated runs, ms (0..=10000), or "auto". The
+    /// Fixed jitter-buffer latency of the simulated runs, ms (0 to 10000), or "auto". The
     /// default, two 20 ms packets, means that when a loss is due the packet after it has
     /// already arrived, so a mode that bridges the gap (bridge) can use it; with 20 ms the
     /// buffer is empty whenever a loss starts.
@@ -210,7 +228,7 @@ struct QualityArgs {
     /// NAME-reference.wav) into this directory.
     #[arg(long, value_name = "DIR")]
     write: Option<PathBuf>,
-    /// Print the rows as one JSON object on the last line.
+    /// Print the rows as one JSON document on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -223,10 +241,10 @@ struct SynthArgs {
     /// Output WAV file.
     out: PathBuf,
     /// Sample rate, Hz.
-    #[arg(long, default_value_t = 16000, value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    #[arg(long, default_value_t = 16000, value_parser = int_in(1u32, 384_000, "Hz"))]
     rate: u32,
     /// Channels (speech is mono).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    #[arg(long, default_value_t = 1, value_parser = int_in(1u16, 16, "channels"))]
     channels: u16,
     /// Duration, s (rate x channels x secs at most 2^25 samples).
     #[arg(long, default_value_t = 5.0, value_parser = cli_values::float_above(0.0, 86_400.0, "seconds"))]
@@ -236,11 +254,27 @@ struct SynthArgs {
     seed: u64,
 }
 
+/// HOST:PORT, the host a name (`localhost`) or an address; the first address it resolves to.
 fn parse_addr(s: &str) -> std::result::Result<SocketAddr, String> {
     s.to_socket_addrs()
-        .map_err(|e| format!("{s:?} is not HOST:PORT ({e})"))?
+        .map_err(|e| format!("expected HOST:PORT, got '{s}' ({e})"))?
         .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
+/// An integer from `min` to `max`, as a clap value parser whose error says so in words.
+fn int_in<T>(
+    min: T,
+    max: T,
+    what: &'static str,
+) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| match s.trim().parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(format!("expected {what} from {min} to {max}, got '{s}'")),
+    }
 }
 
 /// Longest mean burst `impair --burst` takes, datagrams.
@@ -254,11 +288,13 @@ fn parse_ssrc(s: &str) -> std::result::Result<u32, String> {
         Some(hex) => u32::from_str_radix(hex, 16),
         None => t.parse::<u32>(),
     };
-    parsed.map_err(|_| format!("{s:?}: expected an SSRC, 0..=4294967295 or 0x0..=0xffffffff"))
+    parsed.map_err(|_| {
+        format!("expected an SSRC from 0 to 4294967295 (or 0x0 to 0xffffffff), got '{s}'")
+    })
 }
 
 /// Most seeds `quality --seeds` runs.
-const MAX_SEEDS: i64 = 1000;
+const MAX_SEEDS: u32 = 1000;
 
 fn parse_latency(s: &str) -> std::result::Result<Latency, String> {
     s.parse::<Latency>().map_err(|e| e.to_string())
@@ -290,19 +326,48 @@ fn parse_condition(s: &str) -> std::result::Result<Condition, String> {
     Ok(Condition { name, loss, burst })
 }
 
-fn print_report<T: Serialize>(human: &str, value: &T, json: bool) {
-    println!("{human}");
-    if json {
-        match serde_json::to_string(value) {
-            Ok(s) => println!("{s}"),
-            Err(e) => tracing::error!("report as JSON: {e}"),
+/// Prints a command's report: with `--json` the human text goes to stderr and stdout carries
+/// the one JSON document, otherwise the text goes to stdout.
+///
+/// The document is written on one line: scripts/udp-audio-report and
+/// scripts/udp-audio-quality read it as the last line of stdout (`json::print_row` writes
+/// the same document as `json::print`, unindented).
+fn print_report<T: Serialize>(human: &str, report: &T, as_json: bool) {
+    if as_json {
+        eprintln!("{human}");
+        if let Err(e) = json::print_row(&PROGRAM, report) {
+            tracing::error!("writing the JSON report: {e}");
         }
+    } else {
+        println!("{human}");
     }
 }
 
-fn send(a: SendArgs) -> Result<()> {
+/// A report with whether the run was interrupted beside its own keys.
+#[derive(Serialize)]
+struct Ended<'a, T> {
+    #[serde(flatten)]
+    report: &'a T,
+    interrupted: bool,
+}
+
+/// `text`, followed by a line saying the run was interrupted when it was.
+fn with_interruption(text: String, interrupt: &Interrupt) -> String {
+    if interrupt.requested() {
+        text + "\ninterrupted (SIGINT/SIGTERM): the report covers what was done until then"
+    } else {
+        text
+    }
+}
+
+/// SIGINT/SIGTERM as a flag the long-running roles check (see `CONVENTIONS.md`).
+fn install_interrupt() -> Result<Interrupt> {
+    Interrupt::install().map_err(|e| Error::io("installing the SIGINT/SIGTERM handlers", &e))
+}
+
+fn send(a: SendArgs) -> Result<ExitCode> {
     let opts = SendOptions {
-        to: a.to,
+        to: a.connect,
         ptime_ms: a.ptime,
         payload_type: a.pt,
         sdp: a.sdp,
@@ -311,15 +376,15 @@ fn send(a: SendArgs) -> Result<()> {
     if a.sdp_only {
         let path = net::write_sdp_for(&a.input, &opts)?;
         eprintln!("wrote {}", path.display());
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
-    let stop = net::stop_on_signals();
-    let report = net::send_file(&a.input, &opts, stop)?;
+    let interrupt = install_interrupt()?;
+    let report = net::send_file(&a.input, &opts, &interrupt.flag())?;
     print_report(&report.report(), &report, a.json);
-    Ok(())
+    Ok(interrupt.exit_code(true))
 }
 
-fn recv(a: RecvArgs) -> Result<()> {
+fn recv(a: RecvArgs) -> Result<ExitCode> {
     let (format, sdp_pt, sdp_addr) = match (&a.sdp, a.rate, a.channels) {
         (Some(path), _, _) => {
             let text = udp_audio::files::read_text(path, MAX_SDP_BYTES)?;
@@ -341,6 +406,7 @@ fn recv(a: RecvArgs) -> Result<()> {
     let listen = a.listen.or(sdp_addr).ok_or_else(|| Error::Config {
         what: "recv needs --listen ADDR (or an SDP file giving the address)".into(),
     })?;
+    let out = a.out.clone();
     let opts = RecvOptions {
         listen,
         out: a.out,
@@ -359,6 +425,7 @@ fn recv(a: RecvArgs) -> Result<()> {
         address: a.source,
         ssrc: a.ssrc,
     });
+    let interrupt = install_interrupt()?;
     // Tests and scripts read this line to learn the port chosen for port 0.
     eprintln!(
         "listening on {} ({} Hz x{}, {})",
@@ -367,12 +434,25 @@ fn recv(a: RecvArgs) -> Result<()> {
         format.channels,
         a.conceal
     );
-    let stats = receiver.run(net::stop_on_signals())?;
-    print_report(&stats.report(), &stats, a.json);
-    Ok(())
+    let stats = receiver.run(&interrupt.flag())?;
+    print_report(
+        &with_interruption(stats.report(), &interrupt),
+        &Ended {
+            report: &stats,
+            interrupted: interrupt.requested(),
+        },
+        a.json,
+    );
+    let failure = stats.failure();
+    if let Some(why) = &failure {
+        if !interrupt.requested() {
+            eprintln!("udp-audio: {}: {why}", out.display());
+        }
+    }
+    Ok(interrupt.exit_code(failure.is_none()))
 }
 
-fn impair(a: ImpairArgs) -> Result<()> {
+fn impair(a: ImpairArgs) -> Result<ExitCode> {
     let cfg = ImpairConfig {
         loss: a.loss,
         burst: a.burst,
@@ -382,18 +462,27 @@ fn impair(a: ImpairArgs) -> Result<()> {
         duplicate: a.duplicate,
         seed: a.seed,
     };
-    let relay = Relay::bind(a.listen, a.forward, cfg)?;
+    let relay = Relay::bind(a.listen, a.connect, cfg)?;
+    let interrupt = install_interrupt()?;
+    // Tests and scripts read this line to learn the port chosen for port 0.
     eprintln!(
         "listening on {} forwarding to {}",
         relay.local_addr(),
-        a.forward
+        a.connect
     );
-    let stats = relay.run(a.idle_timeout, net::stop_on_signals())?;
-    print_report(&stats.report(), &stats, a.json);
-    Ok(())
+    let stats = relay.run(a.idle_timeout, &interrupt.flag())?;
+    print_report(
+        &with_interruption(stats.report(), &interrupt),
+        &Ended {
+            report: &stats,
+            interrupted: interrupt.requested(),
+        },
+        a.json,
+    );
+    Ok(interrupt.exit_code(true))
 }
 
-fn evaluate(a: EvalArgs) -> Result<()> {
+fn evaluate(a: EvalArgs) -> Result<ExitCode> {
     let (reference, _) = wav::read_wav(&a.reference)?;
     let (output, _) = wav::read_wav(&a.output)?;
     let q = eval::evaluate(&reference, &output)?;
@@ -403,7 +492,7 @@ fn evaluate(a: EvalArgs) -> Result<()> {
         q.snr_db, q.seg_snr_db, q.lsd_db, q.compared_frames, q.offset_frames, q.missing_frames
     );
     print_report(&human, &q, a.json);
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]
@@ -423,7 +512,7 @@ fn latency_name(latency: Latency) -> String {
     }
 }
 
-fn quality_matrix(a: QualityArgs) -> Result<()> {
+fn quality_matrix(a: QualityArgs) -> Result<ExitCode> {
     let conditions = if a.conditions.is_empty() {
         quality::default_conditions()
     } else {
@@ -479,10 +568,10 @@ fn quality_matrix(a: QualityArgs) -> Result<()> {
         },
         a.json,
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-fn synthesize(a: SynthArgs) -> Result<()> {
+fn synthesize(a: SynthArgs) -> Result<ExitCode> {
     let channels = if a.kind == "speech" { 1 } else { a.channels };
     synth::check_size(a.rate, channels, a.secs)?;
     let audio = match a.kind.as_str() {
@@ -503,16 +592,20 @@ fn synthesize(a: SynthArgs) -> Result<()> {
         audio.rate,
         audio.channels
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code of a run that ended in `e`: 2 when the configuration was at fault and
+/// nothing was run, 1 otherwise.
+fn error_code(e: &Error) -> u8 {
+    match e {
+        Error::Config { .. } | Error::Sdp { .. } => exit::USAGE,
+        _ => exit::FAILED,
+    }
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    cli_conventions::init_logs("info");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Send(a) => send(a),
@@ -522,13 +615,10 @@ fn main() -> ExitCode {
         Command::Quality(a) => quality_matrix(a),
         Command::Synth(a) => synthesize(a),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("udp-audio: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    result.unwrap_or_else(|e| {
+        eprintln!("udp-audio: {e}");
+        ExitCode::from(error_code(&e))
+    })
 }
 
 #[cfg(test)]

@@ -106,25 +106,43 @@ pub struct SendReport {
     pub ptime_us: u64,
     /// SSRC chosen.
     pub ssrc: u32,
-    /// Audio duration, s.
+    /// Audio sent, s: the whole input unless interrupted. The same as `audio_s`, under the
+    /// name scripts/udp-audio-report reads.
     pub audio_secs: f64,
+    /// Audio sent, s.
+    pub audio_s: f64,
+    /// Audio in the input, s.
+    pub input_audio_s: f64,
+    /// Packets the whole input takes.
+    pub packets_total: u64,
     /// Payload and header bytes sent.
     pub bytes: u64,
     /// Send errors (e.g. ECONNREFUSED from ICMP), counted and skipped.
     pub send_errors: u64,
-    /// Pacing figures.
+    /// Whether the run was stopped before the end of the input.
+    pub interrupted: bool,
+    /// Pacing figures; `pacing.packets` is the packets sent.
     pub pacing: PacingSummary,
 }
 
 impl SendReport {
     /// A human-readable report.
     pub fn report(&self) -> String {
+        let (of, input, interrupted) = if self.interrupted {
+            (
+                format!(" of {}", self.packets_total),
+                format!(" of the input's {:.2} s", self.input_audio_s),
+                "; interrupted",
+            )
+        } else {
+            (String::new(), String::new(), "")
+        };
         format!(
-            "sent {} packets ({} bytes, {:.2} s of {} Hz x{} audio, PT {}, {} frames = {:.2} ms per packet, SSRC {:#010x})\n\
+            "sent {}{of} packets ({} bytes, {:.2} s{input} of {} Hz x{} audio, PT {}, {} frames = {:.2} ms per packet, SSRC {:#010x}){interrupted}\n\
              pacing error p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; drift {:.0} µs; send errors {}",
             self.pacing.packets,
             self.bytes,
-            self.audio_secs,
+            self.audio_s,
             self.rate,
             self.channels,
             self.payload_type,
@@ -211,15 +229,28 @@ pub fn send_audio(
     let (mut bytes, mut send_errors) = (0u64, 0u64);
     let progress = opts.progress && std::io::stderr().is_terminal();
     tighten_timer_slack();
+    if opts.progress {
+        // Tests and scripts read this line to know the stream has started.
+        eprintln!(
+            "sending {total} packets ({:.2} s of {} Hz x{} audio) to {}",
+            audio.duration_secs(),
+            format.rate,
+            format.channels,
+            opts.to
+        );
+    }
     let schedule = Schedule::new(monotonic_ns() + 1_000_000, &params);
     let mut k = 0u64;
-    while packetizer
-        .next_packet(&audio.samples, &mut datagram)?
-        .is_some()
-    {
+    let mut frames_sent = 0u64;
+    let mut interrupted = false;
+    loop {
         if stop.load(Ordering::Relaxed) {
+            interrupted = true;
             break;
         }
+        let Some(frames) = packetizer.next_packet(&audio.samples, &mut datagram)? else {
+            break;
+        };
         let deadline = schedule.deadline_ns(k);
         sleep_until_ns(deadline);
         let sent_at = monotonic_ns();
@@ -232,6 +263,7 @@ pub fn send_audio(
         }
         pacing.record(deadline, sent_at);
         k += 1;
+        frames_sent += frames as u64;
         if progress && k % 50 == 0 {
             eprint!(
                 "\rsent {k}/{total} packets ({:.1} s)   ",
@@ -242,10 +274,13 @@ pub fn send_audio(
     if progress {
         eprintln!();
     }
+    let audio_s = frames_sent as f64 / f64::from(format.rate);
     // End the session with an RTCP sender report and BYE on the RTCP port (RTP port + 1),
     // after the last packet's own duration plus a margin: a receiver that reads its RTP and
     // RTCP sockets in one poll (ffmpeg) would otherwise take the BYE before the last packet.
-    sleep_until_ns(schedule.deadline_ns(k) + BYE_DELAY_NS);
+    if !interrupted {
+        sleep_until_ns(schedule.deadline_ns(k) + BYE_DELAY_NS);
+    }
     let mut rtcp_to = opts.to;
     rtcp_to.set_port(opts.to.port().wrapping_add(1));
     let payload_octets = bytes.saturating_sub(k * crate::rtp::HEADER_LEN as u64) as u32;
@@ -267,9 +302,13 @@ pub fn send_audio(
         frames_per_packet: params.frames_per_packet,
         ptime_us: params.ptime_us(),
         ssrc,
-        audio_secs: audio.duration_secs(),
+        audio_secs: audio_s,
+        audio_s,
+        input_audio_s: audio.duration_secs(),
+        packets_total: total,
         bytes,
         send_errors,
+        interrupted,
         pacing: pacing.summary(),
     })
 }
@@ -354,7 +393,7 @@ impl Receiver {
             // Wake for the next playout deadline, the idle timeout, or a stop check. Only
             // the chosen stream's packets are activity: junk or another sender must not keep
             // a finished session open.
-            let last_stream = jb.last_stream_arrival_us();
+            let last_stream = jb.last_activity_us();
             let idle_deadline = match last_stream {
                 Some(t) => Some(t.saturating_add(duration_us(opts.idle_timeout))),
                 None => opts.first_timeout.map(duration_us),
@@ -363,15 +402,14 @@ impl Receiver {
                 if now >= d {
                     if last_stream.is_none() {
                         let s = jb.stats();
-                        return Err(Error::Config {
-                            what: format!(
-                                "no RTP stream on {} within {:?}: {} datagrams, {} sources heard, \
-                                 none passed probation (2 packets in sequence)",
-                                opts.listen,
-                                opts.first_timeout.unwrap_or_default(),
-                                s.datagrams,
-                                s.sources.len(),
+                        return Err(Error::NoStream {
+                            listen: socket.local_addr().map_or(opts.listen, |a| a).to_string(),
+                            waited: format!(
+                                "{} s",
+                                opts.first_timeout.unwrap_or_default().as_secs_f64()
                             ),
+                            datagrams: s.datagrams,
+                            sources: s.sources.len(),
                         });
                     }
                     break;
@@ -404,6 +442,7 @@ impl Receiver {
             out.clear();
             jb.poll(now_us(), &mut out);
             sink.write(&out)?;
+            warn_mismatches(&mut jb);
             if progress && now >= next_progress {
                 next_progress = now + 1_000_000;
                 let s = jb.stats();
@@ -425,7 +464,15 @@ impl Receiver {
         jb.finish(&mut out);
         sink.write(&out)?;
         sink.finish()?;
+        warn_mismatches(&mut jb);
         Ok(jb.stats())
+    }
+}
+
+/// Logs, as warnings, where the stream turned out not to match the configured format.
+fn warn_mismatches(jb: &mut JitterBuffer) {
+    for m in jb.take_mismatches() {
+        tracing::warn!("{m}");
     }
 }
 

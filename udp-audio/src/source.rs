@@ -307,7 +307,10 @@ impl<T> SourceTable<T> {
         for (kind, n) in discarded {
             self.count(kind, n);
         }
-        tracing::debug!(ssrc = chosen.ssrc, address = ?chosen.address, "RTP source chosen");
+        match chosen.address {
+            Some(a) => tracing::debug!("RTP source chosen: SSRC {:#010x} from {a}", chosen.ssrc),
+            None => tracing::debug!("RTP source chosen: SSRC {:#010x}", chosen.ssrc),
+        }
     }
 
     /// The chosen source, once one passed probation.

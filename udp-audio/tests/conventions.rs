@@ -1,0 +1,412 @@
+//! The workspace's conventions (`CONVENTIONS.md`) as the real binary follows them: a stream
+//! that does not match `recv`'s `--rate` or `--channels` is an error that names the value to
+//! use, Ctrl-C ends every long-running role with its final report and exit code 130, and
+//! `--json` puts exactly one JSON document on stdout. Every socket is bound to 127.0.0.1:0;
+//! processes are synchronised on the lines they print and the datagrams they send, never on
+//! sleeps.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Sends SIGINT to `child`, as Ctrl-C would.
+fn interrupt(child: &Child) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "kill");
+}
+
+/// Waits (up to 60 s) for a line of `lines` containing `needle` and returns the lines up to
+/// it.
+fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no line with {needle:?}; stderr so far:\n{seen:#?}"));
+        let found = line.contains(needle);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+}
+
+/// The whole of stdout as one JSON document of this program: parsing all of it (not its last
+/// line) fails if anything else was printed there.
+fn one_document(out: &Output, log: &str) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stdout}\n{log}"));
+    assert_eq!(doc["program"], "udp-audio", "{doc}");
+    assert_eq!(doc["schema"], 1, "{doc}");
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"), "{doc}");
+    doc
+}
+
+/// Runs `udp-audio recv ARGS --json` against `udp-audio send INPUT`, to the end of both.
+/// Returns recv's output and its whole stderr.
+fn send_to_recv(input: &Path, recv_args: &[&str]) -> (Output, String) {
+    let recv = Recv::start(&[&["--idle-timeout", "500ms"], recv_args].concat());
+    let addr = recv.addr.to_string();
+    run_ok(bin().args(["send", s(input), "--connect", &addr]));
+    let out = recv.child.wait_with_output().unwrap();
+    let log: Vec<String> = recv.stderr.try_iter().collect();
+    (out, log.join("\n"))
+}
+
+/// A 22050 Hz stream received with `--rate 16000` used to be written as a pitched-down WAV
+/// with exit code 0: now recv warns with the rate it measured from the RTP timestamps against
+/// the arrival times, names the flag to use, and exits 1.
+#[test]
+fn a_stream_at_another_rate_is_an_error_naming_the_rate_measured() {
+    let dir = scratch("conv-rate");
+    let input = dir.join("in22k.wav");
+    let out = dir.join("out.wav");
+    write_signal(&input, 22050, 1, 2.5);
+    let (o, log) = send_to_recv(
+        &input,
+        &["--rate", "16000", "--channels", "1", "--out", s(&out)],
+    );
+    assert_eq!(o.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("22050 Hz") && log.contains("use --rate 22050"),
+        "{log}"
+    );
+    let doc = one_document(&o, &log);
+    let measured = doc["measured_rate_hz"].as_f64().unwrap();
+    assert!((measured / 22050.0 - 1.0).abs() < 0.02, "{doc}");
+    let warnings = doc["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{doc}");
+    assert!(warnings[0].as_str().unwrap().contains("--rate 22050"));
+    assert!(num(&doc, "frames_out") > 0, "the output is still written");
+}
+
+/// The same stream received with the right rate: no warning, exit 0, the rate measured.
+#[test]
+fn a_stream_at_the_given_rate_passes_and_reports_the_rate_measured() {
+    let dir = scratch("conv-rate-ok");
+    let input = dir.join("in22k.wav");
+    let out = dir.join("out.wav");
+    write_signal(&input, 22050, 1, 1.5);
+    let (o, log) = send_to_recv(
+        &input,
+        &["--rate", "22050", "--channels", "1", "--out", s(&out)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+    let doc = one_document(&o, &log);
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
+    let measured = doc["measured_rate_hz"].as_f64().unwrap();
+    assert!((measured / 22050.0 - 1.0).abs() < 0.02, "{doc}");
+    assert_eq!(doc["payload_channels"], 1, "{doc}");
+}
+
+/// Mono sent, `recv --channels 2`: with 441-sample payloads (22050 Hz, 20 ms) every packet
+/// used to be dropped as `partial_frame`, 0 frames written and exit 0; with 320-sample
+/// payloads (16 kHz) the samples were paired into half as many stereo frames. Now both exit
+/// 1 with a message naming `--channels 1`.
+#[test]
+fn mono_received_as_stereo_is_an_error_naming_the_channels_that_fit() {
+    let dir = scratch("conv-channels");
+    for (rate, nothing_written) in [(22050, true), (16000, false)] {
+        let input = dir.join(format!("mono{rate}.wav"));
+        let out = dir.join(format!("out{rate}.wav"));
+        write_signal(&input, rate, 1, 1.0);
+        let rate_s = rate.to_string();
+        let (o, log) = send_to_recv(
+            &input,
+            &["--rate", &rate_s, "--channels", "2", "--out", s(&out)],
+        );
+        assert_eq!(o.status.code(), Some(1), "{rate}: {log}");
+        assert!(log.contains("--channels 1"), "{rate}: {log}");
+        if nothing_written {
+            assert!(
+                log.contains("would fit") && log.contains("no audio written"),
+                "{rate}: {log}"
+            );
+        }
+        let doc = one_document(&o, &log);
+        assert_eq!(num(&doc, "frames_out") == 0, nothing_written, "{doc}");
+        assert_eq!(
+            doc["warnings"].as_array().unwrap().len(),
+            1,
+            "{rate}: {doc}"
+        );
+    }
+}
+
+/// Ctrl-C during `send` of a 30 s file: the report says what was actually sent (packets and
+/// seconds, fewer than the file's) and that it was interrupted, the JSON document follows,
+/// and the exit code is 130. It used to report the whole file's duration.
+#[test]
+fn ctrl_c_during_send_reports_what_was_sent_and_exits_130() {
+    let dir = scratch("conv-send-int");
+    let input = dir.join("long.wav");
+    write_signal(&input, 16000, 1, 30.0);
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let to = sink.local_addr().unwrap().to_string();
+    let mut child = bin()
+        .args(["send", s(&input), "--connect", &to, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stderr.take().unwrap());
+    wait_for(&lines, "sending 1500 packets");
+    // Three packets have left: the stream is running.
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        sink.recv_from(&mut buf).expect("send sends");
+    }
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    let log: Vec<String> = lines.iter().collect();
+    let log = log.join("\n");
+    assert_eq!(out.status.code(), Some(130), "{log}");
+    assert!(
+        log.contains("sent ") && log.contains("of 1500 packets") && log.contains("interrupted"),
+        "{log}"
+    );
+    let doc = one_document(&out, &log);
+    assert_eq!(doc["interrupted"], true, "{doc}");
+    let packets = doc["pacing"]["packets"].as_u64().unwrap();
+    assert!((3..1500).contains(&packets), "{doc}");
+    assert_eq!(num(&doc, "packets_total"), 1500, "{doc}");
+    let audio = doc["audio_s"].as_f64().unwrap();
+    assert!(
+        (audio - packets as f64 * 0.02).abs() < 1e-9,
+        "audio_s is what was sent: {doc}"
+    );
+    assert_eq!(doc["audio_secs"], doc["audio_s"], "{doc}");
+    assert_eq!(doc["input_audio_s"], 30.0, "{doc}");
+}
+
+/// Ctrl-C during `recv`, once it is playing a stream: the WAV is finished, the report and the
+/// JSON document are printed, the report says it was interrupted, and the exit code is 130.
+#[test]
+fn ctrl_c_during_recv_prints_the_report_and_exits_130() {
+    let dir = scratch("conv-recv-int");
+    let out = dir.join("out.wav");
+    let mut child = bin()
+        .env("RUST_LOG", "udp_audio=debug")
+        .args([
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate",
+            "16000",
+            "--channels",
+            "1",
+            "--out",
+            s(&out),
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stderr.take().unwrap());
+    let early = wait_for(&lines, "listening on ");
+    let addr = early
+        .last()
+        .unwrap()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let samples = vec![1000i16; 320];
+    for k in 0..5u16 {
+        tx.send_to(&rtp(96, k, u32::from(k) * 320, 0xabcd, &samples), &addr)
+            .unwrap();
+    }
+    // Logged when the second packet in sequence has passed probation: the stream plays.
+    wait_for(&lines, "RTP source chosen");
+    interrupt(&child);
+    let o = child.wait_with_output().unwrap();
+    let log: Vec<String> = lines.iter().collect();
+    let log = log.join("\n");
+    assert_eq!(o.status.code(), Some(130), "{log}");
+    assert!(
+        log.contains("received ") && log.contains("interrupted"),
+        "{log}"
+    );
+    let doc = one_document(&o, &log);
+    assert_eq!(doc["interrupted"], true, "{doc}");
+    assert!(num(&doc, "received") >= 2, "{doc}");
+    let frames = num(&doc, "frames_out");
+    assert!(frames >= 2 * 320, "{doc}");
+    let (written, rate, channels) = read_samples(&out);
+    assert_eq!(
+        (written.len() as u64, rate, channels),
+        (frames, 16000, 1),
+        "the WAV is finished"
+    );
+}
+
+/// Ctrl-C ends `impair`, which otherwise runs until then: the report is printed once (it
+/// used to be printed twice, once in a log line), the JSON document follows, exit code 130.
+#[test]
+fn ctrl_c_ends_impair_with_one_report_and_exit_130() {
+    let relay = Listening::spawn(bin().args([
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--connect",
+        "localhost:9",
+        "--seed",
+        "1",
+        "--json",
+    ]));
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.send_to(b"one datagram", relay.addr).unwrap();
+    interrupt(&relay.child);
+    let o = relay.child.wait_with_output().unwrap();
+    let mut log = relay.early;
+    log.extend(relay.stderr.iter());
+    let log = log.join("\n");
+    assert_eq!(o.status.code(), Some(130), "{log}");
+    assert_eq!(log.matches("received   ").count(), 1, "one report:\n{log}");
+    assert!(log.contains("interrupted"), "{log}");
+    assert!(
+        !log.contains("ImpairConfig") && !log.contains("Some("),
+        "no Debug output:\n{log}"
+    );
+    let doc = one_document(&o, &log);
+    assert_eq!(doc["interrupted"], true, "{doc}");
+    assert!(doc["received"].as_u64().unwrap() <= 1, "{doc}");
+}
+
+/// `send → impair → recv` over host names, each with `--json`: every stdout is exactly one
+/// JSON document (program, version, schema and the report's keys), the keys the scripts read
+/// among them; human text is on stderr.
+#[test]
+fn json_is_one_document_on_stdout_for_every_role() {
+    let dir = scratch("conv-json");
+    let input = dir.join("in.wav");
+    let out = dir.join("out.wav");
+    write_signal(&input, 16000, 1, 0.5);
+    let recv = Listening::spawn(bin().args([
+        "recv",
+        "--listen",
+        "localhost:0",
+        "--rate",
+        "16000",
+        "--channels",
+        "1",
+        "--idle-timeout",
+        "500ms",
+        "--out",
+        s(&out),
+        "--json",
+    ]));
+    let recv_at = format!("localhost:{}", recv.addr.port());
+    let relay = Listening::spawn(bin().args([
+        "impair",
+        "--listen",
+        "localhost:0",
+        "--connect",
+        &recv_at,
+        "--seed",
+        "1",
+        "--idle-timeout",
+        "500ms",
+        "--json",
+    ]));
+    let relay_at = format!("localhost:{}", relay.addr.port());
+    let sent = bin()
+        .args(["send", s(&input), "--connect", &relay_at, "--json"])
+        .output()
+        .unwrap();
+    let send_log = String::from_utf8_lossy(&sent.stderr).into_owned();
+    assert_eq!(sent.status.code(), Some(0), "{send_log}");
+    let send_doc = one_document(&sent, &send_log);
+    assert!(send_log.contains("sent 25 packets"), "{send_log}");
+    for key in ["frames_per_packet", "ptime_us", "audio_secs", "audio_s"] {
+        assert!(send_doc.get(key).is_some(), "{key}: {send_doc}");
+    }
+    for key in ["packets", "error_p99_us", "error_max_us", "drift_us"] {
+        assert!(send_doc["pacing"].get(key).is_some(), "{key}: {send_doc}");
+    }
+
+    for (name, child) in [("impair", relay), ("recv", recv)] {
+        let o = child.child.wait_with_output().unwrap();
+        let mut log = child.early;
+        log.extend(child.stderr.iter());
+        let log = log.join("\n");
+        assert_eq!(o.status.code(), Some(0), "{name}: {log}");
+        let doc = one_document(&o, &log);
+        assert_eq!(doc["interrupted"], false, "{name}: {doc}");
+        let keys: &[&str] = if name == "recv" {
+            &[
+                "datagrams",
+                "late",
+                "lost",
+                "concealed_ms",
+                "delay_p50_ms",
+                "delay_p95_ms",
+                "jitter_ms",
+                "underruns",
+                "audio_s",
+            ]
+        } else {
+            &[
+                "delay_min_us",
+                "delay_mean_us",
+                "delay_max_us",
+                "reordered",
+                "forwarded",
+            ]
+        };
+        for key in keys {
+            assert!(doc.get(key).is_some(), "{name}: {key}: {doc}");
+        }
+        if name == "recv" {
+            assert_eq!(num(&doc, "received"), 25, "{doc}");
+        }
+    }
+
+    let reference = dir.join("in.wav");
+    let o = bin()
+        .args(["eval", s(&reference), s(&out), "--json"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr).into_owned();
+    let doc = one_document(&o, &log);
+    assert!(
+        doc["snr_db"].is_number() && log.contains("SNR"),
+        "{doc} {log}"
+    );
+}
+
+/// `--version` and `--help` name the program and what it is for.
+#[test]
+fn version_and_help_name_the_program_and_its_purpose() {
+    let v = run_ok(bin().arg("--version"));
+    assert!(
+        v.starts_with(&format!("udp-audio {}", env!("CARGO_PKG_VERSION")))
+            && v.contains("RTP/L16 over UDP"),
+        "{v}"
+    );
+    let h = run_ok(bin().arg("--help"));
+    assert!(h.starts_with("udp-audio: RTP/L16 audio over UDP"), "{h}");
+    let h = run_ok(bin().args(["send", "--help"]));
+    assert!(h.contains("--connect <ADDR>") && !h.contains("--to"), "{h}");
+}
