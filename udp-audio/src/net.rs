@@ -94,7 +94,8 @@ pub struct SendOptions {
 pub struct SendReport {
     /// The WAV's format before conversion.
     pub source_format: String,
-    /// Sample rate, Hz.
+    /// Sample rate, Hz (`rate_hz` in JSON).
+    #[serde(rename = "rate_hz")]
     pub rate: u32,
     /// Channels.
     pub channels: u16,
@@ -115,7 +116,8 @@ pub struct SendReport {
     pub input_audio_s: f64,
     /// Packets the whole input takes.
     pub packets_total: u64,
-    /// Payload and header bytes sent.
+    /// Payload and header bytes sent (`sent_bytes` in JSON).
+    #[serde(rename = "sent_bytes")]
     pub bytes: u64,
     /// Send errors (e.g. ECONNREFUSED from ICMP), counted and skipped.
     pub send_errors: u64,

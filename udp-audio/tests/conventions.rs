@@ -339,7 +339,14 @@ fn json_is_one_document_on_stdout_for_every_role() {
     assert_eq!(sent.status.code(), Some(0), "{send_log}");
     let send_doc = one_document(&sent, &send_log);
     assert!(send_log.contains("sent 25 packets"), "{send_log}");
-    for key in ["frames_per_packet", "ptime_us", "audio_secs", "audio_s"] {
+    for key in [
+        "frames_per_packet",
+        "ptime_us",
+        "audio_secs",
+        "audio_s",
+        "rate_hz",
+        "sent_bytes",
+    ] {
         assert!(send_doc.get(key).is_some(), "{key}: {send_doc}");
     }
     for key in ["packets", "error_p99_us", "error_max_us", "drift_us"] {
