@@ -81,7 +81,7 @@ struct SendArgs {
     #[arg(long = "connect", alias = "to", value_name = "ADDR", value_parser = parse_addr)]
     connect: SocketAddr,
     /// Packet duration in ms; shortened so a payload fits 1460 bytes.
-    #[arg(long, default_value_t = DEFAULT_PTIME_MS, value_parser = int_in(1u32, 1000, "milliseconds"))]
+    #[arg(long, default_value_t = DEFAULT_PTIME_MS, value_parser = int_in(1u32, 1000, "a packet duration in ms"))]
     ptime: u32,
     /// RTP payload type; default 10/11 for 44.1 kHz stereo/mono, else 96.
     #[arg(long, value_parser = int_in(0u8, 127, "an RTP payload type"))]
@@ -110,11 +110,11 @@ struct RecvArgs {
     sdp: Option<PathBuf>,
     /// Sample rate (RTP clock), Hz, when there is no SDP. A stream whose timestamps advance
     /// more than 5 % faster or slower is warned about with the rate measured, and recv exits 1.
-    #[arg(long, requires = "channels", value_parser = int_in(1u32, 384_000, "Hz"))]
+    #[arg(long, requires = "channels", value_parser = int_in(1u32, 384_000, "a rate in Hz"))]
     rate: Option<u32>,
     /// Channels, when there is no SDP. Packets that carry another count are warned about with
     /// the count that fits, and recv exits 1.
-    #[arg(long, requires = "rate", value_parser = int_in(1u16, 16, "channels"))]
+    #[arg(long, requires = "rate", value_parser = int_in(1u16, 16, "a channel count"))]
     channels: Option<u16>,
     /// Accept only this payload type (default: the SDP's, or the first packet's).
     #[arg(long, value_parser = int_in(0u8, 127, "an RTP payload type"))]
@@ -216,7 +216,7 @@ struct QualityArgs {
     seed: u64,
     /// Run every condition with this many seeds: SEED, SEED+1, ... (every mode sees the same
     /// losses for a seed); the table shows mean ± sample standard deviation over them.
-    #[arg(long, default_value_t = 1, value_parser = int_in(1u32, MAX_SEEDS, "seeds"))]
+    #[arg(long, default_value_t = 1, value_parser = int_in(1u32, MAX_SEEDS, "a number of seeds"))]
     seeds: u32,
     /// Fixed jitter-buffer latency of the simulated runs, ms (0 to 10000), or "auto". The
     /// default, two 20 ms packets, means that when a loss is due the packet after it has
@@ -241,10 +241,10 @@ struct SynthArgs {
     /// Output WAV file.
     out: PathBuf,
     /// Sample rate, Hz.
-    #[arg(long, default_value_t = 16000, value_parser = int_in(1u32, 384_000, "Hz"))]
+    #[arg(long, default_value_t = 16000, value_parser = int_in(1u32, 384_000, "a rate in Hz"))]
     rate: u32,
     /// Channels (speech is mono).
-    #[arg(long, default_value_t = 1, value_parser = int_in(1u16, 16, "channels"))]
+    #[arg(long, default_value_t = 1, value_parser = int_in(1u16, 16, "a channel count"))]
     channels: u16,
     /// Duration, s (rate x channels x secs at most 2^25 samples).
     #[arg(long, default_value_t = 5.0, value_parser = cli_values::float_above(0.0, 86_400.0, "seconds"))]
@@ -629,6 +629,41 @@ mod tests {
     #[test]
     fn every_numeric_flag_refuses_hostile_values() {
         cli_values::assert_numeric_flags_refuse_hostile_values(&Cli::command());
+    }
+
+    #[test]
+    fn old_flag_names_still_parse_as_hidden_aliases() {
+        let cli =
+            Cli::try_parse_from(["udp-audio", "send", "in.wav", "--to", "localhost:5004"]).unwrap();
+        let Command::Send(a) = cli.command else {
+            panic!("not send")
+        };
+        assert_eq!(a.connect.port(), 5004);
+        assert!(a.connect.ip().is_loopback());
+        let cli = Cli::try_parse_from([
+            "udp-audio",
+            "impair",
+            "--listen",
+            "127.0.0.1:0",
+            "--forward",
+            "127.0.0.1:9",
+            "--seed",
+            "1",
+        ])
+        .unwrap();
+        let Command::Impair(a) = cli.command else {
+            panic!("not impair")
+        };
+        assert_eq!(a.connect, "127.0.0.1:9".parse().unwrap());
+    }
+
+    #[test]
+    fn integer_flags_say_their_bounds_in_words() {
+        let err = Cli::try_parse_from(["udp-audio", "synth", "tone", "x.wav", "--rate", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected a rate in Hz from 1 to 384000"), "{err}");
+        assert!(!err.contains("..="), "{err}");
     }
 
     #[test]

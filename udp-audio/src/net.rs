@@ -1,7 +1,9 @@
 //! Thin blocking drivers: the sender's pacing loop and the receiver's socket loop.
 //!
 //! All decisions live in the sans-IO cores ([`crate::sender`], [`crate::jitter`]); these
-//! functions read the clock, sleep, and move datagrams and samples.
+//! functions read the clock, sleep, and move datagrams and samples. Each run takes a stop
+//! flag it checks between bounded waits (the binary's is `cli_conventions::Interrupt`, set
+//! by SIGINT and SIGTERM), and on stop finishes and reports what it did.
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, UdpSocket};
@@ -481,21 +483,4 @@ fn warn_mismatches(jb: &mut JitterBuffer) {
 /// Microseconds of `d`, saturating (a `Duration` can exceed `u64` microseconds).
 fn duration_us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Installs SIGINT and SIGTERM handlers that set the returned flag, so a run interrupted by
-/// Ctrl-C still finishes its WAV and prints its report.
-pub fn stop_on_signals() -> &'static AtomicBool {
-    let handler: extern "C" fn(libc::c_int) = on_signal;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
-    }
-    &STOP
 }
