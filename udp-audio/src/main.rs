@@ -447,6 +447,13 @@ fn recv(a: RecvArgs) -> Result<ExitCode> {
     if let Some(why) = &failure {
         if !interrupt.requested() {
             eprintln!("udp-audio: {}: {why}", out.display());
+            if let (Some(sdp), false) = (&a.sdp, stats.warnings.is_empty()) {
+                eprintln!(
+                    "udp-audio: the format came from {}: correct its a=rtpmap line, or give \
+                     --rate and --channels instead",
+                    sdp.display()
+                );
+            }
         }
     }
     Ok(interrupt.exit_code(failure.is_none()))
@@ -662,7 +669,10 @@ mod tests {
         let err = Cli::try_parse_from(["udp-audio", "synth", "tone", "x.wav", "--rate", "0"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("expected a rate in Hz from 1 to 384000"), "{err}");
+        assert!(
+            err.contains("expected a rate in Hz from 1 to 384000"),
+            "{err}"
+        );
         assert!(!err.contains("..="), "{err}");
     }
 
