@@ -17,10 +17,13 @@ use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tracing::info;
 
 use crate::client::{self, ClientSettings};
 use crate::error::Error;
@@ -107,6 +110,8 @@ pub struct BenchReport {
     pub sessions64_over_one: Option<f64>,
     /// The servers used the write-ahead log.
     pub wal: bool,
+    /// Stopped early (Ctrl-C): the rows are the runs that completed.
+    pub interrupted: bool,
 }
 
 impl BenchReport {
@@ -126,13 +131,13 @@ impl BenchReport {
         }
         if let Some(x) = self.relay_w32_over_w1 {
             s.push_str(&format!(
-                "\nrelay ({:.0} ms RTT added): W=32 / W=1 = {x:.1}x (target >= 16x)\n",
+                "\nrelay ({:.0} ms RTT added): W=32 / W=1 = {x:.1}x\n",
                 self.added_rtt_ms
             ));
         }
         if let Some(x) = self.loopback_w128_over_unacked {
             s.push_str(&format!(
-                "loopback: W=128 acked / unacknowledged stream = {x:.2}x (target >= 0.8x)\n"
+                "loopback: W=128 acked / unacknowledged stream = {x:.2}x\n"
             ));
         }
         s.push_str(&format!(
@@ -173,9 +178,7 @@ impl BenchReport {
             }
         }
         if let Some(x) = self.sessions64_over_one {
-            s.push_str(&format!(
-                "64 sessions / one session = {x:.1}x (target >= 10x)\n"
-            ));
+            s.push_str(&format!("64 sessions / one session = {x:.1}x\n"));
         }
         s
     }
@@ -186,6 +189,16 @@ impl BenchReport {
 /// # Errors
 /// Starting a server or the relay failed, or a run did not complete.
 pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
+    run_until(settings, &AtomicBool::new(false))
+}
+
+/// [`run`], ending early once `stop` is set (Ctrl-C): the run in progress
+/// is dropped and the report holds the runs that completed.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_until(settings: &BenchSettings, stop: &AtomicBool) -> Result<BenchReport, Error> {
+    let stopped = || stop.load(Ordering::SeqCst);
     // The disk is measured before and after the runs (other load on it
     // changes its latency): the medians of both rounds together.
     std::fs::create_dir_all(&settings.dir)
@@ -201,17 +214,23 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
         s
     })?;
     let addr = server.local_addr();
-    let stop = server.stop_handle();
+    let server_stop = server.stop_handle();
     let serving = thread::spawn(move || server.run());
     let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), addr, settings.delay)
         .map_err(|e| Error::io("starting the relay", e))?;
 
     let mut rows = Vec::new();
     let mut session = 1000;
+    // Progress: the window runs on both paths, the unacknowledged stream,
+    // and the aggregate runs.
+    let total = 2 * settings.windows.len() + 1 + settings.sessions.len();
     let result = (|| -> Result<(), Error> {
         for (path, target, floor) in [("loopback", addr, 2000), ("relay", relay.local_addr(), 200)]
         {
             for &w in &settings.windows {
+                if stopped() {
+                    return Ok(());
+                }
                 session += 1;
                 let messages = (settings.scale * u64::from(w)).max(floor);
                 let mut s = ClientSettings::new(target);
@@ -220,7 +239,10 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
                 s.window = w;
                 s.session = session;
                 s.heartbeat = Duration::from_secs(2);
-                let r = client::run(&s);
+                let r = client::run_until(&s, stop);
+                if !r.completed && stopped() {
+                    return Ok(());
+                }
                 if !r.completed {
                     return Err(Error::Settings(format!(
                         "{path} W={w} did not complete: {}",
@@ -233,10 +255,18 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
                     messages,
                     messages_per_sec: r.messages_per_sec,
                 });
+                info!(
+                    "bench: {path} W={w}: {:.0} msg/s ({} of {total} runs)",
+                    r.messages_per_sec,
+                    rows.len()
+                );
             }
         }
         // The same messages, unacknowledged, to the same server: the
         // server still processes and syncs them; nobody waits.
+        if stopped() {
+            return Ok(());
+        }
         session += 1;
         let messages = settings.scale * 128;
         let n = naive::run(
@@ -258,16 +288,21 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
             messages,
             messages_per_sec: messages as f64 / n.seconds.max(1e-9),
         });
+        info!(
+            "bench: loopback unacknowledged: {:.0} msg/s ({} of {total} runs)",
+            messages as f64 / n.seconds.max(1e-9),
+            rows.len()
+        );
         Ok(())
     })();
-    stop.stop();
+    server_stop.stop();
     let _ = serving.join();
     result?;
 
     let after = measure_fsync(&settings.dir)?;
     let (t_fsync, t_commit) = ((before.0 + after.0) / 2, (before.1 + after.1) / 2);
     let filesystem = filesystem_name(&settings.dir);
-    let session_rows = run_sessions(settings, (before.0 + after.0) / 2)?;
+    let session_rows = run_sessions(settings, (before.0 + after.0) / 2, stop)?;
     let limit = |w: u32| f64::from(w) / t_fsync.as_secs_f64();
     let loopback_over_limit = rows
         .iter()
@@ -297,6 +332,7 @@ pub fn run(settings: &BenchSettings) -> Result<BenchReport, Error> {
         session_rows,
         sessions64_over_one,
         wal: settings.wal,
+        interrupted: stopped(),
     })
 }
 
@@ -372,8 +408,13 @@ fn filesystem_name(dir: &Path) -> String {
 
 /// `N` sessions at once, W=128, against one fresh server: the aggregate
 /// acknowledged rate.
-fn run_sessions(settings: &BenchSettings, t_fsync: Duration) -> Result<Vec<SessionsRow>, Error> {
-    if settings.sessions.is_empty() {
+fn run_sessions(
+    settings: &BenchSettings,
+    t_fsync: Duration,
+    stop: &AtomicBool,
+) -> Result<Vec<SessionsRow>, Error> {
+    let stopped = || stop.load(Ordering::SeqCst);
+    if settings.sessions.is_empty() || stopped() {
         return Ok(Vec::new());
     }
     let dir = settings.dir.join("bench-sessions");
@@ -386,16 +427,29 @@ fn run_sessions(settings: &BenchSettings, t_fsync: Duration) -> Result<Vec<Sessi
         s
     })?;
     let addr = server.local_addr();
-    let stop = server.stop_handle();
+    let server_stop = server.stop_handle();
     let serving = thread::spawn(move || server.run());
     let mut out: Vec<SessionsRow> = Vec::new();
     let mut next_session = 1_000_000u64;
     let result = (|| -> Result<(), Error> {
         for &n in &settings.sessions {
+            if stopped() {
+                return Ok(());
+            }
             // As many messages in all as one session's run, at least 8
             // windows per session.
             let per = (settings.scale * 128 / n as u64).max(8 * 128);
             let start = Instant::now();
+            // The client threads' own copy of `stop`, raised when it is.
+            let halt = Arc::new(AtomicBool::new(false));
+            let watch = {
+                let halt = Arc::clone(&halt);
+                move || {
+                    if stopped() {
+                        halt.store(true, Ordering::SeqCst);
+                    }
+                }
+            };
             let handles: Vec<_> = (0..n)
                 .map(|_| {
                     next_session += 1;
@@ -405,17 +459,26 @@ fn run_sessions(settings: &BenchSettings, t_fsync: Duration) -> Result<Vec<Sessi
                     s.window = 128;
                     s.session = next_session;
                     s.heartbeat = Duration::from_secs(5);
+                    let stop = Arc::clone(&halt);
                     thread::Builder::new()
                         .stack_size(256 * 1024)
-                        .spawn(move || client::run(&s))
+                        .spawn(move || client::run_until(&s, &stop))
                 })
                 .collect::<Result<_, _>>()
                 .map_err(|e| Error::io("starting a client thread", e))?;
             let mut acked = 0;
-            for h in handles {
+            let mut handles = handles;
+            while handles.iter().any(|h| !h.is_finished()) {
+                watch();
+                thread::sleep(Duration::from_millis(20));
+            }
+            for h in handles.drain(..) {
                 let r = h
                     .join()
                     .map_err(|_| Error::Settings("a client thread panicked".into()))?;
+                if !r.completed && halt.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
                 if !r.completed {
                     return Err(Error::Settings(format!(
                         "{n} sessions: session {} did not complete: {}",
@@ -434,10 +497,11 @@ fn run_sessions(settings: &BenchSettings, t_fsync: Duration) -> Result<Vec<Sessi
                 over_one_session: rate / one,
                 over_limit: rate / (n as f64 * 128.0 / t_fsync.as_secs_f64()),
             });
+            info!("bench: {n} sessions at W=128: {rate:.0} msg/s in all");
         }
         Ok(())
     })();
-    stop.stop();
+    server_stop.stop();
     let _ = serving.join();
     result.map(|()| out)
 }

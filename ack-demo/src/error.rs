@@ -35,6 +35,27 @@ pub enum ErrorCode {
     Other = 0xffff,
 }
 
+impl std::fmt::Display for ErrorCode {
+    /// The code's name as the protocol documents it (`WindowExceeded`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorCode::Malformed => "Malformed",
+            ErrorCode::UnknownType => "UnknownType",
+            ErrorCode::UnexpectedMessage => "UnexpectedMessage",
+            ErrorCode::SeqGap => "SeqGap",
+            ErrorCode::SeqBackwards => "SeqBackwards",
+            ErrorCode::WindowExceeded => "WindowExceeded",
+            ErrorCode::Version => "Version",
+            ErrorCode::Framing => "Framing",
+            ErrorCode::Storage => "Storage",
+            ErrorCode::SessionTakenOver => "SessionTakenOver",
+            ErrorCode::TokenMismatch => "TokenMismatch",
+            ErrorCode::TooManySessions => "TooManySessions",
+            ErrorCode::Other => "Other",
+        })
+    }
+}
+
 impl ErrorCode {
     /// The code for a wire value.
     pub fn from_u16(v: u16) -> ErrorCode {
@@ -62,7 +83,7 @@ impl ErrorCode {
 pub enum Error {
     /// We received something that breaks the protocol; the connection gets
     /// an `ERROR{code, reason}` and is closed.
-    #[error("protocol violation ({code:?}): {reason}")]
+    #[error("protocol violation ({code}): {reason}")]
     Protocol {
         /// The code sent.
         code: ErrorCode,
@@ -70,7 +91,7 @@ pub enum Error {
         reason: String,
     },
     /// The peer sent us an `ERROR`.
-    #[error("peer reported {code:?}: {reason}")]
+    #[error("peer reported {code}: {reason}")]
     Peer {
         /// Its code.
         code: ErrorCode,

@@ -119,3 +119,8 @@ pub const MAX_PAYLOAD: usize = 1024 * 1024;
 pub fn init_tracing(default: &str) {
     cli_conventions::init_logs(default);
 }
+
+/// A session id for the logs: the number, or `none` before `HELLO`.
+pub(crate) fn session_name(session: Option<u64>) -> String {
+    session.map_or_else(|| "none".to_owned(), |s| s.to_string())
+}

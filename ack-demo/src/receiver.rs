@@ -86,6 +86,18 @@ enum Phase {
     Failed,
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::AwaitHello => "waiting for HELLO",
+            Phase::AwaitState => "looking the session up",
+            Phase::Running => "running",
+            Phase::Done => "closed",
+            Phase::Failed => "failed",
+        })
+    }
+}
+
 /// One connection's protocol state. See the module docs.
 #[derive(Debug)]
 pub struct Receiver {
@@ -158,7 +170,7 @@ impl Receiver {
         }
         let result = Message::decode(frame).and_then(|msg| self.on_message(msg));
         if let Err(e) = &result {
-            warn!(session = ?self.session, error = %e, "rejecting client");
+            warn!(session = %crate::session_name(self.session), error = %e, "rejecting client");
             self.fail(e);
         }
         result
@@ -271,7 +283,7 @@ impl Receiver {
             (_, Message::Pong { .. }) | (Phase::Done, Message::Ping { .. }) => Ok(None),
             (phase, msg) => Err(Error::protocol(
                 ErrorCode::UnexpectedMessage,
-                format!("{msg} is not expected while {phase:?}"),
+                format!("{msg} is not expected while {phase}"),
             )),
         }
     }

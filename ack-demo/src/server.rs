@@ -45,6 +45,7 @@ use crate::framing_config;
 use crate::heartbeat::DEAD_AFTER;
 use crate::kernel;
 use crate::receiver::{Event, Receiver, ReceiverConfig};
+use crate::session_name;
 use crate::store::{RealDisk, Store, StoreOptions};
 use crate::wire::Message;
 
@@ -398,11 +399,6 @@ impl Server {
             warn!(error = %e, "the server could not start its event loop");
         }
     }
-}
-
-/// A session id for the logs: the number, or `none` before `HELLO`.
-fn session_name(session: Option<u64>) -> String {
-    session.map_or_else(|| "none".to_owned(), |s| s.to_string())
 }
 
 const LISTENER: Token = Token(0);

@@ -201,7 +201,8 @@ impl fmt::Display for Message<'_> {
                 token,
             } => write!(
                 f,
-                "HELLO{{session {session}, v{version}, window {window}, token {token:?}}}"
+                "HELLO{{session {session}, v{version}, window {window}, token {}...}}",
+                &token.to_hex()[..4]
             ),
             Message::Welcome { processed, window } => {
                 write!(f, "WELCOME{{processed {processed}, window {window}}}")
@@ -221,7 +222,7 @@ impl fmt::Display for Message<'_> {
             ),
             Message::Ping { nonce } => write!(f, "PING{{{nonce}}}"),
             Message::Pong { nonce } => write!(f, "PONG{{{nonce}}}"),
-            Message::Error { code, reason } => write!(f, "ERROR{{{code:?}: {reason}}}"),
+            Message::Error { code, reason } => write!(f, "ERROR{{{code}: {reason}}}"),
         }
     }
 }

@@ -368,14 +368,19 @@ fn run(cli: Cli) -> Result<ExitCode, ack_demo::Error> {
                 sessions: a.sessions.0,
                 wal: a.wal,
             };
-            let report = ack_demo::bench::run(&settings)?;
+            // Ctrl-C drops the run in progress and reports the ones done.
+            let interrupt = install_interrupt()?;
+            let report = ack_demo::bench::run_until(&settings, &interrupt.flag())?;
             if a.json {
                 eprint!("{}", report.render());
                 print_json(&report)?;
             } else {
                 print!("{}", report.render());
             }
-            Ok(ExitCode::SUCCESS)
+            if report.interrupted {
+                eprintln!("ack-demo bench: interrupted; the tables hold the runs that completed");
+            }
+            Ok(interrupt.exit_code(true))
         }
         Command::Client(a) if a.naive => {
             let r = naive::run(
