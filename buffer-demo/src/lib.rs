@@ -17,7 +17,8 @@
 //! - [`sockopt`], [`mmsg`]: `SO_RCVBUF`/`SO_RCVBUFFORCE`, `SO_RXQ_OVFL`,
 //!   `/proc` counters, `recvmmsg`/`sendmmsg` (Linux, `libc`);
 //! - [`sink`], [`loadgen`]: the thin drivers (threads, sockets, clocks);
-//! - [`stop`]: SIGINT/SIGTERM as a flag every run loop checks;
+//! - [`stop`]: a stop flag every run loop checks (the program sets it on
+//!   SIGINT/SIGTERM);
 //! - [`sweep`], [`plot`], [`netns`], [`versus`]: experiments built on them;
 //!   [`table`]: what a sweep found (shared by `sweep` and `plot`).
 //!
@@ -25,6 +26,10 @@
 //! (`blast --threads --gso`); the sink can take GRO-coalesced messages and
 //! split them (`sink --gro`) and receive on several `SO_REUSEPORT` sockets
 //! (`sink --receivers`). It does not do IPv6 namespaces, or anything but Linux.
+//!
+//! The `buffer-demo` program (`sink`, `blast`, `sweep`, `versus-iperf3`) is
+//! the package `buffer-demo-cli` in `cli/`, so that this library pulls no
+//! command-line crates.
 
 pub mod account;
 pub mod error;
@@ -46,9 +51,3 @@ pub use loadgen::{BlastConfig, BlastReport, blast};
 pub use sink::{Mode, Sink, SinkConfig, SinkReport};
 pub use stop::Stop;
 pub use sweep::{SweepTable, short_sweep};
-
-/// Installs a `tracing` subscriber on stderr, filtered by `RUST_LOG` or
-/// `default`, coloured only on a terminal: [`cli_conventions::init_logs`].
-pub fn init_tracing(default: &str) {
-    cli_conventions::init_logs(default);
-}

@@ -45,7 +45,7 @@ pub const MAX_RECEIVERS: usize = 64;
 pub const MAX_WORK_US: f64 = 1_000_000.0;
 
 /// Where the per-datagram work runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Receiver thread + processing thread joined by a bounded queue.

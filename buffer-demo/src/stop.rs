@@ -1,21 +1,17 @@
 //! Stopping a run early and cleanly.
 //!
 //! A [`Stop`] is a shared flag that every run loop here (sink, blast,
-//! sweep, versus) checks between bounded waits. It is the flag of a
-//! [`cli_conventions::Interrupt`]: [`Stop::on_signals`] makes SIGINT and
-//! SIGTERM set it instead of killing the process, so that the program
-//! removes what it created (namespaces, veth pairs, child processes: their
-//! guards run as the stack unwinds normally), prints its report and exits
-//! 130; a second signal ends the process at once. The signal handler only
-//! stores to an atomic (`signal-hook`), which is async-signal-safe.
+//! sweep, versus) checks between bounded waits. The program makes it the
+//! flag of its `cli_conventions::Interrupt` ([`Stop::from`] an
+//! `Arc<AtomicBool>`): SIGINT and SIGTERM then set it instead of killing
+//! the process, so that the program removes what it created (namespaces,
+//! veth pairs, child processes: their guards run as the stack unwinds
+//! normally), prints its report and exits 130. The library installs no
+//! signal handler itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-use cli_conventions::Interrupt;
-
-use crate::error::{Error, Result};
 
 /// The longest a run loop sleeps before it looks at the flag again.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -30,14 +26,6 @@ impl Stop {
     /// A flag nobody has set.
     pub fn new() -> Stop {
         Stop::default()
-    }
-
-    /// A flag that SIGINT and SIGTERM set (for the whole process, from now
-    /// on: the first signal no longer ends it by itself, a second one ends
-    /// it at once with exit code 130). See [`Interrupt::install`].
-    pub fn on_signals() -> Result<Stop> {
-        let interrupt = Interrupt::install().map_err(Error::socket("sigaction(SIGINT/SIGTERM)"))?;
-        Ok(Stop::from(&interrupt))
     }
 
     /// Asks every loop that holds a clone to stop.
@@ -67,10 +55,11 @@ impl Stop {
     }
 }
 
-impl From<&Interrupt> for Stop {
-    /// The interrupt's own flag: setting either sets both.
-    fn from(interrupt: &Interrupt) -> Stop {
-        Stop(interrupt.flag())
+impl From<Arc<AtomicBool>> for Stop {
+    /// A stop on `flag`: setting either sets both (the program passes
+    /// `cli_conventions::Interrupt::flag()`, which a signal sets).
+    fn from(flag: Arc<AtomicBool>) -> Stop {
+        Stop(flag)
     }
 }
 
@@ -90,14 +79,14 @@ mod test {
     }
 
     #[test]
-    fn an_interrupt_and_its_stop_share_one_flag() {
-        let interrupt = Interrupt::new();
-        let stop = Stop::from(&interrupt);
+    fn a_stop_from_a_flag_shares_it() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let stop = Stop::from(Arc::clone(&flag));
         assert!(!stop.requested());
-        interrupt.request();
+        flag.store(true, Ordering::SeqCst);
         assert!(stop.requested());
-        let other = Interrupt::new();
-        Stop::from(&other).request();
-        assert!(other.requested());
+        let other = Arc::new(AtomicBool::new(false));
+        Stop::from(Arc::clone(&other)).request();
+        assert!(other.load(Ordering::SeqCst));
     }
 }

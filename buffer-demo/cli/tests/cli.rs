@@ -3,116 +3,52 @@
 //! document on stdout (everything else on stderr); Ctrl-C still prints the
 //! report and exits 130; `blast` ends at `--duration` whatever `--rate` asks.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use test_support::{Finished, Running, Stream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_buffer-demo");
 
-/// Lines of a child's pipe, delivered through a channel by a thread.
-fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for a line that `pred` accepts; returns it.
-fn expect_line(
-    rx: &mpsc::Receiver<String>,
-    limit: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    let until = Instant::now() + limit;
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(line) if pred(&line) => return line,
-            Ok(line) => seen.push(line),
-            Err(e) => panic!("no such line within {limit:?} ({e}); seen: {seen:#?}"),
-        }
-    }
-}
-
-/// Every line until the pipe closes.
-fn rest(rx: &mpsc::Receiver<String>) -> String {
-    let mut text = String::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    text
-}
-
-/// Parses `stdout` as exactly one JSON document (trailing text fails) and
-/// checks the identity every document of this program carries.
-fn one_document(stdout: &[u8]) -> serde_json::Value {
-    let text = String::from_utf8_lossy(stdout);
-    let doc: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{text}"));
+/// The run's one JSON document (test-support checks there is exactly one,
+/// with the identity fields), and the identity this program gives it.
+fn document(run: &Finished) -> serde_json::Value {
+    let doc = run.document();
     assert_eq!(doc["program"], "buffer-demo", "{doc}");
     assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"), "{doc}");
     assert_eq!(doc["schema"], 1, "{doc}");
     doc
 }
 
-/// Sends SIGINT to the child.
-fn interrupt(child: &Child) {
-    // SAFETY: kill has no memory preconditions; the pid is our own child's.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-}
-
-/// A sink started with `--listen 127.0.0.1:0 --json` and `args`: the child,
-/// its stderr lines, and the address it said it listens on (on stderr,
-/// since stdout carries only the JSON document).
+/// A sink started with `--listen 127.0.0.1:0 --json` and `args`, and the
+/// address it said it listens on (on stderr, since stdout carries only
+/// the JSON document).
 struct JsonSink {
-    child: Child,
-    err: mpsc::Receiver<String>,
+    sink: Running,
     addr: String,
 }
 
 impl JsonSink {
     fn start(args: &[&str]) -> JsonSink {
-        let mut child = Command::new(BIN)
-            .args(["sink", "--listen", "127.0.0.1:0", "--json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = lines(child.stderr.take().unwrap());
-        let line = expect_line(&err, Duration::from_secs(30), |l| {
-            l.starts_with("listening on ")
-        });
-        let addr = line["listening on ".len()..].trim().to_string();
-        JsonSink { child, err, addr }
+        let sink = Running::spawn(
+            Command::new(BIN)
+                .args(["sink", "--listen", "127.0.0.1:0", "--json"])
+                .args(args),
+        );
+        let addr = sink.wait_listening().to_string();
+        JsonSink { sink, addr }
     }
 
     /// Waits for the sink to end: its exit code, its one JSON document, its stderr.
-    fn finish(mut self) -> (Option<i32>, serde_json::Value, String) {
-        let mut out = Vec::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        let code = self.child.wait().unwrap().code();
-        let err = rest(&self.err);
-        (code, one_document(&out), err)
+    fn finish(self) -> (Option<i32>, serde_json::Value, String) {
+        let end = self.sink.finish();
+        (end.code(), document(&end), end.stderr)
     }
 }
 
-fn blast(args: &[&str]) -> Output {
-    Command::new(BIN).arg("blast").args(args).output().unwrap()
+fn blast(args: &[&str]) -> Finished {
+    test_support::run(Command::new(BIN).arg("blast").args(args))
 }
 
 #[test]
@@ -127,7 +63,7 @@ fn sink_and_blast_binaries_close_the_books() {
         "0.2",
         "--json",
     ]);
-    let b = one_document(&out.stdout);
+    let b = document(&out);
     let sent = b["sent"].as_u64().unwrap();
     // A loaded machine may fall behind even 50000/s: then it says so and exits 1.
     if b["sender_limited"] == true {
@@ -137,7 +73,7 @@ fn sink_and_blast_binaries_close_the_books() {
         assert_eq!(sent, 10_000, "{b}");
     }
     // The human report went to stderr.
-    let berr = String::from_utf8_lossy(&out.stderr);
+    let berr = &out.stderr;
     assert!(berr.contains("datagrams of 32 B payload"), "{berr}");
     let (code, report, err) = sink.finish();
     assert_eq!(code, Some(0), "{err}");
@@ -185,7 +121,7 @@ fn gso_blast_into_gro_receivers_closes_the_books() {
         "--batch",
         "4",
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = &out.stdout;
     assert!(text.contains("2 threads, gso 16"), "{text}");
     let (code, report, err) = sink.finish();
     assert_eq!(code, Some(0), "{err}");
@@ -200,19 +136,15 @@ fn gso_blast_into_gro_receivers_closes_the_books() {
 /// `--bind localhost:0` listens on 127.0.0.1, `--to localhost:PORT` sends there.
 #[test]
 fn old_flag_names_and_host_names_work() {
-    let mut sink = Command::new(BIN)
-        .args(["sink", "--bind", "localhost:0", "--progress", "0"])
-        .args(["--timeout", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(sink.stdout.take().unwrap());
-    let line = expect_line(&out, Duration::from_secs(30), |l| {
-        l.starts_with("listening on ")
-    });
+    let sink = Running::spawn(
+        Command::new(BIN)
+            .args(["sink", "--bind", "localhost:0", "--progress", "0"])
+            .args(["--timeout", "30"]),
+    );
+    // Without --json the line is on stdout.
+    let line = sink.wait_for_line(Stream::Stdout, |l| l.starts_with("listening on "));
     assert!(line.starts_with("listening on 127.0.0.1:"), "{line}");
-    let port = line.rsplit(':').next().unwrap().to_string();
+    let port = sink.wait_listening().port();
     let b = blast(&[
         "--to",
         &format!("localhost:{port}"),
@@ -221,9 +153,10 @@ fn old_flag_names_and_host_names_work() {
         "--duration",
         "0.1",
     ]);
-    assert!(b.status.code() == Some(0) || b.status.code() == Some(1));
-    let text = rest(&out);
-    assert_eq!(sink.wait().unwrap().code(), Some(0), "{text}");
+    assert!(matches!(b.code(), Some(0 | 1)), "{}", b.stderr);
+    let end = sink.finish();
+    let text = &end.stdout;
+    assert_eq!(end.code(), Some(0), "{text}{}", end.stderr);
     assert!(text.contains("the books close"), "{text}");
 }
 
@@ -247,7 +180,7 @@ fn size_is_the_payload_and_the_report_gives_the_datagram_size() {
         "0",
         "--json",
     ]);
-    let doc = one_document(&out.stdout);
+    let doc = document(&out);
     assert_eq!(doc["payload_bytes"], 100, "{doc}");
     assert_eq!(doc["datagram_bytes"], 132, "{doc}");
     let mut buf = [0u8; 9216];
@@ -257,21 +190,21 @@ fn size_is_the_payload_and_the_report_gives_the_datagram_size() {
 
 #[test]
 fn help_and_version_name_the_program_and_its_purpose() {
-    let out = Command::new(BIN).args(["sink", "--help"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = test_support::run(Command::new(BIN).args(["sink", "--help"]));
+    let text = &out.stdout;
     assert!(
         text.contains("SO_RCVBUFFORCE") && text.contains("recvmmsg") && text.contains("--listen"),
         "{text}"
     );
-    let out = Command::new(BIN).arg("--help").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = test_support::run(Command::new(BIN).arg("--help"));
+    let text = &out.stdout;
     assert!(text.contains("SO_RXQ_OVFL"), "{text}");
     assert!(
         text.starts_with("buffer-demo: why a UDP receiver drops datagrams"),
         "{text}"
     );
-    let out = Command::new(BIN).arg("--version").output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = test_support::run(Command::new(BIN).arg("--version"));
+    let text = &out.stdout;
     assert!(
         text.starts_with(&format!("buffer-demo {}", env!("CARGO_PKG_VERSION")))
             && text.contains("UDP receiver drops datagrams"),
@@ -326,8 +259,8 @@ fn hostile_flag_values_exit_2_naming_the_flag() {
         ),
     ];
     for (args, flag) in &cases {
-        let out = Command::new(BIN).args(args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let out = test_support::run(Command::new(BIN).args(args));
+        let err = &out.stderr;
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(flag), "{args:?} does not name {flag}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
@@ -341,11 +274,8 @@ fn hostile_flag_values_exit_2_naming_the_flag() {
 fn a_failed_run_exits_1() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(BIN)
-        .args(["sink", "--listen", &addr, "--json"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = test_support::run(Command::new(BIN).args(["sink", "--listen", &addr, "--json"]));
+    let err = &out.stderr;
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&addr), "{err}");
     assert!(out.stdout.is_empty(), "no half document on stdout");
@@ -376,8 +306,8 @@ fn blast_stops_at_its_duration_and_says_it_fell_behind() {
         "--json",
     ]);
     let took = started.elapsed();
-    let json = one_document(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let json = document(&out);
+    let err = &out.stderr;
     assert_eq!(out.status.code(), Some(1), "{err}");
     // 1 s + the 100 ms drain + the sentinel copies; generous for a loaded machine.
     assert!(took < Duration::from_secs(5), "took {took:?}");
@@ -420,9 +350,7 @@ fn blast_a_little_behind_still_ends_at_its_duration() {
         "0",
         "--json",
     ]);
-    let reach = one_document(&unpaced.stdout)["achieved_per_s"]
-        .as_f64()
-        .unwrap();
+    let reach = document(&unpaced)["achieved_per_s"].as_f64().unwrap();
     let asked = format!("{:.0}", reach * 1.3);
     let out = blast(&[
         "--connect",
@@ -435,7 +363,7 @@ fn blast_a_little_behind_still_ends_at_its_duration() {
         "0",
         "--json",
     ]);
-    let json = one_document(&out.stdout);
+    let json = document(&out);
     let sending = json["sending_s"].as_f64().unwrap();
     assert!(
         sending <= 2.25,
@@ -447,19 +375,18 @@ fn blast_a_little_behind_still_ends_at_its_duration() {
 /// "interrupted", and the exit code is 130.
 #[test]
 fn sink_interrupted_prints_its_report_and_exits_130() {
-    let mut sink = Command::new(BIN)
-        .args(["sink", "--listen", "127.0.0.1:0", "--progress", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(sink.stdout.take().unwrap());
-    expect_line(&out, Duration::from_secs(30), |l| {
-        l.starts_with("listening on ")
-    });
-    interrupt(&sink);
-    let text = rest(&out);
-    assert_eq!(sink.wait().unwrap().code(), Some(130), "{text}");
+    let sink = Running::spawn(Command::new(BIN).args([
+        "sink",
+        "--listen",
+        "127.0.0.1:0",
+        "--progress",
+        "0",
+    ]));
+    sink.wait_listening();
+    sink.interrupt();
+    let end = sink.finish();
+    let text = &end.stdout;
+    assert_eq!(end.code(), Some(130), "{text}{}", end.stderr);
     assert!(text.contains("interrupted"), "{text}");
     assert!(text.contains("no sentinel arrived"), "{text}");
 }
@@ -468,24 +395,14 @@ fn sink_interrupted_prints_its_report_and_exits_130() {
 /// document has what arrived and `interrupted`.
 #[test]
 fn sink_interrupted_with_json_prints_one_document_and_exits_130() {
-    let mut sink = JsonSink::start(&["--progress", "0"]);
+    let sink = JsonSink::start(&["--progress", "0"]);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut datagram = [0u8; 64];
     buffer_demo::wire::Datagram::emit_data(&mut datagram, 7, 0, 0);
     tx.send_to(&datagram, &sink.addr).unwrap();
-    interrupt(&sink.child);
-    let err_rx = std::mem::replace(&mut sink.err, mpsc::channel().1);
-    let mut out = Vec::new();
-    sink.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut out)
-        .unwrap();
-    let code = sink.child.wait().unwrap().code();
-    let err = rest(&err_rx);
+    sink.sink.interrupt();
+    let (code, doc, err) = sink.finish();
     assert_eq!(code, Some(130), "{err}");
-    let doc = one_document(&out);
     assert_eq!(doc["interrupted"], true, "{doc}");
     assert!(doc["ledger"]["residual"].is_null(), "{doc}");
     assert!(err.contains("interrupted"), "{err}");
@@ -496,26 +413,21 @@ fn sink_interrupted_with_json_prints_one_document_and_exits_130() {
 #[test]
 fn blast_interrupted_prints_its_report_and_exits_130() {
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut child = Command::new(BIN)
-        .args(["blast", "--connect"])
-        .arg(rx.local_addr().unwrap().to_string())
-        .args(["--rate", "1000", "--duration", "1m", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = lines(child.stderr.take().unwrap());
+    let child = Running::spawn(
+        Command::new(BIN)
+            .args(["blast", "--connect"])
+            .arg(rx.local_addr().unwrap().to_string())
+            .args(["--rate", "1000", "--duration", "1m", "--json"]),
+    );
     // The progress line it prints every second of a long run.
-    expect_line(&err, Duration::from_secs(30), |l| l.starts_with("blast: "));
+    child.wait_for_line(Stream::Stderr, |l| l.starts_with("blast: "));
     let started = Instant::now();
-    interrupt(&child);
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    let code = child.wait().unwrap().code();
-    let text = rest(&err);
-    assert_eq!(code, Some(130), "{text}");
+    child.interrupt();
+    let end = child.finish();
+    let text = &end.stderr;
+    assert_eq!(end.code(), Some(130), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    let doc = one_document(&out);
+    let doc = document(&end);
     assert_eq!(doc["interrupted"], true, "{doc}");
     assert!(doc["sent"].as_u64().unwrap() > 0, "{doc}");
     assert!(doc["sending_s"].as_f64().unwrap() < 30.0, "{doc}");
@@ -529,23 +441,23 @@ fn blast_interrupted_prints_its_report_and_exits_130() {
 #[test]
 fn sweep_json_is_one_document() {
     let dir = std::env::temp_dir().join(format!("bd-cli-sweep-{}", std::process::id()));
-    let out = Command::new(BIN)
-        .args([
-            "sweep",
-            "--short",
-            "--work-us",
-            "0",
-            "--trial-duration",
-            "20ms",
-            "--json",
-            "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = test_support::run(
+        Command::new(BIN)
+            .args([
+                "sweep",
+                "--short",
+                "--work-us",
+                "0",
+                "--trial-duration",
+                "20ms",
+                "--json",
+                "--out",
+            ])
+            .arg(&dir),
+    );
+    let err = &out.stderr;
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let doc = one_document(&out.stdout);
+    let doc = document(&out);
     let trials = doc["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 15, "{doc}");
     assert!(trials.iter().all(|t| t["residual"] == 0), "{doc}");
@@ -576,21 +488,18 @@ fn versus_iperf3_json_is_one_document() {
         );
         return;
     }
-    let out = Command::new(BIN)
-        .args([
-            "versus-iperf3",
-            "--duration",
-            "1",
-            "--trial-duration",
-            "50ms",
-            "--no-strace",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = test_support::run(Command::new(BIN).args([
+        "versus-iperf3",
+        "--duration",
+        "1",
+        "--trial-duration",
+        "50ms",
+        "--no-strace",
+        "--json",
+    ]));
+    let err = &out.stderr;
     assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
-    let doc = one_document(&out.stdout);
+    let doc = document(&out);
     assert!(
         doc["iperf3"]["offered_per_s"].as_f64().unwrap() > 0.0,
         "{doc}"
@@ -604,33 +513,26 @@ fn versus_iperf3_json_is_one_document() {
 #[test]
 fn sweep_interrupted_with_json_prints_the_finished_trials_and_exits_130() {
     let dir = std::env::temp_dir().join(format!("bd-cli-sweep-int-{}", std::process::id()));
-    let mut child = Command::new(BIN)
-        .args([
-            "sweep",
-            "--short",
-            "--work-us",
-            "0",
-            "--trial-duration",
-            "200ms",
-            "--json",
-            "--out",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = lines(child.stderr.take().unwrap());
-    expect_line(&err, Duration::from_secs(60), |l| {
-        l.starts_with("[1 of 15,")
-    });
-    interrupt(&child);
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    let code = child.wait().unwrap().code();
-    let text = rest(&err);
-    assert_eq!(code, Some(130), "{text}");
-    let doc = one_document(&out);
+    let child = Running::spawn(
+        Command::new(BIN)
+            .args([
+                "sweep",
+                "--short",
+                "--work-us",
+                "0",
+                "--trial-duration",
+                "200ms",
+                "--json",
+                "--out",
+            ])
+            .arg(&dir),
+    );
+    child.wait_for_line(Stream::Stderr, |l| l.starts_with("[1 of 15,"));
+    child.interrupt();
+    let end = child.finish();
+    let text = &end.stderr;
+    assert_eq!(end.code(), Some(130), "{text}");
+    let doc = document(&end);
     assert_eq!(doc["interrupted"], true, "{doc}");
     let trials = doc["trials"].as_array().unwrap().len();
     assert!((1..15).contains(&trials), "{doc}");
@@ -663,12 +565,12 @@ fn interrupted_with_slow_work_ends_at_once(mode: &str) {
     // Wait until at least two datagrams arrived and are not processed yet
     // (split: queued; inline: counted in the batch being worked through),
     // so that a stop now leaves at least one not worked through.
-    expect_line(&sink.err, Duration::from_secs(30), |l| {
+    sink.sink.wait_for_line(Stream::Stderr, |l| {
         let (received, processed) = (counter(l, "received"), counter(l, "processed"));
         received.zip(processed).is_some_and(|(r, p)| r >= p + 2)
     });
     let started = Instant::now();
-    interrupt(&sink.child);
+    sink.sink.interrupt();
     let (code, doc, err) = sink.finish();
     let took = started.elapsed();
     assert_eq!(code, Some(130), "{err}");

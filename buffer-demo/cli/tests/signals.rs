@@ -5,16 +5,17 @@
 //! iperf3 ones need iperf3 (scripts/test installs it); each says so and
 //! skips when they are missing.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use buffer_demo::netns;
+use test_support::{Running, Stream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_buffer-demo");
 
-/// Polls `cond` every 20 ms until it holds or `limit` passes.
+/// Polls `cond` every 20 ms until it holds or `limit` passes (for what
+/// only `/proc` and `ip` tell: no process says when its child started or
+/// a namespace went).
 fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + limit;
     loop {
@@ -82,75 +83,12 @@ fn alive(pid: u32, comm: &str) -> bool {
     proc_stat(pid).is_some_and(|(state, _, c)| c == comm && state != 'Z')
 }
 
-/// Sends `signal` to the child.
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: kill has no memory preconditions; the pid is our own child's.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-}
-
-/// Lines of a child's pipe, delivered through a channel by a thread.
-fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Every line `rx` yields until its pipe closes (or `limit` passes).
-fn drain(rx: &mpsc::Receiver<String>, limit: Duration) -> Vec<String> {
-    let until = Instant::now() + limit;
-    let mut got = Vec::new();
-    while let Ok(line) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-        got.push(line);
-    }
-    got
-}
-
-/// Waits for a line that `pred` accepts; returns it (all lines seen go to `seen`).
-fn expect_line(
-    rx: &mpsc::Receiver<String>,
-    seen: &mut Vec<String>,
-    limit: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    let until = Instant::now() + limit;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push(line.clone());
-                if pred(&line) {
-                    return line;
-                }
-            }
-            Err(e) => panic!("no such line within {limit:?} ({e}); seen: {seen:#?}"),
-        }
-    }
-}
-
-/// Waits (polling) for the child to exit; its exit code.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let mut status = None;
-    let exited = wait_for(limit, || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    assert!(exited, "still running {limit:?} after the signal");
-    status.unwrap().code()
-}
-
 /// What a test run must not leave behind even when it fails: the child,
 /// and (only on failure, so as not to touch a slot another run claimed
 /// since) the namespace and link it named, and any iperf3 it started.
 #[derive(Default)]
 struct Leftovers {
-    child: Option<Child>,
+    child: Option<Running>,
     netns: Option<String>,
     link: Option<String>,
     iperf3: Vec<u32>,
@@ -158,16 +96,15 @@ struct Leftovers {
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // Killed and reaped first, so that it no longer uses what is removed next.
+        drop(self.child.take());
         if !std::thread::panicking() {
             return;
         }
         for &pid in &self.iperf3 {
             if alive(pid, "iperf3") {
-                // SAFETY: as in `signal`; the pid was our iperf3 grandchild.
+                // SAFETY: kill has no memory preconditions; the pid was our
+                // iperf3 grandchild, alive (not reaped) a moment ago.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
         }
@@ -187,28 +124,20 @@ fn interrupted_sweep_leaves_nothing(sig: i32, name: &str) {
     }
     let out = std::env::temp_dir().join(format!("bd-signals-{}-{sig}", std::process::id()));
     let mut left = Leftovers::default();
-    let mut child = Command::new(BIN)
-        .args([
-            "sweep",
-            "--netns",
-            "--work-us",
-            "0",
-            "--trial-duration",
-            "0.2",
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = lines(child.stderr.take().unwrap());
-    let stdout = lines(child.stdout.take().unwrap());
-    left.child = Some(child);
-    let mut seen = Vec::new();
-    let line = expect_line(&err, &mut seen, Duration::from_secs(60), |l| {
-        l.starts_with("namespace ")
-    });
+    let child = left.child.insert(Running::spawn(
+        Command::new(BIN)
+            .args([
+                "sweep",
+                "--netns",
+                "--work-us",
+                "0",
+                "--trial-duration",
+                "0.2",
+                "--out",
+            ])
+            .arg(&out),
+    ));
+    let line = child.wait_for_line(Stream::Stderr, |l| l.starts_with("namespace "));
     // "namespace bdemoK (veth bdhK A -> sink B)"
     let words: Vec<&str> = line.split_whitespace().collect();
     let (ns, host_if) = (words[1].to_string(), words[3].to_string());
@@ -220,19 +149,20 @@ fn interrupted_sweep_leaves_nothing(sig: i32, name: &str) {
     );
     assert!(link_exists(&host_if), "{host_if} not in `ip link`");
     // Mid-sweep: a trial has finished and the next is running.
-    expect_line(&err, &mut seen, Duration::from_secs(60), |l| {
-        l.contains("offered")
-    });
-    let child = left.child.as_mut().unwrap();
-    signal(child, sig);
-    let code = wait_exit(child, Duration::from_secs(60));
-    // The child has exited, but its reader thread may not have passed on the last
-    // lines yet: read until its pipe closes.
-    let printed = drain(&stdout, Duration::from_secs(10));
-    assert_eq!(code, Some(130), "stdout {printed:#?} stderr {seen:#?}");
+    let child = left.child.take().unwrap();
+    child.wait_for_line(Stream::Stderr, |l| l.contains("offered"));
+    child.signal(sig);
+    let end = child.finish();
+    let printed = &end.stdout;
+    assert_eq!(
+        end.code(),
+        Some(130),
+        "stdout {printed} stderr {}",
+        end.stderr
+    );
     assert!(
-        printed.iter().any(|l| l.contains("INTERRUPTED")),
-        "no final report: {printed:#?}"
+        printed.contains("INTERRUPTED"),
+        "no final report: {printed}"
     );
     assert!(
         !netns_exists(&ns),
@@ -266,28 +196,25 @@ fn iperf3_missing() -> bool {
         .map_or(true, |o| !o.status.success())
 }
 
-/// Starts `versus-iperf3` and waits until its iperf3 server and client
-/// run; returns the child and their pids.
-fn versus_with_iperf3_running(left: &mut Leftovers) -> Vec<u32> {
-    let mut child = Command::new(BIN)
-        .args(["versus-iperf3", "--duration", "30", "--no-strace"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Starts `versus-iperf3` (and `more` flags) and waits until its iperf3
+/// server and client run; returns the child (still in `left`, which kills
+/// it and them should the test fail) and their pids.
+fn versus_with_iperf3_running(left: &mut Leftovers, more: &[&str]) -> (Running, Vec<u32>) {
+    let child = Running::spawn(
+        Command::new(BIN)
+            .args(["versus-iperf3", "--duration", "30", "--no-strace"])
+            .args(more),
+    );
     let pid = child.id();
+    left.child = Some(child);
     let mut pids = Vec::new();
     let both = wait_for(Duration::from_secs(30), || {
         pids = children_named(pid, "iperf3");
         pids.len() >= 2
     });
-    if !both {
-        let _ = child.kill();
-    }
-    left.child = Some(child);
     left.iperf3 = pids.clone();
     assert!(both, "iperf3 server and client never both ran: {pids:?}");
-    pids
+    (left.child.take().unwrap(), pids)
 }
 
 fn interrupted_versus_leaves_no_iperf3(sig: i32, name: &str) {
@@ -296,10 +223,9 @@ fn interrupted_versus_leaves_no_iperf3(sig: i32, name: &str) {
         return;
     }
     let mut left = Leftovers::default();
-    let pids = versus_with_iperf3_running(&mut left);
-    let child = left.child.as_mut().unwrap();
-    signal(child, sig);
-    let code = wait_exit(child, Duration::from_secs(30));
+    let (child, pids) = versus_with_iperf3_running(&mut left, &[]);
+    child.signal(sig);
+    let code = child.finish().code();
     let expected = if sig == libc::SIGKILL {
         None
     } else {
@@ -329,33 +255,12 @@ fn versus_sigint_with_json_prints_one_document() {
         return;
     }
     let mut left = Leftovers::default();
-    let mut child = Command::new(BIN)
-        .args(["versus-iperf3", "--duration", "30", "--no-strace", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = lines(child.stdout.take().unwrap());
-    let stderr = lines(child.stderr.take().unwrap());
-    let pid = child.id();
-    left.child = Some(child);
-    let mut pids = Vec::new();
-    assert!(
-        wait_for(Duration::from_secs(30), || {
-            pids = children_named(pid, "iperf3");
-            pids.len() >= 2
-        }),
-        "iperf3 server and client never both ran: {pids:?}"
-    );
-    left.iperf3 = pids;
-    let child = left.child.as_mut().unwrap();
-    signal(child, libc::SIGINT);
-    let code = wait_exit(child, Duration::from_secs(30));
-    let out = drain(&stdout, Duration::from_secs(10)).join("\n");
-    let err = drain(&stderr, Duration::from_secs(10)).join("\n");
-    assert_eq!(code, Some(130), "{err}");
-    let doc: serde_json::Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {out}"));
+    let (child, _) = versus_with_iperf3_running(&mut left, &["--json"]);
+    child.interrupt();
+    let end = child.finish();
+    let err = &end.stderr;
+    assert_eq!(end.code(), Some(130), "{err}");
+    let doc = end.document();
     assert_eq!(doc["program"], "buffer-demo");
     assert_eq!(doc["schema"], 1);
     assert_eq!(doc["interrupted"], true, "{doc}");

@@ -1,7 +1,9 @@
 //! `buffer-demo`: see why a UDP receiver drops datagrams, and where each went.
 //!
-//! cargo run --release -p buffer-demo --bin buffer-demo -- sink --listen 127.0.0.1:7200 &
-//! cargo run --release -p buffer-demo --bin buffer-demo -- blast --connect localhost:7200 --rate 300000 --duration 5
+//! cargo run --release -p buffer-demo-cli -- sink --listen 127.0.0.1:7200 &
+//! cargo run --release -p buffer-demo-cli -- blast --connect localhost:7200 --rate 300000 --duration 5
+//!
+//! The program only: what it runs is the `buffer-demo` library (`..`).
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,7 +17,7 @@ use buffer_demo::sweep::SweepConfig;
 use buffer_demo::wire::HEADER_LEN;
 use buffer_demo::{BlastConfig, Error, Mode, SinkConfig, Stop};
 use clap::builder::RangedU64ValueParser;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use cli_conventions::{Interrupt, Program, exit, json};
 use cli_values::{float_in, seconds};
 
@@ -77,6 +79,24 @@ fn rcvbuf_bytes() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::<usize>::new().range(1..=1 << 30)
 }
 
+/// `sink --mode`: the library's [`Mode`], as the flag names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeFlag {
+    /// Receiver thread + processing thread joined by a bounded queue.
+    Split,
+    /// Work done in the receiving thread (the design that drops).
+    Inline,
+}
+
+impl From<ModeFlag> for Mode {
+    fn from(m: ModeFlag) -> Mode {
+        match m {
+            ModeFlag::Split => Mode::Split,
+            ModeFlag::Inline => Mode::Inline,
+        }
+    }
+}
+
 /// buffer-demo: why a UDP receiver drops datagrams under load, and where each one went.
 ///
 /// A UDP sink that does not drop, a paced load generator, and an account of
@@ -120,8 +140,8 @@ enum Cmd {
         /// split: a receiver thread drains the socket into a bounded queue,
         /// a processing thread works; inline: the receiving thread does the
         /// work between receive calls.
-        #[arg(long, value_enum, default_value_t = Mode::Split)]
-        mode: Mode,
+        #[arg(long, value_enum, default_value_t = ModeFlag::Split)]
+        mode: ModeFlag,
         /// CPU work per datagram, microseconds (up to 1 s).
         #[arg(long, default_value_t = 0.0,
               value_parser = float_in(0.0, buffer_demo::sink::MAX_WORK_US, "microseconds of work"))]
@@ -300,7 +320,8 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    let stop = Stop::from(&interrupt);
+    // The library's run loops look at the interrupt's own flag.
+    let stop = Stop::from(interrupt.flag());
     match run(cli.command, &stop) {
         Ok(code) => code,
         Err(Error::Interrupted { what }) => {
@@ -372,7 +393,7 @@ fn run(cmd: Cmd, stop: &Stop) -> buffer_demo::Result<ExitCode> {
                 bind: listen,
                 rcvbuf,
                 force,
-                mode,
+                mode: mode.into(),
                 work_us,
                 queue,
                 batch,
@@ -549,6 +570,31 @@ mod tests {
     #[test]
     fn every_numeric_flag_refuses_hostile_values() {
         cli_values::assert_numeric_flags_refuse_hostile_values(&Cli::command());
+    }
+
+    #[test]
+    fn mode_flags_name_the_library_modes_as_its_reports_do() {
+        for (flag, mode) in [
+            (ModeFlag::Split, Mode::Split),
+            (ModeFlag::Inline, Mode::Inline),
+        ] {
+            assert_eq!(Mode::from(flag), mode);
+            let name = mode.to_string();
+            assert_eq!(ModeFlag::from_str(&name, false), Ok(flag), "{name}");
+        }
+        assert_eq!(ModeFlag::value_variants().len(), 2);
+    }
+
+    #[test]
+    fn an_interrupt_and_its_stop_share_one_flag() {
+        let interrupt = Interrupt::new();
+        let stop = Stop::from(interrupt.flag());
+        assert!(!stop.requested());
+        interrupt.request();
+        assert!(stop.requested());
+        let other = Interrupt::new();
+        Stop::from(other.flag()).request();
+        assert!(other.requested());
     }
 
     #[test]
