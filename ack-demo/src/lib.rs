@@ -113,13 +113,6 @@ pub fn framing_config() -> framing::Config {
 /// Largest DATA payload.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
-/// Installs the workspace's `tracing` subscriber
-/// ([`cli_conventions::init_logs`]): stderr, filtered by `RUST_LOG` or
-/// `default`, coloured only on a terminal.
-pub fn init_tracing(default: &str) {
-    cli_conventions::init_logs(default);
-}
-
 /// A session id for the logs: the number, or `none` before `HELLO`.
 pub(crate) fn session_name(session: Option<u64>) -> String {
     session.map_or_else(|| "none".to_owned(), |s| s.to_string())

@@ -5,7 +5,8 @@
 //! fails. After every fault, and after a "SIGKILL" (the store dropped
 //! without any cleanup, then reopened), every acknowledged line is in FILE
 //! exactly once and in order, and FILE holds nothing the journal does not
-//! vouch for.
+//! vouch for. (With a real full disk under the real server and client:
+//! ack-demo-cli's `tests/full_disk.rs`.)
 
 use std::fs::File;
 use std::io;
@@ -758,123 +759,4 @@ fn model(ops: Vec<Op>, wal: bool) -> Result<(), TestCaseError> {
     }
     h.restart();
     Ok(())
-}
-
-/// A tmpfs of a few pages mounted for the test (root only), unmounted on
-/// drop even when the test fails.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: PathBuf, kib: u64) -> Option<Tmpfs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("not root: skipping the real ENOSPC part (it mounts a tmpfs)");
-            return None;
-        }
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("mount -t tmpfs failed: skipping the real ENOSPC part");
-            return None;
-        }
-        Some(Tmpfs { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
-/// The run, with a real full disk: the server hits `ENOSPC`, the
-/// client is told (`ERROR{Storage}`); space is freed, the same session
-/// resumes and completes; after a SIGKILL and restart FILE holds every
-/// line exactly once, in order.
-#[test]
-fn a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
-    real_full_disk("enospc", &[]);
-}
-
-/// The same with the write-ahead log (`server --wal`): the journal then
-/// holds the lines too, and the restart writes FILE from it.
-#[test]
-fn wal_a_real_full_disk_then_freed_loses_and_repeats_nothing_across_sigkill() {
-    real_full_disk("enospc-wal", &["--wal"]);
-}
-
-fn real_full_disk(name: &str, server_args: &[&str]) {
-    const COUNT: u64 = 2000;
-    const SIZE: usize = 24;
-    let dir = common::temp_dir(name).join("mnt");
-    std::fs::create_dir_all(&dir).unwrap();
-    let Some(fs) = Tmpfs::mount(dir, 256) else {
-        return;
-    };
-    let ballast = fs.dir.join("ballast");
-    std::fs::write(&ballast, vec![0u8; 232 * 1024]).unwrap();
-    let out = fs.dir.join("out.txt");
-    let server = common::ServerProcess::start("127.0.0.1:0", &out, server_args);
-    let client = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ack-demo"))
-            .args(["client", "--connect", &server.addr.to_string(), "--json"])
-            .args(["--count", &COUNT.to_string(), "--size", &SIZE.to_string()])
-            .args([
-                "--window",
-                "16",
-                "--session",
-                "7",
-                "--token",
-                &"5a".repeat(16),
-            ])
-            .env("RUST_LOG", "error")
-            .output()
-            .unwrap()
-    };
-    let first = client();
-    let stdout = String::from_utf8_lossy(&first.stdout);
-    assert!(!first.status.success(), "the disk was full: {stdout}");
-    assert!(stdout.contains("Storage"), "{stdout}");
-    let written = common::lines(&out).len() as u64;
-    assert!(written < COUNT, "{written}");
-    // Never an ACK for what was not written: what the client saw
-    // acknowledged is in FILE.
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or_default();
-    let acked = report["acked"].as_u64().unwrap_or(0);
-    assert!(
-        acked <= written,
-        "acked {acked}, FILE holds {written} lines"
-    );
-
-    std::fs::remove_file(&ballast).unwrap();
-    let second = client();
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stdout)
-    );
-    let check = |what: &str| {
-        let got = common::lines(&out);
-        assert_eq!(got.len() as u64, COUNT, "{what}");
-        for (seq, line) in got.iter().enumerate() {
-            assert_eq!(
-                line,
-                &common::expected_line(seq as u64, SIZE),
-                "{what}: line {seq}"
-            );
-        }
-    };
-    check("after the resume");
-    server.kill();
-    common::ServerProcess::start("127.0.0.1:0", &out, server_args).kill();
-    check("after SIGKILL and restart");
 }

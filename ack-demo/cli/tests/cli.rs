@@ -1,18 +1,16 @@
 //! The `ack-demo` binary as users run it: the benchmark end to end (small),
 //! errors for bad arguments, and a client that gives up on a frozen server.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod process;
 
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use process::ServerProcess;
+use test_support::{Finished, run};
 
-fn ack_demo(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ack-demo"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap()
+/// Runs `ack-demo ARGS..` to its end.
+fn ack_demo(args: &[&str]) -> Finished {
+    run(process::ack_demo().args(args).env("RUST_LOG", "error"))
 }
 
 #[test]
@@ -28,12 +26,10 @@ fn bench_runs_every_window_and_reports_both_ratios() {
         "--dir",
         dir.to_str().unwrap(),
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
     // With --json the tables for people are on stderr.
-    let tables = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}{tables}");
-    let report: serde_json::Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {text}"));
+    let tables = &out.stderr;
+    assert_eq!(out.code(), Some(0), "{}{tables}", out.stdout);
+    let report = out.document();
     assert_eq!(report["program"], "ack-demo");
     assert_eq!(report["schema"], 1);
     assert_eq!(report["rows"].as_array().unwrap().len(), 9);
@@ -61,22 +57,22 @@ fn bad_arguments_are_explained() {
         "--count",
         "100",
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "a usage error: {err}");
+    let err = &out.stderr;
+    assert_eq!(out.code(), Some(2), "a usage error: {err}");
     assert!(err.contains("--size 3 must be"), "{err}");
     assert!(!err.contains("token"), "nothing was started: {err}");
     for bad in ["0", "1,x", "20000", "-1"] {
         let out = ack_demo(&["bench", &format!("--sessions={bad}")]);
-        assert!(!out.status.success(), "--sessions {bad}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.code(), Some(0), "--sessions {bad}");
+        let err = &out.stderr;
         assert!(
             err.contains("session count from 1 to 10000"),
             "{bad}: {err}"
         );
     }
     let out = ack_demo(&["client", "--connect", "nowhere"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--connect"));
+    assert_ne!(out.code(), Some(0));
+    assert!(out.stderr.contains("--connect"), "{}", out.stderr);
 }
 
 #[test]
@@ -110,8 +106,8 @@ fn hostile_numbers_are_usage_errors_not_panics() {
         ],
     ] {
         let out = ack_demo(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let err = &out.stderr;
+        assert_eq!(out.code(), Some(2), "{args:?}: {err}");
         let flag = args
             .iter()
             .find(|a| a.starts_with("--") && !matches!(**a, "--connect" | "--listen" | "--out"))
@@ -131,11 +127,11 @@ fn hostile_numbers_are_usage_errors_not_panics() {
 #[test]
 fn a_frozen_server_is_given_up_on_after_the_reconnect_budget() {
     let dir = common::temp_dir("frozen");
-    let server = common::ServerProcess::start("127.0.0.1:0", &dir.join("out.txt"), &[]);
-    let pid = server.child.id() as libc::pid_t;
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    let client = Command::new(env!("CARGO_BIN_EXE_ack-demo"))
+    let server = ServerProcess::start("127.0.0.1:0", &dir.join("out.txt"), &[]);
+    server.running.signal(libc::SIGSTOP);
+    // Generous: the budget is 1 s plus one 300 ms silence bound; past
+    // test-support's deadline the client is killed and the test fails.
+    let out = run(process::ack_demo()
         .args(["client", "--connect", &server.addr.to_string()])
         .args([
             "--count",
@@ -145,25 +141,11 @@ fn a_frozen_server_is_given_up_on_after_the_reconnect_budget() {
             "--heartbeat-ms",
             "100",
         ])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client_pid = client.id() as libc::pid_t;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(client.wait_with_output().unwrap()));
-    // Generous: the budget is 1 s plus one 300 ms silence bound.
-    let out = rx.recv_timeout(Duration::from_secs(60));
-    // SAFETY: as above; the server is resumed so that its drop can reap it.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
-    let Ok(out) = out else {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(client_pid, libc::SIGKILL) };
-        panic!("the client was still reconnecting to a frozen server after 60 s");
-    };
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+        .env("RUST_LOG", "error"));
+    // Resumed, so that its drop can end it as any other.
+    server.running.signal(libc::SIGCONT);
+    let err = &out.stderr;
+    assert_eq!(out.code(), Some(1), "{err}");
     assert!(
         err.contains("never answered") || err.contains("without an answer"),
         "the error says the server did not answer: {err}"
@@ -176,12 +158,11 @@ fn a_frozen_server_is_given_up_on_after_the_reconnect_budget() {
 fn version_and_help_name_the_program_and_its_purpose() {
     let version = ack_demo(&["--version"]);
     assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
+        version.stdout.trim(),
         format!("ack-demo {}", env!("CARGO_PKG_VERSION"))
     );
     let help = ack_demo(&["--help"]);
-    let help = String::from_utf8_lossy(&help.stdout);
-    let first = help.lines().next().unwrap_or_default();
+    let first = help.stdout.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("ack-demo: acknowledged messaging over TCP"),
         "{first}"
@@ -191,7 +172,7 @@ fn version_and_help_name_the_program_and_its_purpose() {
 #[test]
 fn host_names_are_accepted_for_listen_and_connect() {
     let dir = common::temp_dir("hostnames");
-    let server = common::ServerProcess::start("localhost:0", &dir.join("out.txt"), &[]);
+    let server = ServerProcess::start("localhost:0", &dir.join("out.txt"), &[]);
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     let out = ack_demo(&[
         "client",
@@ -201,13 +182,8 @@ fn host_names_are_accepted_for_listen_and_connect() {
         "20",
         "--json",
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    let report = out.document();
     assert_eq!(report["acked"], 20);
     assert_eq!(report["completed"], true);
     assert_eq!(report["interrupted"], false);

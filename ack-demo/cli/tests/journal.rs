@@ -4,14 +4,16 @@
 //! `--repair` starts and moves what does not verify aside. (A journal of
 //! more than 2^20 sessions: `store::tests::more_than_2_pow_20_sessions_*`.)
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod process;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use ack_demo::store::journal_path;
-use common::{ServerProcess, expected_line, lines, temp_dir};
+use common::{expected_line, lines, temp_dir};
+use process::{ServerProcess, ack_demo};
+use test_support::run;
 
 const COUNT: u64 = 2000;
 const SIZE: usize = 24;
@@ -19,31 +21,18 @@ const SIZE: usize = 24;
 /// Runs the server binary on `out` and expects it to refuse to start;
 /// returns its stderr.
 fn refused_start(out: &Path, extra: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ack-demo"))
+    let end = run(ack_demo()
         .args(["server", "--listen", "127.0.0.1:0", "--out"])
         .arg(out)
         .args(extra)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(!status.success(), "exit status {status}: {stderr}");
-            assert!(!stderr.contains("panicked"), "{stderr}");
-            return stderr;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server started on a damaged journal");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .env("RUST_LOG", "error"));
+    assert_ne!(end.code(), Some(0), "{}", end.stderr);
+    assert!(
+        !end.stdout.contains("listening on"),
+        "the server started on a damaged journal"
+    );
+    assert!(!end.stderr.contains("panicked"), "{}", end.stderr);
+    end.stderr
 }
 
 fn assert_all_lines(out: &Path) {
@@ -60,15 +49,12 @@ fn a_deleted_emptied_or_flipped_journal_refuses_to_start_and_repair_moves_lines_
     let out = dir.join("out.txt");
     let jpath = journal_path(&out);
     let server = ServerProcess::start("127.0.0.1:0", &out, &[]);
-    let status = Command::new(env!("CARGO_BIN_EXE_ack-demo"))
+    let client = run(ack_demo()
         .args(["client", "--connect", &server.addr.to_string()])
         .args(["--count", &COUNT.to_string(), "--size", &SIZE.to_string()])
         .args(["--session", "1", "--token", &"ab".repeat(16)])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+        .env("RUST_LOG", "error"));
+    assert_eq!(client.code(), Some(0), "{}", client.stderr);
     server.kill();
     // A clean start folds the journal into its base; then SIGKILL again.
     ServerProcess::start("127.0.0.1:0", &out, &[]).kill();

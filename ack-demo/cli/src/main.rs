@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ack_demo::client::{self, ClientReport, ClientSettings};
+use ack_demo::naive;
 use ack_demo::server::{Server, ServerSettings, ServerStats};
-use ack_demo::{init_tracing, naive};
 use clap::{Args, Parser, Subcommand};
 use cli_conventions::{Interrupt, Program, exit, json};
 use serde::Serialize;
@@ -220,7 +220,7 @@ fn socket_addr(value: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
-    init_tracing("info");
+    cli_conventions::init_logs("info");
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

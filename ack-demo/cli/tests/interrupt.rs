@@ -3,15 +3,12 @@
 //! document with `--json`), say they were interrupted, and exit with code
 //! 130.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod process;
 
-use std::process::Command;
-
+use process::{ServerProcess, ack_demo};
 use test_support::{Running, Stream, run};
-
-fn ack_demo() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ack-demo"))
-}
 
 #[test]
 fn ctrl_c_ends_the_server_with_its_report_and_json_and_code_130() {
@@ -75,7 +72,7 @@ fn sigterm_ends_the_server_without_json_too() {
 fn ctrl_c_ends_the_client_with_its_report_and_json_and_code_130() {
     let dir = common::temp_dir("sigint-client");
     // 2 ms a message: 100000 messages would take minutes.
-    let server = common::ServerProcess::start(
+    let server = ServerProcess::start(
         "127.0.0.1:0",
         &dir.join("out.txt"),
         &["--process-delay-us", "2000"],

@@ -4,14 +4,17 @@
 //! out file holds every session's `msg 0` .. `msg N-1`, each exactly once,
 //! in order.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod process;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ServerProcess, expected_line, lines, temp_dir};
+use common::{expected_line, lines, temp_dir};
+use process::{ServerProcess, ack_demo};
 use proptest::prelude::RngCore;
 use proptest::test_runner::{RngAlgorithm, TestRng};
+use test_support::Running;
 
 /// A seeded choice in `lo..hi` (proptest's RNG: no other dependency).
 fn pick(rng: &mut TestRng, lo: u64, hi: u64) -> u64 {
@@ -45,22 +48,19 @@ fn killed_fifty_times(extra: &[&str]) {
     server_args.extend_from_slice(extra);
     let mut server = ServerProcess::start("127.0.0.1:0", &out, &server_args);
     let listen = server.addr.to_string();
-    let clients: Vec<_> = (0..SESSIONS)
+    let clients: Vec<Running> = (0..SESSIONS)
         .map(|k| {
-            Command::new(env!("CARGO_BIN_EXE_ack-demo"))
-                .args(["client", "--connect", &listen, "--json"])
-                .args(["--count", &COUNT.to_string()])
-                .args(["--size", &(SIZE + k).to_string()])
-                .args(["--window", "16", "--session", &(42 + k).to_string()])
-                .args(["--reconnect-for", "60", "--heartbeat-ms", "300"])
-                .env("RUST_LOG", "error")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+            Running::spawn(
+                ack_demo()
+                    .args(["client", "--connect", &listen, "--json"])
+                    .args(["--count", &COUNT.to_string()])
+                    .args(["--size", &(SIZE + k).to_string()])
+                    .args(["--window", "16", "--session", &(42 + k).to_string()])
+                    .args(["--reconnect-for", "60", "--heartbeat-ms", "300"])
+                    .env("RUST_LOG", "error"),
+            )
         })
         .collect();
-    let mut clients = clients;
 
     let seed = std::env::var("ACK_CRASH_SEED")
         .ok()
@@ -73,16 +73,14 @@ fn killed_fifty_times(extra: &[&str]) {
     for _ in 0..KILLS {
         // The crash point: a seeded random moment in the run.
         std::thread::sleep(Duration::from_millis(pick(&mut rng, 2, 40)));
-        if clients.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        // A client prints its report (its only stdout) as it ends.
+        if clients.iter().any(|c| c.stdout().is_empty()) {
             kills_during_sessions += 1;
         }
         server.kill();
         server = ServerProcess::start(&listen, &out, &server_args);
     }
-    let outputs: Vec<_> = clients
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outputs: Vec<_> = clients.into_iter().map(Running::finish).collect();
     server.kill();
     assert!(
         kills_during_sessions >= KILLS,
@@ -91,13 +89,14 @@ fn killed_fifty_times(extra: &[&str]) {
 
     let got = lines(&out);
     for (k, output) in outputs.iter().enumerate() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "client {k} failed (seed {seed}):\n{stdout}"
+        assert_eq!(
+            output.code(),
+            Some(0),
+            "client {k} failed (seed {seed}):\n{}{}",
+            output.stdout,
+            output.stderr
         );
-        let report: serde_json::Value =
-            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let report = output.document();
         assert_eq!(report["completed"], true);
         assert_eq!(report["acked"], COUNT);
         assert!(
