@@ -34,7 +34,7 @@ fn hostile_datagrams_are_counted_by_kind_and_the_audio_is_exact() {
     let input = dir.join("in.wav");
     let out = dir.join("out.wav");
     let signal = write_signal(&input, RATE, 1, 1.0); // 50 packets
-    let recv = Recv::start(&[
+    let recv = Listening::recv(&[
         "--rate",
         "16000",
         "--channels",
@@ -147,7 +147,7 @@ fn hostile_datagrams_are_counted_by_kind_and_the_audio_is_exact() {
             send(&valid[20]); // a duplicate, counted apart from the bad ones
         }
     }
-    let report = recv.finish();
+    let report = recv.finish_json();
 
     let bad: std::collections::BTreeMap<String, u64> =
         serde_json::from_value(report["bad"].clone()).unwrap();
@@ -304,7 +304,7 @@ fn send_impair_recv_accounts_for_every_packet() {
     let input = dir.join("in.wav");
     let out = dir.join("out.wav");
     let signal = write_signal(&input, RATE, 1, 2.0);
-    let recv = Recv::start(&[
+    let recv = Listening::recv(&[
         "--rate",
         "16000",
         "--channels",
@@ -332,10 +332,9 @@ fn send_impair_recv_accounts_for_every_packet() {
         "--json",
     ]));
     let relay_addr = relay.addr.to_string();
-    let sent = run_ok(bin().args(["send", s(&input), "--to", &relay_addr, "--json"]));
-    let sent = last_json(&sent, "send");
+    let sent = run_json(bin().args(["send", s(&input), "--to", &relay_addr, "--json"]));
     let impair = relay.finish_json();
-    let report = recv.finish();
+    let report = recv.finish_json();
 
     let packets = sent["pacing"]["packets"].as_u64().unwrap();
     assert_eq!(packets, PACKETS as u64, "send: {sent}");
@@ -431,10 +430,7 @@ fn eval_scores_identical_files_at_the_cap_and_a_hole_below_it() {
     let dir = scratch("cli-eval");
     let reference = dir.join("ref.wav");
     let signal = write_signal(&reference, RATE, 1, 1.0);
-    let eval = |other: &Path| {
-        let out = run_ok(bin().args(["eval", s(&reference), s(other), "--json"]));
-        last_json(&out, "eval")
-    };
+    let eval = |other: &Path| run_json(bin().args(["eval", s(&reference), s(other), "--json"]));
 
     let same = eval(&reference);
     assert_eq!(same["snr_db"].as_f64(), Some(SNR_CAP_DB), "{same}");
@@ -552,26 +548,6 @@ fn bad_arguments_are_refused_with_a_clear_message() {
     }
 }
 
-/// Runs `cmd` (stdin closed) and waits for it at most `limit`; a hang is killed and fails.
-fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still running after {limit:?}: it hangs");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// A FIFO with no writer given as an input: `send`, `eval` (either file) and `recv --sdp`
 /// exit at once with an error naming the file and saying a regular file was expected
 /// (opening a FIFO for reading would otherwise wait for a writer for ever).
@@ -609,9 +585,9 @@ fn a_fifo_input_is_refused_at_once() {
         ],
     ];
     for args in cases {
-        let o = output_within(bin().args(&args), Duration::from_secs(20));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {stderr}");
+        let o = run(bin().args(&args));
+        let stderr = &o.stderr;
+        assert_eq!(o.code(), Some(1), "{args:?}: {stderr}");
         assert!(
             stderr.contains(s(&fifo)) && stderr.contains("a FIFO: expected a regular file"),
             "{args:?}: {stderr}"
@@ -619,12 +595,9 @@ fn a_fifo_input_is_refused_at_once() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
     // An output that is a FIFO with no reader is refused too, instead of waiting for one.
-    let o = output_within(
-        bin().args(["synth", "tone", s(&fifo), "--secs", "0.1"]),
-        Duration::from_secs(20),
-    );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let o = run(bin().args(["synth", "tone", s(&fifo), "--secs", "0.1"]));
+    let stderr = &o.stderr;
+    assert_eq!(o.code(), Some(1), "{stderr}");
     assert!(stderr.contains("a FIFO"), "{stderr}");
 }
 
@@ -761,9 +734,9 @@ fn hostile_numeric_values_exit_2_naming_the_flag() {
         ),
     ];
     for (args, flag) in cases {
-        let o = output_within(bin().args(&args), Duration::from_secs(20));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        let o = run(bin().args(&args));
+        let stderr = &o.stderr;
+        assert_eq!(o.code(), Some(2), "{args:?}: {stderr}");
         assert!(
             stderr.contains(flag),
             "{args:?}: stderr does not name {flag}: {stderr}"
@@ -784,9 +757,9 @@ fn quality_refuses_bad_seed_counts_and_latencies() {
         (&["quality", "--latency", "20000"], "--latency"),
     ];
     for (args, flag) in cases {
-        let o = output_within(bin().args(*args), Duration::from_secs(20));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        let o = run(bin().args(*args));
+        let stderr = &o.stderr;
+        assert_eq!(o.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
@@ -801,35 +774,29 @@ fn quality_runs_several_seeds_and_reports_the_lost_packets() {
     let input = dir.join("tone.wav");
     write_signal(&input, 8000, 1, 2.0);
     let out_dir = dir.join("out");
-    let o = bin()
-        .args([
-            "quality",
-            "--signal",
-            &format!("t={}", s(&input)),
-            "--loss",
-            "0.2",
-            "--seed",
-            "7",
-            "--seeds",
-            "3",
-            "--latency",
-            "60",
-            "--write",
-            s(&out_dir),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-    );
-    assert!(o.status.success(), "{stderr}");
+    let o = run(bin().args([
+        "quality",
+        "--signal",
+        &format!("t={}", s(&input)),
+        "--loss",
+        "0.2",
+        "--seed",
+        "7",
+        "--seeds",
+        "3",
+        "--latency",
+        "60",
+        "--write",
+        s(&out_dir),
+        "--json",
+    ]));
+    let (stdout, stderr) = (&o.stdout, &o.stderr);
+    assert_eq!(o.code(), Some(0), "{stderr}");
     // With --json the table goes to stderr and stdout carries only the document.
     assert!(stderr.contains("3 seeds (7 .. 9)"), "{stderr}");
     assert!(stderr.contains('±'), "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    let report = last_json(&stdout, "quality");
+    let report = our_document(&o);
     assert_eq!(report["seeds"], json!(3), "{report}");
     assert_eq!(report["latency"], json!("60"), "{report}");
     let rows = report["rows"].as_array().unwrap();

@@ -9,11 +9,7 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
-
-use serde_json::Value;
 
 use common::*;
 
@@ -21,50 +17,13 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Sends SIGINT to `child`, as Ctrl-C would.
-fn interrupt(child: &Child) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "kill");
-}
-
-/// Waits (up to 60 s) for a line of `lines` containing `needle` and returns the lines up to
-/// it.
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no line with {needle:?}; stderr so far:\n{seen:#?}"));
-        let found = line.contains(needle);
-        seen.push(line);
-        if found {
-            return seen;
-        }
-    }
-}
-
-/// The whole of stdout as one JSON document of this program: parsing all of it (not its last
-/// line) fails if anything else was printed there.
-fn one_document(out: &Output, log: &str) -> Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stdout}\n{log}"));
-    assert_eq!(doc["program"], "udp-audio", "{doc}");
-    assert_eq!(doc["schema"], 1, "{doc}");
-    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"), "{doc}");
-    doc
-}
-
 /// Runs `udp-audio recv ARGS --json` against `udp-audio send INPUT`, to the end of both.
-/// Returns recv's output and its whole stderr.
-fn send_to_recv(input: &Path, recv_args: &[&str]) -> (Output, String) {
-    let recv = Recv::start(&[&["--idle-timeout", "500ms"], recv_args].concat());
+/// Returns how recv ended.
+fn send_to_recv(input: &Path, recv_args: &[&str]) -> Finished {
+    let recv = Listening::recv(&[&["--idle-timeout", "500ms"], recv_args].concat());
     let addr = recv.addr.to_string();
     run_ok(bin().args(["send", s(input), "--connect", &addr]));
-    let out = recv.child.wait_with_output().unwrap();
-    let log: Vec<String> = recv.stderr.try_iter().collect();
-    (out, log.join("\n"))
+    recv.run.finish()
 }
 
 /// A 22050 Hz stream received with `--rate 16000` used to be written as a pitched-down WAV
@@ -76,16 +35,17 @@ fn a_stream_at_another_rate_is_an_error_naming_the_rate_measured() {
     let input = dir.join("in22k.wav");
     let out = dir.join("out.wav");
     write_signal(&input, 22050, 1, 2.5);
-    let (o, log) = send_to_recv(
+    let o = send_to_recv(
         &input,
         &["--rate", "16000", "--channels", "1", "--out", s(&out)],
     );
-    assert_eq!(o.status.code(), Some(1), "{log}");
+    let log = &o.stderr;
+    assert_eq!(o.code(), Some(1), "{log}");
     assert!(
         log.contains("WARN") && log.contains("22050 Hz") && log.contains("use --rate 22050"),
         "{log}"
     );
-    let doc = one_document(&o, &log);
+    let doc = our_document(&o);
     let measured = doc["measured_rate_hz"].as_f64().unwrap();
     assert!((measured / 22050.0 - 1.0).abs() < 0.02, "{doc}");
     let warnings = doc["warnings"].as_array().unwrap();
@@ -101,13 +61,14 @@ fn a_stream_at_the_given_rate_passes_and_reports_the_rate_measured() {
     let input = dir.join("in22k.wav");
     let out = dir.join("out.wav");
     write_signal(&input, 22050, 1, 1.5);
-    let (o, log) = send_to_recv(
+    let o = send_to_recv(
         &input,
         &["--rate", "22050", "--channels", "1", "--out", s(&out)],
     );
-    assert_eq!(o.status.code(), Some(0), "{log}");
+    let log = &o.stderr;
+    assert_eq!(o.code(), Some(0), "{log}");
     assert!(!log.contains("WARN"), "{log}");
-    let doc = one_document(&o, &log);
+    let doc = our_document(&o);
     assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
     let measured = doc["measured_rate_hz"].as_f64().unwrap();
     assert!((measured / 22050.0 - 1.0).abs() < 0.02, "{doc}");
@@ -126,11 +87,12 @@ fn mono_received_as_stereo_is_an_error_naming_the_channels_that_fit() {
         let out = dir.join(format!("out{rate}.wav"));
         write_signal(&input, rate, 1, 1.0);
         let rate_s = rate.to_string();
-        let (o, log) = send_to_recv(
+        let o = send_to_recv(
             &input,
             &["--rate", &rate_s, "--channels", "2", "--out", s(&out)],
         );
-        assert_eq!(o.status.code(), Some(1), "{rate}: {log}");
+        let log = &o.stderr;
+        assert_eq!(o.code(), Some(1), "{rate}: {log}");
         assert!(log.contains("--channels 1"), "{rate}: {log}");
         if nothing_written {
             assert!(
@@ -138,7 +100,7 @@ fn mono_received_as_stereo_is_an_error_naming_the_channels_that_fit() {
                 "{rate}: {log}"
             );
         }
-        let doc = one_document(&o, &log);
+        let doc = our_document(&o);
         assert_eq!(num(&doc, "frames_out") == 0, nothing_written, "{doc}");
         assert_eq!(
             doc["warnings"].as_array().unwrap().len(),
@@ -160,29 +122,22 @@ fn ctrl_c_during_send_reports_what_was_sent_and_exits_130() {
     sink.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let to = sink.local_addr().unwrap().to_string();
-    let mut child = bin()
-        .args(["send", s(&input), "--connect", &to, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stderr.take().unwrap());
-    wait_for(&lines, "sending 1500 packets");
+    let child = Running::spawn(bin().args(["send", s(&input), "--connect", &to, "--json"]));
+    child.wait_for_line(Stream::Stderr, |l| l.contains("sending 1500 packets"));
     // Three packets have left: the stream is running.
     let mut buf = [0u8; 2048];
     for _ in 0..3 {
         sink.recv_from(&mut buf).expect("send sends");
     }
-    interrupt(&child);
-    let out = child.wait_with_output().unwrap();
-    let log: Vec<String> = lines.iter().collect();
-    let log = log.join("\n");
-    assert_eq!(out.status.code(), Some(130), "{log}");
+    child.interrupt();
+    let out = child.finish();
+    let log = &out.stderr;
+    assert_eq!(out.code(), Some(130), "{log}");
     assert!(
         log.contains("sent ") && log.contains("of 1500 packets") && log.contains("interrupted"),
         "{log}"
     );
-    let doc = one_document(&out, &log);
+    let doc = our_document(&out);
     assert_eq!(doc["interrupted"], true, "{doc}");
     let packets = doc["pacing"]["packets"].as_u64().unwrap();
     assert!((3..1500).contains(&packets), "{doc}");
@@ -202,53 +157,36 @@ fn ctrl_c_during_send_reports_what_was_sent_and_exits_130() {
 fn ctrl_c_during_recv_prints_the_report_and_exits_130() {
     let dir = scratch("conv-recv-int");
     let out = dir.join("out.wav");
-    let mut child = bin()
-        .env("RUST_LOG", "udp_audio=debug")
-        .args([
-            "recv",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate",
-            "16000",
-            "--channels",
-            "1",
-            "--out",
-            s(&out),
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(child.stderr.take().unwrap());
-    let early = wait_for(&lines, "listening on ");
-    let addr = early
-        .last()
-        .unwrap()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let child = Running::spawn(bin().env("RUST_LOG", "udp_audio=debug").args([
+        "recv",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate",
+        "16000",
+        "--channels",
+        "1",
+        "--out",
+        s(&out),
+        "--json",
+    ]));
+    let addr = child.wait_listening();
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let samples = vec![1000i16; 320];
     for k in 0..5u16 {
-        tx.send_to(&rtp(96, k, u32::from(k) * 320, 0xabcd, &samples), &addr)
+        tx.send_to(&rtp(96, k, u32::from(k) * 320, 0xabcd, &samples), addr)
             .unwrap();
     }
     // Logged when the second packet in sequence has passed probation: the stream plays.
-    wait_for(&lines, "RTP source chosen");
-    interrupt(&child);
-    let o = child.wait_with_output().unwrap();
-    let log: Vec<String> = lines.iter().collect();
-    let log = log.join("\n");
-    assert_eq!(o.status.code(), Some(130), "{log}");
+    child.wait_for_line(Stream::Stderr, |l| l.contains("RTP source chosen"));
+    child.interrupt();
+    let o = child.finish();
+    let log = &o.stderr;
+    assert_eq!(o.code(), Some(130), "{log}");
     assert!(
         log.contains("received ") && log.contains("interrupted"),
         "{log}"
     );
-    let doc = one_document(&o, &log);
+    let doc = our_document(&o);
     assert_eq!(doc["interrupted"], true, "{doc}");
     assert!(num(&doc, "received") >= 2, "{doc}");
     let frames = num(&doc, "frames_out");
@@ -277,19 +215,17 @@ fn ctrl_c_ends_impair_with_one_report_and_exit_130() {
     ]));
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     tx.send_to(b"one datagram", relay.addr).unwrap();
-    interrupt(&relay.child);
-    let o = relay.child.wait_with_output().unwrap();
-    let mut log = relay.early;
-    log.extend(relay.stderr.iter());
-    let log = log.join("\n");
-    assert_eq!(o.status.code(), Some(130), "{log}");
+    relay.run.interrupt();
+    let o = relay.run.finish();
+    let log = &o.stderr;
+    assert_eq!(o.code(), Some(130), "{log}");
     assert_eq!(log.matches("received   ").count(), 1, "one report:\n{log}");
     assert!(log.contains("interrupted"), "{log}");
     assert!(
         !log.contains("ImpairConfig") && !log.contains("Some("),
         "no Debug output:\n{log}"
     );
-    let doc = one_document(&o, &log);
+    let doc = our_document(&o);
     assert_eq!(doc["interrupted"], true, "{doc}");
     assert!(doc["received"].as_u64().unwrap() <= 1, "{doc}");
 }
@@ -331,13 +267,10 @@ fn json_is_one_document_on_stdout_for_every_role() {
         "--json",
     ]));
     let relay_at = format!("localhost:{}", relay.addr.port());
-    let sent = bin()
-        .args(["send", s(&input), "--connect", &relay_at, "--json"])
-        .output()
-        .unwrap();
-    let send_log = String::from_utf8_lossy(&sent.stderr).into_owned();
-    assert_eq!(sent.status.code(), Some(0), "{send_log}");
-    let send_doc = one_document(&sent, &send_log);
+    let sent = run(bin().args(["send", s(&input), "--connect", &relay_at, "--json"]));
+    let send_log = &sent.stderr;
+    assert_eq!(sent.code(), Some(0), "{send_log}");
+    let send_doc = our_document(&sent);
     assert!(send_log.contains("sent 25 packets"), "{send_log}");
     for key in [
         "frames_per_packet",
@@ -354,12 +287,10 @@ fn json_is_one_document_on_stdout_for_every_role() {
     }
 
     for (name, child) in [("impair", relay), ("recv", recv)] {
-        let o = child.child.wait_with_output().unwrap();
-        let mut log = child.early;
-        log.extend(child.stderr.iter());
-        let log = log.join("\n");
-        assert_eq!(o.status.code(), Some(0), "{name}: {log}");
-        let doc = one_document(&o, &log);
+        let o = child.run.finish();
+        let log = &o.stderr;
+        assert_eq!(o.code(), Some(0), "{name}: {log}");
+        let doc = our_document(&o);
         assert_eq!(doc["interrupted"], false, "{name}: {doc}");
         let keys: &[&str] = if name == "recv" {
             &[
@@ -391,12 +322,9 @@ fn json_is_one_document_on_stdout_for_every_role() {
     }
 
     let reference = dir.join("in.wav");
-    let o = bin()
-        .args(["eval", s(&reference), s(&out), "--json"])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&o.stderr).into_owned();
-    let doc = one_document(&o, &log);
+    let o = run(bin().args(["eval", s(&reference), s(&out), "--json"]));
+    let log = &o.stderr;
+    let doc = our_document(&o);
     assert!(
         doc["snr_db"].is_number() && log.contains("SNR"),
         "{doc} {log}"

@@ -5,30 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use common::*;
+use test_support::free_udp_port;
 
 const SECS: f64 = 1.5;
-
-/// Waits for `count` lines containing `needle`; panics with everything seen otherwise.
-fn await_lines(rx: &mpsc::Receiver<String>, needle: &str, count: usize, what: &str) {
-    let mut seen = Vec::new();
-    let mut found = 0;
-    while found < count {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => {
-                if line.contains(needle) {
-                    found += 1;
-                }
-                seen.push(line);
-            }
-            Err(_) => panic!("{what}: no {needle:?} line; output:\n{}", seen.join("\n")),
-        }
-    }
-}
 
 fn send_args(input: &Path, to: &str) -> Vec<String> {
     vec![
@@ -86,7 +68,7 @@ fn ffmpeg_to_us(rate: u32, channels: u16) {
             .arg("rtp://127.0.0.1:9"),
     );
     let out = dir.join("out.wav");
-    let recv = Recv::start(&[
+    let recv = Listening::recv(&[
         "--sdp",
         sdp.to_str().unwrap(),
         "--out",
@@ -106,7 +88,7 @@ fn ffmpeg_to_us(rate: u32, channels: u16) {
                 &format!("rtp://{}", recv.addr),
             ]),
     );
-    let report = recv.finish();
+    let report = recv.finish_json();
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["late"], 0, "{report}");
     assert_eq!(report["concealed_ms"], 0.0, "{report}");
@@ -136,49 +118,26 @@ fn us_to_ffmpeg(rate: u32, channels: u16, expect_pt: u8) {
         "{text}"
     );
     let out = dir.join("out.wav");
-    let mut ff = Command::new("ffmpeg")
-        .args([
-            "-loglevel",
-            "debug",
-            "-y",
-            "-protocol_whitelist",
-            "file,udp,rtp",
-            "-i",
-        ])
-        .arg(&sdp)
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = lines_of(ff.stderr.take().unwrap());
-    // Both the RTP and the RTCP socket are open.
-    await_lines(&log, "receive buffer size reported", 2, "ffmpeg");
-    let report = run_ok(bin().args(send_args(&input, &to)));
-    let report: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
-    assert_eq!(report["payload_type"], expect_pt);
-    let status = wait_with_timeout(&mut ff, Duration::from_secs(60));
-    assert!(
-        status.success(),
-        "ffmpeg failed: {}",
-        log.try_iter().collect::<Vec<_>>().join("\n")
+    let ff = Running::spawn(
+        Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "debug",
+                "-y",
+                "-protocol_whitelist",
+                "file,udp,rtp",
+                "-i",
+            ])
+            .arg(&sdp)
+            .arg(&out),
     );
+    // Both the RTP and the RTCP socket are open.
+    wait_for_lines(&ff, Stream::Stderr, "receive buffer size reported", 2);
+    let report = run_json(bin().args(send_args(&input, &to)));
+    assert_eq!(report["payload_type"], expect_pt);
+    let end = ff.finish();
+    assert_eq!(end.code(), Some(0), "ffmpeg failed: {}", end.stderr);
     assert_same_audio(&sent, &out, rate, channels);
-}
-
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("child did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -220,41 +179,38 @@ fn us_to_gstreamer(rate: u32, channels: u16) {
     let caps = format!(
         "application/x-rtp,media=audio,clock-rate={rate},encoding-name=L16,channels={channels},payload={pt}"
     );
-    let mut gst = Command::new("gst-launch-1.0")
-        .args([
-            "-e",
-            "-m",
-            "udpsrc",
-            &format!("port={port}"),
-            "address=127.0.0.1",
-            "timeout=300000000",
-        ])
-        .arg(format!("caps={caps}"))
-        .args([
-            "!",
-            "rtpL16depay",
-            "!",
-            "audioconvert",
-            "!",
-            "wavenc",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", out.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = lines_of(gst.stdout.take().unwrap());
-    await_lines(&log, "Setting pipeline to PLAYING", 1, "gst-launch");
+    let gst = Running::spawn(
+        Command::new("gst-launch-1.0")
+            .args([
+                "-e",
+                "-m",
+                "udpsrc",
+                &format!("port={port}"),
+                "address=127.0.0.1",
+                "timeout=300000000",
+            ])
+            .arg(format!("caps={caps}"))
+            .args([
+                "!",
+                "rtpL16depay",
+                "!",
+                "audioconvert",
+                "!",
+                "wavenc",
+                "!",
+                "filesink",
+            ])
+            .arg(format!("location={}", out.display())),
+    );
+    gst.wait_for_line(Stream::Stdout, |l| {
+        l.contains("Setting pipeline to PLAYING")
+    });
     run_ok(bin().args(send_args(&input, &format!("127.0.0.1:{port}"))));
     // No data for 300 ms after the stream: everything sent has been read.
-    await_lines(&log, "GstUDPSrcTimeout", 1, "gst-launch");
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(gst.id() as i32, libc::SIGINT) };
-    let status = wait_with_timeout(&mut gst, Duration::from_secs(60));
-    assert!(status.success(), "gst-launch failed");
+    gst.wait_for_line(Stream::Stdout, |l| l.contains("GstUDPSrcTimeout"));
+    gst.interrupt();
+    let end = gst.finish();
+    assert_eq!(end.code(), Some(0), "gst-launch failed: {}", end.stderr);
     assert_same_audio(&sent, &out, rate, channels);
 }
 
@@ -273,7 +229,7 @@ fn gstreamer_sends_44k_and_48k_stereo_to_us() {
         let input = dir.join("in.wav");
         let sent = write_signal(&input, rate, channels, SECS);
         let out = dir.join("out.wav");
-        let recv = Recv::start(&[
+        let recv = Listening::recv(&[
             "--rate",
             &rate.to_string(),
             "--channels",
@@ -302,7 +258,7 @@ fn gstreamer_sends_44k_and_48k_stereo_to_us() {
                     format!("port={}", recv.addr.port()),
                 ]),
         );
-        let report = recv.finish();
+        let report = recv.finish_json();
         assert_eq!(report["lost"], 0, "{report}");
         assert_eq!(report["concealed_ms"], 0.0, "{report}");
         assert_same_audio(&sent, &out, rate, channels);

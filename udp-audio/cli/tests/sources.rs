@@ -7,7 +7,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -107,7 +107,7 @@ fn a_stranger_first_does_not_capture_the_receiver() {
     let out = dir.join("out.wav");
     let signal = write_signal(&dir.join("in.wav"), RATE, 1, 3.0); // 150 packets
     let args = recv_args(s(&out));
-    let recv = Recv::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let recv = Listening::recv(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (real, stranger) = (local(), local());
     let (real_addr, stranger_addr) = (real.local_addr().unwrap(), stranger.local_addr().unwrap());
 
@@ -122,7 +122,7 @@ fn a_stranger_first_does_not_capture_the_receiver() {
     let valid = packets(&signal, SSRC, 100, 5000);
     assert_eq!(valid.len(), 150);
     send_paced(&real, recv.addr, &valid, |_| {});
-    let report = recv.finish();
+    let report = recv.finish_json();
 
     assert_eq!(num(&report, "played"), 150, "{report}");
     assert_eq!(num(&report, "frames_out"), signal.len() as u64, "{report}");
@@ -153,7 +153,7 @@ fn the_streams_ssrc_from_another_address_is_not_mixed_in() {
     let out = dir.join("out.wav");
     let signal = write_signal(&dir.join("in.wav"), RATE, 1, 1.0); // 50 packets
     let args = recv_args(s(&out));
-    let recv = Recv::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let recv = Listening::recv(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (real, stranger) = (local(), local());
     let (real_addr, stranger_addr) = (real.local_addr().unwrap(), stranger.local_addr().unwrap());
 
@@ -167,7 +167,7 @@ fn the_streams_ssrc_from_another_address_is_not_mixed_in() {
             copies += 1;
         }
     });
-    let report = recv.finish();
+    let report = recv.finish_json();
 
     assert_eq!(report["bad"]["other_address"], copies, "{report}");
     assert_eq!(num(&report, "played"), 50, "{report}");
@@ -196,7 +196,7 @@ fn a_pinned_source_address_is_the_one_played() {
     let real_addr = real.local_addr().unwrap();
     let mut args = recv_args(s(&out));
     args.extend(["--source".to_string(), real_addr.to_string()]);
-    let recv = Recv::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let recv = Listening::recv(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
     let noise: Vec<i16> = (0..FRAMES_PER_PACKET as i32 * 5)
         .map(|i| (i * 31 % 9000) as i16)
@@ -206,7 +206,7 @@ fn a_pinned_source_address_is_the_one_played() {
         stranger.send_to(p, recv.addr).unwrap();
     }
     send_paced(&real, recv.addr, &packets(&signal, SSRC, 1, 1), |_| {});
-    let report = recv.finish();
+    let report = recv.finish_json();
 
     assert_eq!(report["bad"]["other_address"], rival.len(), "{report}");
     assert_eq!(
@@ -218,25 +218,6 @@ fn a_pinned_source_address_is_the_one_played() {
     assert_exact(&out, &signal);
 }
 
-/// Polls `child` until it exits or `deadline` passes, calling `tick` every `every`.
-fn exit_within(
-    child: &mut std::process::Child,
-    deadline: Instant,
-    every: Duration,
-    mut tick: impl FnMut(),
-) -> Option<ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tick();
-        std::thread::sleep(every);
-    }
-}
-
 /// After the stream ends, one junk byte arrives every 0.5 s (from a stranger, and from the
 /// stream's own socket): only packets of the chosen stream are activity, so the receiver
 /// still ends one idle timeout (1 s) after the last packet, with its report.
@@ -246,34 +227,38 @@ fn junk_datagrams_do_not_keep_a_finished_receiver_alive() {
     let out = dir.join("out.wav");
     let signal = write_signal(&dir.join("in.wav"), RATE, 1, 0.5);
     let args = recv_args(s(&out));
-    let mut recv = Recv::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let recv = Listening::recv(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (real, stranger) = (local(), local());
-    send_paced(&real, recv.addr, &packets(&signal, SSRC, 1, 1), |_| {});
+    let addr = recv.addr;
+    send_paced(&real, addr, &packets(&signal, SSRC, 1, 1), |_| {});
     let ended = Instant::now();
 
-    let mut n = 0u64;
-    let status = exit_within(
-        &mut recv.child,
-        ended + Duration::from_secs(20),
-        Duration::from_millis(500),
-        || {
-            let from = if n % 2 == 0 { &stranger } else { &real };
-            // The receiver may have just exited: a refused send is fine.
-            let _ = from.send_to(b"x", recv.addr);
-            n += 1;
-        },
-    );
-    let Some(status) = status else {
-        let _ = recv.child.kill();
-        panic!("recv kept running 20 s after the stream ended: {n} junk bytes kept it alive");
-    };
-    assert!(status.success(), "{status}");
+    // Junk every 0.5 s until recv has ended (or test-support's deadline has failed the test,
+    // which means the junk kept it alive).
+    let stopped = AtomicBool::new(false);
+    let (end, n) = std::thread::scope(|scope| {
+        let junk = scope.spawn(|| {
+            let mut n = 0u64;
+            while !stopped.load(Ordering::Relaxed) {
+                let from = if n % 2 == 0 { &stranger } else { &real };
+                // The receiver may have just exited: a refused send is fine.
+                let _ = from.send_to(b"x", addr);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            n
+        });
+        let end = recv.run.finish();
+        stopped.store(true, Ordering::Relaxed);
+        (end, junk.join().unwrap())
+    });
+    assert_eq!(end.code(), Some(0), "{}", end.stderr);
     assert!(
         ended.elapsed() < Duration::from_secs(10),
-        "recv took {:?} to notice the stream had ended (idle timeout 1 s)",
+        "recv took {:?} to notice the stream had ended (idle timeout 1 s): {n} junk bytes",
         ended.elapsed()
     );
-    let report = recv.finish();
+    let report = our_document(&end);
     assert_eq!(num(&report, "frames_out"), signal.len() as u64, "{report}");
     assert!(n >= 2, "junk was sent during the idle timeout ({n})");
 }

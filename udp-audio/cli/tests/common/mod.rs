@@ -2,28 +2,12 @@
 //! the real peers, and reading WAV samples.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-/// Lines of a child's stream, delivered through a channel by a reader thread.
-pub fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
+pub use test_support::{Finished, Running, Stream, run};
 
 /// Our binary.
 pub fn bin() -> Command {
@@ -90,154 +74,93 @@ pub fn read_samples(path: &Path) -> (Vec<i16>, u32, u16) {
     (s, spec.sample_rate, spec.channels)
 }
 
-/// A running `udp-audio recv` and the address it listens on.
-pub struct Recv {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub stderr: mpsc::Receiver<String>,
-}
-
-impl Recv {
-    /// Starts `udp-audio recv --listen 127.0.0.1:0 --json` with `args` and waits for its
-    /// "listening on" line.
-    pub fn start(args: &[&str]) -> Recv {
-        let mut child = bin()
-            .args(["recv", "--listen", "127.0.0.1:0", "--json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let rx = lines_of(child.stderr.take().unwrap());
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("recv printed no 'listening on' line");
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        Recv {
-            child,
-            addr,
-            stderr: rx,
-        }
-    }
-
-    /// Waits for the receiver to finish and returns its JSON report.
-    pub fn finish(self) -> serde_json::Value {
-        let out = self.child.wait_with_output().unwrap();
-        let log: Vec<String> = self.stderr.try_iter().collect();
-        assert!(out.status.success(), "recv failed: {}", log.join("\n"));
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let last = stdout
-            .lines()
-            .last()
-            .unwrap_or_else(|| panic!("no JSON; log: {}", log.join("\n")));
-        serde_json::from_str(last).unwrap()
-    }
-}
-
-/// A port that was free a moment ago, for peers (GStreamer's udpsrc) that cannot report the
-/// port they bound.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Runs a command to completion, panicking with its stderr when it fails.
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A running child of ours that printed "listening on ADDR ..." on stderr (`recv`, `impair`):
-/// the address it bound and the rest of its stderr, read by a thread so the pipe never fills.
+/// A running child of ours that printed "listening on ADDR ..." on stderr (`recv`,
+/// `impair`): the address it bound, and the child, whose output test-support reads as it
+/// comes (so the pipes never fill) and which is killed if the test fails first.
 pub struct Listening {
-    pub child: Child,
+    pub run: Running,
     pub addr: SocketAddr,
-    pub stderr: mpsc::Receiver<String>,
-    /// Stderr lines before the "listening on" line.
-    pub early: Vec<String>,
 }
 
 impl Listening {
-    /// Spawns `cmd` with piped stdout and stderr and waits (up to 60 s, no sleeping) for its
+    /// Spawns `cmd` and waits (up to test-support's deadline, no sleeping) for its
     /// "listening on ADDR" line.
     pub fn spawn(cmd: &mut Command) -> Listening {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        let rx = lines_of(child.stderr.take().unwrap());
-        let mut early = Vec::new();
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| {
-                    let _ = child.kill();
-                    panic!(
-                        "{cmd:?} printed no 'listening on' line: {}",
-                        early.join("\n")
-                    )
-                });
-            if let Some(rest) = line.strip_prefix("listening on ") {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-            early.push(line);
-        };
-        Listening {
-            child,
-            addr,
-            stderr: rx,
-            early,
-        }
+        let run = Running::spawn(cmd);
+        let addr = run.wait_listening();
+        Listening { run, addr }
     }
 
-    /// Waits for the child to exit successfully and returns the JSON object on the last
-    /// line of its stdout.
-    pub fn finish_json(self) -> serde_json::Value {
-        let out = self.child.wait_with_output().unwrap();
-        let mut log = self.early;
-        log.extend(self.stderr.try_iter());
-        assert!(out.status.success(), "failed: {}", log.join("\n"));
-        last_json(&String::from_utf8_lossy(&out.stdout), &log.join("\n"))
+    /// Starts `udp-audio recv --listen 127.0.0.1:0 --json` with `args`, listening.
+    pub fn recv(args: &[&str]) -> Listening {
+        Listening::spawn(
+            bin()
+                .args(["recv", "--listen", "127.0.0.1:0", "--json"])
+                .args(args),
+        )
+    }
+
+    /// Waits for the child to exit with 0 and returns its one JSON document.
+    pub fn finish_json(self) -> Value {
+        let end = self.run.finish();
+        assert_eq!(end.code(), Some(0), "failed: {}", end.stderr);
+        our_document(&end)
     }
 }
 
-/// The JSON object on the last line of `stdout`; `log` explains a failure.
-pub fn last_json(stdout: &str, log: &str) -> serde_json::Value {
-    let last = stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no output; log: {log}"));
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: last line {last:?}; log: {log}"))
+/// Stdout of `end` as the one JSON document of this program (`--json`): the whole of stdout
+/// is the document, which names the program, its version and the schema.
+pub fn our_document(end: &Finished) -> Value {
+    let doc = end.document();
+    assert_eq!(doc["program"], "udp-audio", "{doc}");
+    assert_eq!(doc["schema"], 1, "{doc}");
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"), "{doc}");
+    doc
+}
+
+/// Runs a command to its end (test-support's deadline), panicking with its stderr when it
+/// fails; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let end = run(cmd);
+    assert_eq!(end.code(), Some(0), "{cmd:?} failed:\n{}", end.stderr);
+    end.stdout
+}
+
+/// Runs `cmd` to its end and returns its one JSON document (it must succeed).
+pub fn run_json(cmd: &mut Command) -> Value {
+    let end = run(cmd);
+    assert_eq!(end.code(), Some(0), "{cmd:?} failed:\n{}", end.stderr);
+    our_document(&end)
 }
 
 /// Runs a command that must fail cleanly: non-zero exit code (not a signal), no panic.
 /// Returns its stderr.
 pub fn run_fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let end = run(cmd);
     assert!(
-        matches!(out.status.code(), Some(c) if c != 0),
-        "{cmd:?} should fail with an exit code, got {:?}; stderr:\n{stderr}",
-        out.status
+        matches!(end.code(), Some(c) if c != 0),
+        "{cmd:?} should fail with an exit code, got {:?}; stderr:\n{}",
+        end.status,
+        end.stderr
     );
     assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{cmd:?} panicked:\n{stderr}"
+        !end.stderr.contains("panicked") && !end.stderr.contains("RUST_BACKTRACE"),
+        "{cmd:?} panicked:\n{}",
+        end.stderr
     );
-    stderr
+    end.stderr
+}
+
+/// Waits for `count` distinct lines of `stream` containing `needle` (a peer that prints one
+/// such line per socket it opens).
+pub fn wait_for_lines(run: &Running, stream: Stream, needle: &str, count: usize) {
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < count {
+        let line = run.wait_for_line(stream, |l| {
+            l.contains(needle) && !seen.iter().any(|s| s == l)
+        });
+        seen.push(line);
+    }
 }
 
 /// Writes interleaved 16-bit samples as a WAV file.
