@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use test_support::{Finished, Running, Stream};
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_buffer-demo");
 
 /// The run's one JSON document (test-support checks there is exactly one,
@@ -471,18 +474,11 @@ fn sweep_json_is_one_document() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn iperf3_missing() -> bool {
-    Command::new("iperf3")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-}
-
 /// `versus-iperf3 --json`: one JSON document (needs iperf3; scripts/test
 /// installs it).
 #[test]
 fn versus_iperf3_json_is_one_document() {
-    if iperf3_missing() {
+    if common::iperf3_missing() {
         eprintln!(
             "versus_iperf3_json_is_one_document did not run: iperf3 is not installed (scripts/test installs it)"
         );

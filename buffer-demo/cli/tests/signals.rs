@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use buffer_demo::netns;
 use test_support::{Running, Stream};
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_buffer-demo");
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes (for what
@@ -189,13 +192,6 @@ fn sweep_netns_sigterm_leaves_no_namespace_or_veth() {
     );
 }
 
-fn iperf3_missing() -> bool {
-    Command::new("iperf3")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-}
-
 /// Starts `versus-iperf3` (and `more` flags) and waits until its iperf3
 /// server and client run; returns the child (still in `left`, which kills
 /// it and them should the test fail) and their pids.
@@ -218,7 +214,7 @@ fn versus_with_iperf3_running(left: &mut Leftovers, more: &[&str]) -> (Running, 
 }
 
 fn interrupted_versus_leaves_no_iperf3(sig: i32, name: &str) {
-    if iperf3_missing() {
+    if common::iperf3_missing() {
         eprintln!("{name} did not run: iperf3 is not installed (scripts/test installs it)");
         return;
     }
@@ -248,7 +244,7 @@ fn interrupted_versus_leaves_no_iperf3(sig: i32, name: &str) {
 /// document saying the comparison was interrupted before iperf3's run ended.
 #[test]
 fn versus_sigint_with_json_prints_one_document() {
-    if iperf3_missing() {
+    if common::iperf3_missing() {
         eprintln!(
             "versus_sigint_with_json_prints_one_document did not run: iperf3 is not installed (scripts/test installs it)"
         );

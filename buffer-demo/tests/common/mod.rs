@@ -1,4 +1,6 @@
-//! Shared helpers: run a sink and a blast at it, in-process, on 127.0.0.1:0.
+//! Shared helpers: run a sink and a blast at it, in-process, on 127.0.0.1:0;
+//! whether iperf3 is there. The program's tests (`cli/tests`) include this
+//! file too.
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::time::Duration;
@@ -58,4 +60,13 @@ pub(crate) fn assert_closes(r: &SinkReport, b: &BlastReport) {
     assert_eq!(l.proc_drops_data, Some(kernel), "{r}");
     assert_eq!(l.late, 0, "{r}");
     assert_eq!(l.out_of_order, 0, "{r}");
+}
+
+/// True when `iperf3 --version` does not run (the tests that need it say
+/// so and skip; scripts/test installs it).
+pub(crate) fn iperf3_missing() -> bool {
+    std::process::Command::new("iperf3")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
 }
