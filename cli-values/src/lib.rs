@@ -144,6 +144,75 @@ fn parse_finite(s: &str, what: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A `--listen` / `--connect` value: `HOST:PORT`, the host an address
+/// (`127.0.0.1:7000`, `[::1]:7000`) or a name (`localhost:7000`), which
+/// resolves to its first IPv4 address, else its first address. Every error
+/// says what was expected.
+///
+/// ```
+/// assert_eq!(cli_values::socket_addr("127.0.0.1:7").unwrap().port(), 7);
+/// assert!(cli_values::socket_addr("localhost:7").unwrap().ip().is_loopback());
+/// assert!(cli_values::socket_addr("localhost").unwrap_err().contains("HOST:PORT"));
+/// ```
+///
+/// # Errors
+/// No port, an empty host, a port over 65535, a name that does not resolve.
+pub fn socket_addr(value: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:7000 or localhost:7000";
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!("`{value}` has no port: {expected}"));
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "`{value}` has no host before the colon: {expected}"
+        ));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{port}` is not a port from 0 to 65535: {expected}"))?;
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("`{host}` does not resolve ({e}): {expected}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{host}` resolves to no address: {expected}"))
+}
+
+#[cfg(test)]
+mod addr_tests {
+    #[test]
+    fn addresses_take_ips_and_host_names_and_errors_say_what_was_expected() {
+        use super::socket_addr;
+        assert_eq!(
+            socket_addr("127.0.0.1:7000"),
+            Ok(([127, 0, 0, 1], 7000).into())
+        );
+        assert_eq!(socket_addr("[::1]:9"), Ok("[::1]:9".parse().unwrap()));
+        let local = socket_addr("localhost:7000").unwrap();
+        assert!(local.ip().is_loopback(), "{local}");
+        assert_eq!(local.port(), 7000);
+        for bad in [
+            "localhost",
+            ":7200",
+            "localhost:-1",
+            "localhost:65536",
+            "",
+            "not an address",
+        ] {
+            let err = socket_addr(bad).unwrap_err();
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
+        }
+    }
+}
+
 /// Every flag of `cmd` and its subcommands that took a [`HOSTILE`] value,
 /// as `"prog sub --flag=value"` lines. Empty means every numeric flag
 /// refused them all.

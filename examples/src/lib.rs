@@ -37,41 +37,5 @@ pub fn init_tracing(default: &str) {
 /// The value has no port, or the name does not resolve; the message says
 /// what was expected.
 pub fn socket_addr(value: &str) -> Result<std::net::SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    if let Ok(addr) = value.parse() {
-        return Ok(addr);
-    }
-    let expected = "expected HOST:PORT, e.g. 127.0.0.1:7000 or localhost:7000";
-    let addrs: Vec<_> = value
-        .to_socket_addrs()
-        .map_err(|e| format!("`{value}` is not an address ({e}): {expected}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("`{value}` resolves to no address: {expected}"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn addresses_take_ips_and_host_names() {
-        assert_eq!(
-            super::socket_addr("127.0.0.1:7000").unwrap(),
-            "127.0.0.1:7000".parse().unwrap()
-        );
-        assert_eq!(
-            super::socket_addr("[::1]:9").unwrap(),
-            "[::1]:9".parse().unwrap()
-        );
-        let local = super::socket_addr("localhost:7000").unwrap();
-        assert!(local.ip().is_loopback(), "{local}");
-        assert_eq!(local.port(), 7000);
-        for bad in ["localhost", "not-an-address", "", "127.0.0.1:99999"] {
-            let err = super::socket_addr(bad).unwrap_err();
-            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
-        }
-    }
+    cli_values::socket_addr(value)
 }

@@ -13,7 +13,7 @@
 //! stderr (`session 7 token 3f..; resume it with --session 7 --token 3f..`):
 //! resuming a session the server holds needs that token.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -109,7 +109,7 @@ fn session_counts(s: &str) -> Result<SessionCounts, String> {
 #[derive(Args)]
 struct ServerArgs {
     /// Address to listen on, HOST:PORT (port 0 picks a free one).
-    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = cli_values::socket_addr)]
     listen: SocketAddr,
     /// The out file; its journal is FILE.journal. Recovered at start.
     #[arg(long, value_name = "FILE")]
@@ -156,7 +156,7 @@ struct ServerArgs {
 #[derive(Args)]
 struct ClientArgs {
     /// Server address, HOST:PORT.
-    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = cli_values::socket_addr)]
     connect: SocketAddr,
     /// Messages to send (seqs 0 to N-1).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
@@ -198,25 +198,6 @@ struct ClientArgs {
     /// summary goes to stderr).
     #[arg(long)]
     json: bool,
-}
-
-/// A `--listen` / `--connect` value: `HOST:PORT`, HOST an IP address or a
-/// name (`localhost:7100`; its first IPv4 address, else its first).
-fn socket_addr(value: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = value.parse() {
-        return Ok(addr);
-    }
-    let expected = "expected HOST:PORT, e.g. 127.0.0.1:7100 or localhost:7100";
-    let addrs: Vec<SocketAddr> = value
-        .to_socket_addrs()
-        .map_err(|e| format!("`{value}` is not an address ({e}): {expected}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("`{value}` resolves to no address: {expected}"))
 }
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@
 //! The program only: what it runs is the `buffer-demo` library (`..`).
 
 use std::io::Write as _;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,33 +34,9 @@ const VERSION: &str = concat!(
 const MAX_PAYLOAD: usize = buffer_demo::mmsg::SLOT - HEADER_LEN;
 
 /// `HOST:PORT`, the host a name (`localhost:7200`) or an address
-/// (`127.0.0.1:7200`, `[::1]:7200`); a name resolves to its first IPv4
-/// address, else its first address.
+/// (`127.0.0.1:7200`, `[::1]:7200`): [`cli_values::socket_addr`].
 fn address(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return Err(format!(
-            "expected HOST:PORT (e.g. localhost:7200 or 127.0.0.1:7200), got {s:?}"
-        ));
-    };
-    if host.is_empty() {
-        return Err(format!("expected a host before the colon, got {s:?}"));
-    }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("expected a port from 0 to 65535 after the colon, got {s:?}"))?;
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("{host} has no address"))
+    cli_values::socket_addr(s)
 }
 
 /// A stream nonce as `blast` prints it: 16 hex digits, `0x` allowed.

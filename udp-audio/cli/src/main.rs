@@ -9,7 +9,7 @@
 //! This file only parses arguments and prints reports; the work is in the library. Output,
 //! logs, exit codes and Ctrl-C follow the workspace's `CONVENTIONS.md` (`cli_conventions`).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -78,7 +78,7 @@ struct SendArgs {
     /// The WAV file (16-bit PCM sent as is; 8/24/32-bit integer and float converted).
     input: PathBuf,
     /// Destination address, HOST:PORT (e.g. 127.0.0.1:5004, localhost:5004).
-    #[arg(long = "connect", alias = "to", value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long = "connect", alias = "to", value_name = "ADDR", value_parser = cli_values::socket_addr)]
     connect: SocketAddr,
     /// Packet duration in ms; shortened so a payload fits 1460 bytes.
     #[arg(long, default_value_t = DEFAULT_PTIME_MS, value_parser = int_in(1u32, 1000, "a packet duration in ms"))]
@@ -100,7 +100,7 @@ struct SendArgs {
 #[derive(Debug, Args)]
 struct RecvArgs {
     /// Address to listen on, HOST:PORT; defaults to the SDP's connection address and port.
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = cli_values::socket_addr)]
     listen: Option<SocketAddr>,
     /// Output WAV file.
     #[arg(long)]
@@ -140,7 +140,7 @@ struct RecvArgs {
     /// Play only the stream sent from this address (HOST:PORT; port 0: any port of HOST).
     /// By default the first source to send 2 packets in sequence (RFC 3550 A.1) is played,
     /// and only from the address it came from.
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = cli_values::socket_addr)]
     source: Option<SocketAddr>,
     /// Play only the stream with this SSRC (decimal or 0x-hexadecimal).
     #[arg(long, value_parser = parse_ssrc)]
@@ -153,10 +153,10 @@ struct RecvArgs {
 #[derive(Debug, Args)]
 struct ImpairArgs {
     /// Address to receive the stream on, HOST:PORT.
-    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = cli_values::socket_addr)]
     listen: SocketAddr,
     /// Address to forward to, HOST:PORT.
-    #[arg(long = "connect", alias = "forward", value_name = "ADDR", value_parser = parse_addr)]
+    #[arg(long = "connect", alias = "forward", value_name = "ADDR", value_parser = cli_values::socket_addr)]
     connect: SocketAddr,
     /// Loss probability, 0..1 (stationary loss rate with --burst).
     #[arg(long, default_value_t = 0.0, value_parser = cli_values::float_in(0.0, 1.0, "a probability"))]
@@ -252,14 +252,6 @@ struct SynthArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// HOST:PORT, the host a name (`localhost`) or an address; the first address it resolves to.
-fn parse_addr(s: &str) -> std::result::Result<SocketAddr, String> {
-    s.to_socket_addrs()
-        .map_err(|e| format!("expected HOST:PORT, got '{s}' ({e})"))?
-        .next()
-        .ok_or_else(|| format!("'{s}' resolves to no address"))
 }
 
 /// An integer from `min` to `max`, as a clap value parser whose error says so in words.
