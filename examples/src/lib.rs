@@ -6,15 +6,19 @@
 //!
 //! - [`echo`]: `framed-echo`, a mio echo server over [`framing`] and a
 //!   pipelined client that verifies every echo.
+//! - [`framing_tour`]: the tour's `framing` section.
 //! - [`ack_tour`]: the tour's `ack-demo` section.
+//! - [`buffer_tour`]: the tour's `buffer-demo` section.
 //! - [`audio_tour`]: the tour's `udp-audio` section.
 //! - [`tcp_tour`]: the tour's `tcp-watch` section (root).
 //! - [`tour`]: runs every demo on loopback and prints one report.
 
 pub mod ack_tour;
 pub mod audio_tour;
+pub mod buffer_tour;
 pub mod echo;
 pub mod error;
+pub mod framing_tour;
 pub mod preset;
 pub mod tcp_tour;
 pub mod tour;
