@@ -54,6 +54,24 @@ pub enum Error {
         /// Bytes between the end of the header and the end of the datagram.
         available: usize,
     },
+    /// An RTCP packet shorter than its header, its length field or its type needs.
+    #[error("truncated {what}: {len} bytes, {needed} needed")]
+    RtcpTruncated {
+        /// What was being read ("RTCP header", "RTCP sender report", ...).
+        what: &'static str,
+        /// Bytes there are.
+        len: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// An RTCP packet of another type than the one asked for.
+    #[error("RTCP packet type {found}, expected {expected}")]
+    RtcpType {
+        /// The type wanted.
+        expected: u8,
+        /// The type found.
+        found: u8,
+    },
     /// An L16 payload that is not a whole number of sample frames.
     #[error(
         "L16 payload of {len} bytes is not a whole number of {channels}-channel frames ({frame_bytes} bytes each)"
@@ -156,6 +174,8 @@ impl Error {
             Error::CsrcBeyondDatagram { .. } => "csrc_beyond_datagram",
             Error::ExtensionBeyondDatagram { .. } => "extension_beyond_datagram",
             Error::BadPadding { .. } => "bad_padding",
+            Error::RtcpTruncated { .. } => "rtcp_truncated",
+            Error::RtcpType { .. } => "rtcp_type",
             Error::PartialFrame { .. } => "partial_frame",
             Error::PartialSamples { .. } => "partial_samples",
             Error::BadFormat { .. } => "bad_format",

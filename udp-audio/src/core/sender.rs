@@ -7,8 +7,9 @@
 
 use serde::Serialize;
 
-use crate::l16::{self, StreamParams};
-use crate::rtp::RtpHeader;
+use crate::wire::l16::{self, StreamParams};
+use crate::wire::rtcp::{self, SenderReport};
+use crate::wire::rtp::RtpHeader;
 use crate::{Error, Result};
 
 /// Cuts interleaved samples into RTP packets.
@@ -92,34 +93,20 @@ impl Packetizer {
 }
 
 /// An RTCP compound packet of a sender report (RFC 3550 §6.4.1, no report blocks) and a BYE
-/// (§6.6) for `ssrc`: sent to the RTCP port (RTP port + 1) when the stream ends, so a
-/// receiver such as ffmpeg ends its input at once instead of waiting for a timeout.
+/// (§6.6) for `ssrc`, built by [`crate::wire::rtcp`].
 ///
-/// `ntp` is the wall-clock time in NTP format, `rtp_timestamp` the RTP time of the same
-/// instant, `packets` and `octets` the sender's counts (payload octets, as §6.4.1 says).
+/// `ntp` is the wall-clock time in NTP format, read by the driver
+/// ([`crate::driver::net::ntp_now`]) and passed in: the core never reads a clock.
+/// `rtp_timestamp` is the RTP time of the same instant, `packets` and `octets` the sender's
+/// counts (payload octets, as §6.4.1 says).
 pub fn rtcp_sr_bye(ssrc: u32, ntp: u64, rtp_timestamp: u32, packets: u32, octets: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(36);
-    // SR: V=2, P=0, RC=0, PT=200, length 6 (words - 1).
-    v.extend_from_slice(&[0x80, 200, 0, 6]);
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v.extend_from_slice(&ntp.to_be_bytes());
-    v.extend_from_slice(&rtp_timestamp.to_be_bytes());
-    v.extend_from_slice(&packets.to_be_bytes());
-    v.extend_from_slice(&octets.to_be_bytes());
-    // BYE: V=2, P=0, SC=1, PT=203, length 1.
-    v.extend_from_slice(&[0x81, 203, 0, 1]);
-    v.extend_from_slice(&ssrc.to_be_bytes());
-    v
-}
-
-/// The current wall-clock time in NTP format (seconds since 1900 in the high 32 bits).
-pub fn ntp_now() -> u64 {
-    let since_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since_unix.as_secs() + 2_208_988_800;
-    let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32) | frac
+    rtcp::sr_bye(&SenderReport {
+        ssrc,
+        ntp,
+        rtp_timestamp,
+        packets,
+        octets,
+    })
 }
 
 /// The absolute pacing schedule: packet `k` leaves at `start + k * ptime`.
@@ -280,6 +267,11 @@ mod test {
     #[test]
     fn rtcp_sender_report_and_bye_are_well_formed() {
         let v = rtcp_sr_bye(0xabcd_ef01, 0x0102_0304_0506_0708, 77, 5, 640);
+        let (sr, bye) = rtcp::parse_sr_bye(&v).unwrap();
+        assert_eq!(
+            (sr.ssrc, sr.packets, sr.octets, bye.ssrc),
+            (0xabcd_ef01, 5, 640, 0xabcd_ef01)
+        );
         assert_eq!(v.len(), 36);
         // Each part's length field is its size in 32-bit words minus one.
         assert_eq!((usize::from(v[3]) + 1) * 4, 28);

@@ -290,7 +290,7 @@ pub fn send_audio(
     let payload_octets = bytes.saturating_sub(k * crate::rtp::HEADER_LEN as u64) as u32;
     let bye = crate::sender::rtcp_sr_bye(
         ssrc,
-        crate::sender::ntp_now(),
+        ntp_now(),
         packetizer.timestamp(),
         k as u32,
         payload_octets,
@@ -483,4 +483,15 @@ fn warn_mismatches(jb: &mut JitterBuffer) {
 /// Microseconds of `d`, saturating (a `Duration` can exceed `u64` microseconds).
 fn duration_us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The current wall-clock time in NTP format (seconds since 1900 in the high 32 bits): the
+/// driver reads it and passes it to the core ([`crate::sender::rtcp_sr_bye`]).
+pub fn ntp_now() -> u64 {
+    let since_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_unix.as_secs() + 2_208_988_800;
+    let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
