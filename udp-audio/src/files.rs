@@ -44,7 +44,7 @@ fn clear_nonblock(file: &File, shown: &str) -> Result<()> {
     if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
         return Err(Error::io(
             format!("opening {shown}"),
-            &std::io::Error::last_os_error(),
+            std::io::Error::last_os_error(),
         ));
     }
     Ok(())
@@ -58,10 +58,10 @@ pub fn open_input(path: &Path) -> Result<File> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::io(format!("opening {shown}"), &e))?;
+        .map_err(|e| Error::io(format!("opening {shown}"), e))?;
     let t = file
         .metadata()
-        .map_err(|e| Error::io(format!("reading {shown}"), &e))?
+        .map_err(|e| Error::io(format!("reading {shown}"), e))?
         .file_type();
     if !t.is_file() {
         return Err(Error::NotRegularFile {
@@ -98,11 +98,11 @@ pub fn create_output(path: &Path) -> Result<File> {
         .map_err(|e| match e.raw_os_error() {
             // O_NONBLOCK|O_WRONLY on a FIFO without a reader (created since the check).
             Some(libc::ENXIO) => refuse("a FIFO"),
-            _ => Error::io(format!("creating {shown}"), &e),
+            _ => Error::io(format!("creating {shown}"), e),
         })?;
     let t = file
         .metadata()
-        .map_err(|e| Error::io(format!("creating {shown}"), &e))?
+        .map_err(|e| Error::io(format!("creating {shown}"), e))?
         .file_type();
     if !(t.is_file() || t.is_char_device()) {
         return Err(refuse(kind_of(t)));
@@ -120,7 +120,7 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String> {
     let mut text = String::new();
     file.take(limit + 1)
         .read_to_string(&mut text)
-        .map_err(|e| Error::io(format!("reading {shown}"), &e))?;
+        .map_err(|e| Error::io(format!("reading {shown}"), e))?;
     if text.len() as u64 > limit {
         return Err(Error::Config {
             what: format!("{shown} is longer than {limit} bytes"),

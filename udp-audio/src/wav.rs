@@ -117,12 +117,12 @@ pub fn read_wav(path: &Path) -> Result<(Audio, SourceFormat)> {
     let mut file = crate::files::open_input(path)?;
     let file_len = file
         .metadata()
-        .map_err(|e| Error::io(format!("reading {shown}"), &e))?
+        .map_err(|e| Error::io(format!("reading {shown}"), e))?
         .len();
     let header = peek_header(&mut file, file_len).map_err(refuse)?;
     let source = header.accepted().map_err(refuse)?;
     file.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io(format!("reading {shown}"), &e))?;
+        .map_err(|e| Error::io(format!("reading {shown}"), e))?;
 
     let describe =
         |e: hound::Error| refuse(format!("the decoder refused the file ({header}): {e}"));
@@ -553,7 +553,7 @@ impl WavSink {
 
 fn hound_write_error(path: &str, e: hound::Error) -> Error {
     match e {
-        hound::Error::IoError(io) => Error::io(format!("writing {path}"), &io),
+        hound::Error::IoError(io) => Error::io(format!("writing {path}"), io),
         other => Error::Wav {
             path: path.to_string(),
             reason: other.to_string(),

@@ -354,7 +354,7 @@ fn with_interruption(text: String, interrupt: &Interrupt) -> String {
 
 /// SIGINT/SIGTERM as a flag the long-running roles check (see `CONVENTIONS.md`).
 fn install_interrupt() -> Result<Interrupt> {
-    Interrupt::install().map_err(|e| Error::io("installing the SIGINT/SIGTERM handlers", &e))
+    Interrupt::install().map_err(|e| Error::io("installing the SIGINT/SIGTERM handlers", e))
 }
 
 fn send(a: SendArgs) -> Result<ExitCode> {
@@ -538,7 +538,7 @@ fn quality_matrix(a: QualityArgs) -> Result<ExitCode> {
     }
     if let Some(dir) = &a.write {
         std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
     let opts = quality::MatrixOptions {
         latency: a.latency,

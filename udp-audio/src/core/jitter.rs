@@ -508,7 +508,7 @@ impl JitterBuffer {
         let now = now_us as i64;
         let packet = match RtpPacket::new_checked(datagram) {
             Ok(p) => p,
-            Err(e) => return self.drop_bad(e.kind()),
+            Err(e) => return self.drop_bad(e.kind().as_str()),
         };
         let key = SourceKey {
             ssrc: packet.ssrc(),
@@ -526,11 +526,11 @@ impl JitterBuffer {
         samples.clear();
         if let Err(e) = l16::decode(packet.payload(), self.cfg.format.channels, &mut samples) {
             self.samples = samples;
-            if matches!(e, Error::PartialFrame { .. }) {
+            if matches!(e, crate::error::ParseError::PartialFrame { .. }) {
                 self.check.on_partial_frame(packet.payload().len());
                 self.last_misfit_us = Some(now_us);
             }
-            return self.drop_bad(e.kind());
+            return self.drop_bad(e.kind().as_str());
         }
         if samples.is_empty() {
             self.samples = samples;

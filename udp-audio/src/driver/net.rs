@@ -192,7 +192,7 @@ fn write_sdp_file(path: &Path, params: &StreamParams, to: SocketAddr) -> Result<
     use std::io::Write;
     crate::files::create_output(path)?
         .write_all(sdp.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), &e))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// Streams `audio`, paced in real time.
@@ -223,7 +223,7 @@ pub fn send_audio(
     }
     .parse()
     .expect("literal address");
-    let socket = UdpSocket::bind(bind).map_err(|e| Error::io(format!("binding {bind}"), &e))?;
+    let socket = UdpSocket::bind(bind).map_err(|e| Error::io(format!("binding {bind}"), e))?;
     let r = random_u64();
     let ssrc = r as u32;
     let mut packetizer = Packetizer::new(params, ssrc, (r >> 32) as u16, random_u64() as u32);
@@ -348,7 +348,7 @@ impl Receiver {
     /// Binds the listening socket.
     pub fn bind(opts: RecvOptions) -> Result<Self> {
         let socket = UdpSocket::bind(opts.listen)
-            .map_err(|e| Error::io(format!("binding {}", opts.listen), &e))?;
+            .map_err(|e| Error::io(format!("binding {}", opts.listen), e))?;
         // A deep receive buffer so a burst (ffmpeg sends in bursts) is not dropped while
         // the WAV is written.
         let sock = socket2::SockRef::from(&socket);
@@ -370,7 +370,7 @@ impl Receiver {
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.socket
             .local_addr()
-            .map_err(|e| Error::io("local address", &e))
+            .map_err(|e| Error::io("local address", e))
     }
 
     /// Receives until the stream goes idle (or `stop` is set), writing the WAV.
@@ -429,7 +429,7 @@ impl Receiver {
             let timeout = Duration::from_micros(wake.saturating_sub(now).max(100));
             socket
                 .set_read_timeout(Some(timeout))
-                .map_err(|e| Error::io("setting the receive timeout", &e))?;
+                .map_err(|e| Error::io("setting the receive timeout", e))?;
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     jb.push_from(&buf[..n], Some(from), now_us());
@@ -441,7 +441,7 @@ impl Receiver {
                             | std::io::ErrorKind::TimedOut
                             | std::io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(Error::io(format!("receiving on {}", opts.listen), &e)),
+                Err(e) => return Err(Error::io(format!("receiving on {}", opts.listen), e)),
             }
             out.clear();
             jb.poll(now_us(), &mut out);

@@ -79,7 +79,7 @@ fn udp_socket(addr: SocketAddr, what: &str) -> Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let context = || format!("{what} on {addr}");
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| Error::io(context(), &e))?;
+        .map_err(|e| Error::io(context(), e))?;
     // Best effort: a smaller grant only makes the relay a possible loss source, and the log
     // says so.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
@@ -96,7 +96,7 @@ fn udp_socket(addr: SocketAddr, what: &str) -> Result<UdpSocket> {
     );
     socket
         .bind(&addr.into())
-        .map_err(|e| Error::io(context(), &e))?;
+        .map_err(|e| Error::io(context(), e))?;
     Ok(socket.into())
 }
 
@@ -109,10 +109,10 @@ impl Relay {
         let socket = udp_socket(listen, "bind impairment relay")?;
         socket
             .set_nonblocking(true)
-            .map_err(|e| Error::io(format!("set non-blocking on {listen}"), &e))?;
+            .map_err(|e| Error::io(format!("set non-blocking on {listen}"), e))?;
         let local = socket
             .local_addr()
-            .map_err(|e| Error::io(format!("local address of relay bound on {listen}"), &e))?;
+            .map_err(|e| Error::io(format!("local address of relay bound on {listen}"), e))?;
         let unspecified: SocketAddr = if forward.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -206,12 +206,12 @@ impl Relay {
                     }
                     if wait_us > 0 {
                         wait_readable(&self.socket, Duration::from_micros(wait_us)).map_err(
-                            |e| Error::io(format!("wait for datagrams on {}", self.local), &e),
+                            |e| Error::io(format!("wait for datagrams on {}", self.local), e),
                         )?;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(format!("receive on {}", self.local), &e)),
+                Err(e) => return Err(Error::io(format!("receive on {}", self.local), e)),
             }
         }
 

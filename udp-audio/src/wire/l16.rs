@@ -6,7 +6,7 @@
 //! Static payload types: 10 = 44.1 kHz stereo, 11 = 44.1 kHz mono; any other format uses a
 //! dynamic type (96..=127) that only the SDP `a=rtpmap` line explains.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ParseError, Result};
 pub use crate::wire::sdp::{SdpStream, read_sdp, write_sdp};
 
 /// Largest payload a packet may carry so that header + payload fit a 1500-byte Ethernet MTU
@@ -80,11 +80,15 @@ pub fn encode(samples: &[i16], out: &mut Vec<u8>) {
 
 /// Appends the samples of an L16 `payload` for `channels` channels to `out`; returns the
 /// number of sample frames. A payload that is not a whole number of frames is refused
-/// ([`Error::PartialFrame`]) and nothing is appended.
-pub fn decode(payload: &[u8], channels: u16, out: &mut Vec<i16>) -> Result<usize> {
+/// ([`ParseError::PartialFrame`]) and nothing is appended.
+pub fn decode(
+    payload: &[u8],
+    channels: u16,
+    out: &mut Vec<i16>,
+) -> std::result::Result<usize, ParseError> {
     let frame_bytes = 2 * usize::from(channels.max(1));
     if payload.len() % frame_bytes != 0 {
-        return Err(Error::PartialFrame {
+        return Err(ParseError::PartialFrame {
             len: payload.len(),
             channels,
             frame_bytes,
@@ -174,7 +178,7 @@ mod test {
         let mut out = vec![];
         assert_eq!(
             decode(&[0; 6], 2, &mut out),
-            Err(Error::PartialFrame {
+            Err(ParseError::PartialFrame {
                 len: 6,
                 channels: 2,
                 frame_bytes: 4
@@ -182,7 +186,7 @@ mod test {
         );
         assert!(matches!(
             decode(&[0; 3], 1, &mut out),
-            Err(Error::PartialFrame { .. })
+            Err(ParseError::PartialFrame { .. })
         ));
         assert!(out.is_empty());
     }

@@ -6,7 +6,10 @@
 //! compound datagram (never panics on short input), [`SenderReport`] and [`Bye`] are the
 //! owned representations that parse from a view and emit into a buffer.
 
-use crate::error::{Error, Result};
+use crate::error::ParseError;
+
+/// The result of parsing RTCP.
+pub type Result<T> = std::result::Result<T, ParseError>;
 
 /// Payload type of a sender report.
 pub const PT_SR: u8 = 200;
@@ -17,8 +20,8 @@ pub const HEADER_LEN: usize = 4;
 /// Bytes of a sender report without report blocks: header, SSRC and the 20-byte sender info.
 pub const SR_LEN: usize = 28;
 
-fn truncated(what: &'static str, len: usize, needed: usize) -> Error {
-    Error::RtcpTruncated { what, len, needed }
+fn truncated(what: &'static str, len: usize, needed: usize) -> ParseError {
+    ParseError::RtcpTruncated { what, len, needed }
 }
 
 /// A checked view of the first RTCP packet in `buf` (a compound datagram holds several).
@@ -36,7 +39,7 @@ impl<'a> RtcpPacket<'a> {
         }
         let version = buf[0] >> 6;
         if version != 2 {
-            return Err(Error::WrongVersion { version });
+            return Err(ParseError::WrongVersion { version });
         }
         let needed = (usize::from(u16::from_be_bytes([buf[2], buf[3]])) + 1) * 4;
         if buf.len() < needed {
@@ -117,7 +120,7 @@ impl SenderReport {
     /// Reads the report from a view whose type is SR (report blocks, if any, are skipped).
     pub fn parse(p: &RtcpPacket<'_>) -> Result<Self> {
         if p.packet_type() != PT_SR {
-            return Err(Error::RtcpType {
+            return Err(ParseError::RtcpType {
                 expected: PT_SR,
                 found: p.packet_type(),
             });
@@ -158,7 +161,7 @@ impl Bye {
     /// Reads the first SSRC of a view whose type is BYE.
     pub fn parse(p: &RtcpPacket<'_>) -> Result<Self> {
         if p.packet_type() != PT_BYE {
-            return Err(Error::RtcpType {
+            return Err(ParseError::RtcpType {
                 expected: PT_BYE,
                 found: p.packet_type(),
             });
@@ -255,7 +258,7 @@ mod test {
         }
         assert!(matches!(
             RtcpPacket::new_checked(&v[..3]),
-            Err(Error::RtcpTruncated {
+            Err(ParseError::RtcpTruncated {
                 len: 3,
                 needed: 4,
                 ..
@@ -263,7 +266,7 @@ mod test {
         ));
         assert!(matches!(
             RtcpPacket::new_checked(&v[..27]),
-            Err(Error::RtcpTruncated {
+            Err(ParseError::RtcpTruncated {
                 len: 27,
                 needed: 28,
                 ..
@@ -277,7 +280,7 @@ mod test {
         let bye = RtcpPacket::new_checked(&v[28..]).unwrap();
         assert!(matches!(
             SenderReport::parse(&bye),
-            Err(Error::RtcpType {
+            Err(ParseError::RtcpType {
                 expected: 200,
                 found: 203
             })
@@ -285,7 +288,7 @@ mod test {
         v[0] = 0x40;
         assert!(matches!(
             RtcpPacket::new_checked(&v),
-            Err(Error::WrongVersion { version: 1 })
+            Err(ParseError::WrongVersion { version: 1 })
         ));
     }
 }

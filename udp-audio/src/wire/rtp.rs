@@ -24,7 +24,7 @@
 //! [`RtpHeader`] is the owned representation: [`RtpHeader::parse`] reads it from a checked
 //! packet and [`RtpHeader::emit`] writes header, payload and padding into a buffer.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ParseError, Result};
 
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 12;
@@ -67,22 +67,22 @@ impl<'a> RtpPacket<'a> {
     /// the extension head and its declared length fit, and (with P set) the padding count is at
     /// least 1 and no longer than what follows the header. Each failure is its own
     /// [`Error`] variant.
-    pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
+    pub fn new_checked(buf: &'a [u8]) -> std::result::Result<Self, ParseError> {
         let len = buf.len();
         if len < HEADER_LEN {
-            return Err(Error::Truncated {
+            return Err(ParseError::Truncated {
                 len,
                 needed: HEADER_LEN,
             });
         }
         let version = buf[field::FLAGS] >> 6;
         if version != VERSION {
-            return Err(Error::WrongVersion { version });
+            return Err(ParseError::WrongVersion { version });
         }
         let count = buf[field::FLAGS] & 0x0f;
         let mut end = HEADER_LEN + 4 * usize::from(count);
         if end > len {
-            return Err(Error::CsrcBeyondDatagram {
+            return Err(ParseError::CsrcBeyondDatagram {
                 count,
                 needed: end,
                 len,
@@ -90,7 +90,7 @@ impl<'a> RtpPacket<'a> {
         }
         if buf[field::FLAGS] & 0x10 != 0 {
             if end + 4 > len {
-                return Err(Error::ExtensionBeyondDatagram {
+                return Err(ParseError::ExtensionBeyondDatagram {
                     words: 0,
                     needed: end + 4,
                     len,
@@ -99,7 +99,7 @@ impl<'a> RtpPacket<'a> {
             let words = be16(&buf[end + 2..end + 4]);
             let needed = end + 4 + 4 * usize::from(words);
             if needed > len {
-                return Err(Error::ExtensionBeyondDatagram { words, needed, len });
+                return Err(ParseError::ExtensionBeyondDatagram { words, needed, len });
             }
             end = needed;
         }
@@ -108,7 +108,7 @@ impl<'a> RtpPacket<'a> {
             let padding = buf[len - 1];
             let available = len - end;
             if padding == 0 || usize::from(padding) > available {
-                return Err(Error::BadPadding { padding, available });
+                return Err(ParseError::BadPadding { padding, available });
             }
             payload_end = len - usize::from(padding);
         }
@@ -367,14 +367,14 @@ mod test {
     fn truncated() {
         assert_eq!(
             RtpPacket::new_checked(&SIMPLE[..11]),
-            Err(Error::Truncated {
+            Err(ParseError::Truncated {
                 len: 11,
                 needed: 12
             })
         );
         assert!(matches!(
             RtpPacket::new_checked(&[]),
-            Err(Error::Truncated { len: 0, .. })
+            Err(ParseError::Truncated { len: 0, .. })
         ));
     }
 
@@ -384,12 +384,12 @@ mod test {
         b[0] = 0x40;
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::WrongVersion { version: 1 })
+            Err(ParseError::WrongVersion { version: 1 })
         );
         b[0] = 0x00;
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::WrongVersion { version: 0 })
+            Err(ParseError::WrongVersion { version: 0 })
         );
     }
 
@@ -399,7 +399,7 @@ mod test {
         b[0] = 0x81; // CC=1 needs 16 bytes, have 14
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::CsrcBeyondDatagram {
+            Err(ParseError::CsrcBeyondDatagram {
                 count: 1,
                 needed: 16,
                 len: 14
@@ -414,7 +414,7 @@ mod test {
         b[0] = 0x90;
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::ExtensionBeyondDatagram {
+            Err(ParseError::ExtensionBeyondDatagram {
                 words: 0,
                 needed: 16,
                 len: 14
@@ -425,7 +425,7 @@ mod test {
         b[23] = 9;
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::ExtensionBeyondDatagram {
+            Err(ParseError::ExtensionBeyondDatagram {
                 words: 9,
                 needed: 60,
                 len: 37
@@ -439,7 +439,7 @@ mod test {
         *b.last_mut().unwrap() = 10; // only 9 bytes follow the header
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::BadPadding {
+            Err(ParseError::BadPadding {
                 padding: 10,
                 available: 9
             })
@@ -447,7 +447,7 @@ mod test {
         *b.last_mut().unwrap() = 0;
         assert_eq!(
             RtpPacket::new_checked(&b),
-            Err(Error::BadPadding {
+            Err(ParseError::BadPadding {
                 padding: 0,
                 available: 9
             })
