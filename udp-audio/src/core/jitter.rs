@@ -61,6 +61,7 @@ use serde::Serialize;
 
 use crate::check::{FormatCheck, Mismatch};
 use crate::conceal::{Ahead, ConcealMode, Concealer};
+pub use crate::core::reason::DropReason;
 use crate::l16::{self, AudioFormat};
 use crate::rtp::RtpPacket;
 use crate::seq::{JitterEstimator, SeqOutcome};
@@ -148,7 +149,7 @@ pub enum Pushed {
     /// Arrived after its playout time.
     Late,
     /// Dropped for the reason named (the same names as the report's `bad` map).
-    Dropped(&'static str),
+    Dropped(DropReason),
 }
 
 /// The receiver's report. Times in milliseconds.
@@ -170,7 +171,7 @@ pub struct RecvStats {
     pub reordered: u64,
     /// Dropped datagrams by kind (`truncated`, `wrong_version`, `pt_change`, `ssrc_change`,
     /// `other_address`, `probation`, ...).
-    pub bad: BTreeMap<&'static str, u64>,
+    pub bad: BTreeMap<DropReason, u64>,
     /// Concealed audio written to the output.
     pub concealed_ms: f64,
     /// Of that, audio filled from both sides of the gap (`bridge`: the packet after it was
@@ -490,7 +491,7 @@ impl JitterBuffer {
         self.ts_us(frames as i64)
     }
 
-    fn drop_bad(&mut self, kind: &'static str) -> Pushed {
+    fn drop_bad(&mut self, kind: DropReason) -> Pushed {
         *self.stats.bad.entry(kind).or_insert(0) += 1;
         Pushed::Dropped(kind)
     }
@@ -508,7 +509,7 @@ impl JitterBuffer {
         let now = now_us as i64;
         let packet = match RtpPacket::new_checked(datagram) {
             Ok(p) => p,
-            Err(e) => return self.drop_bad(e.kind().as_str()),
+            Err(e) => return self.drop_bad(e.kind().into()),
         };
         let key = SourceKey {
             ssrc: packet.ssrc(),
@@ -530,11 +531,11 @@ impl JitterBuffer {
                 self.check.on_partial_frame(packet.payload().len());
                 self.last_misfit_us = Some(now_us);
             }
-            return self.drop_bad(e.kind().as_str());
+            return self.drop_bad(e.kind().into());
         }
         if samples.is_empty() {
             self.samples = samples;
-            return self.drop_bad("empty_payload");
+            return self.drop_bad(DropReason::EmptyPayload);
         }
         let sequenced = self
             .sources
@@ -564,10 +565,10 @@ impl JitterBuffer {
                 self.restart(ts);
                 self.accept(extended, ts, &samples, now)
             }
-            Sequenced::Stream(SeqOutcome::BadJump) => self.drop_bad("seq_jump"),
+            Sequenced::Stream(SeqOutcome::BadJump) => self.drop_bad(DropReason::SeqJump),
             // A chosen source has passed probation; A.1 never puts it back on probation.
             Sequenced::Stream(SeqOutcome::Probation | SeqOutcome::Validated { .. }) => {
-                self.drop_bad("probation")
+                self.drop_bad(DropReason::Probation)
             }
         };
         self.samples = samples;
@@ -648,14 +649,14 @@ impl JitterBuffer {
                 return Pushed::Late;
             }
             if ext_ts - pos > MAX_AHEAD_SECS * rate {
-                return self.drop_bad("too_early");
+                return self.drop_bad(DropReason::TooEarly);
             }
         }
         if self.buffer.len() >= MAX_BUFFERED || self.buffer.contains_key(&ext_ts) {
             let kind = if self.buffer.len() >= MAX_BUFFERED {
-                "buffer_full"
+                DropReason::BufferFull
             } else {
-                "same_timestamp"
+                DropReason::SameTimestamp
             };
             return self.drop_bad(kind);
         }
@@ -795,7 +796,7 @@ impl JitterBuffer {
                         self.concealer.good(tail, out);
                         self.pos = Some(end);
                     }
-                    *self.stats.bad.entry("overlap").or_insert(0) += 1;
+                    *self.stats.bad.entry(DropReason::Overlap).or_insert(0) += 1;
                     continue;
                 }
             }
@@ -1128,7 +1129,7 @@ mod test {
                 noise[12..].iter_mut().for_each(|b| *b ^= 0x5a);
                 assert_eq!(
                     jb.push_from(&noise, other, t),
-                    Pushed::Dropped("other_address")
+                    Pushed::Dropped(DropReason::OtherAddress)
                 );
             }
             jb.push_from(&d, real, t);
@@ -1137,14 +1138,14 @@ mod test {
         }
         assert_eq!(
             jb.push_from(b"x", other, last + 1000),
-            Pushed::Dropped("truncated")
+            Pushed::Dropped(DropReason::Truncated)
         );
         assert_eq!(jb.last_stream_arrival_us(), Some(last));
         jb.finish(&mut out);
         assert_same(&out, &samples);
         let s = jb.stats();
-        assert_eq!(s.bad["ssrc_change"], 1, "{s:?}");
-        assert_eq!(s.bad["other_address"], 9, "{s:?}");
+        assert_eq!(s.bad[&DropReason::SsrcChange], 1, "{s:?}");
+        assert_eq!(s.bad[&DropReason::OtherAddress], 9, "{s:?}");
         assert_eq!(s.chosen_source.as_ref().map(|c| c.address), Some(real));
         assert_eq!(s.sources.len(), 3, "{:?}", s.sources);
         assert!(
@@ -1380,20 +1381,21 @@ mod test {
         assert_eq!(
             kinds,
             [
-                "csrc_beyond_datagram",
-                "partial_frame",
-                "pt_change",
-                "seq_jump",
-                "ssrc_change",
-                "truncated",
-                "wrong_version"
+                DropReason::CsrcBeyondDatagram,
+                DropReason::PartialFrame,
+                DropReason::PtChange,
+                DropReason::SeqJump,
+                DropReason::SsrcChange,
+                DropReason::Truncated,
+                DropReason::WrongVersion
             ]
         );
         assert_eq!(
-            s.bad["truncated"], 2,
+            s.bad[&DropReason::Truncated],
+            2,
             "'hello' and 11 bytes are shorter than a header"
         );
-        assert_eq!(s.bad["wrong_version"], 1, "the version-1 header");
+        assert_eq!(s.bad[&DropReason::WrongVersion], 1, "the version-1 header");
     }
 
     /// Uniform 0..30 ms network jitter on 20 ms packets: the automatic target stays within

@@ -10,6 +10,7 @@ pub mod check;
 pub mod conceal;
 pub mod impair;
 pub mod jitter;
+pub mod reason;
 pub mod sender;
 pub mod seq;
 pub mod source;

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+pub use crate::core::reason::DropReason;
 use crate::seq::{SeqOutcome, SourceValidator};
 
 /// Sources the table remembers at once.
@@ -133,7 +134,7 @@ pub struct SourceTable<T> {
     entries: Vec<Entry<T>>,
     chosen: Option<usize>,
     forgotten: u64,
-    dropped: BTreeMap<&'static str, u64>,
+    dropped: BTreeMap<DropReason, u64>,
     last_stream_us: Option<u64>,
 }
 
@@ -151,23 +152,23 @@ impl<T> SourceTable<T> {
         }
     }
 
-    fn refuse(&mut self, kind: &'static str) -> Result<SourceId, &'static str> {
+    fn refuse(&mut self, kind: DropReason) -> Result<SourceId, DropReason> {
         self.count(kind, 1);
         Err(kind)
     }
 
-    fn count(&mut self, kind: &'static str, n: u64) {
+    fn count(&mut self, kind: DropReason, n: u64) {
         if n > 0 {
             *self.dropped.entry(kind).or_insert(0) += n;
         }
     }
 
     /// The kind a packet of `key` is refused as once `chosen` plays.
-    fn other_kind(chosen: &SourceKey, key: &SourceKey) -> &'static str {
+    fn other_kind(chosen: &SourceKey, key: &SourceKey) -> DropReason {
         if key.ssrc != chosen.ssrc {
-            "ssrc_change"
+            DropReason::SsrcChange
         } else {
-            "other_address"
+            DropReason::OtherAddress
         }
     }
 
@@ -179,7 +180,7 @@ impl<T> SourceTable<T> {
         key: SourceKey,
         payload_type: u8,
         now_us: u64,
-    ) -> Result<SourceId, &'static str> {
+    ) -> Result<SourceId, DropReason> {
         // The payload type first: once it is known (configured, or the chosen source's),
         // a packet with another one is no audio of ours whoever sent it (an RTCP packet on
         // the RTP port reads as PT 72..76), and it must not create a source either.
@@ -187,13 +188,13 @@ impl<T> SourceTable<T> {
             .payload_type
             .or(self.chosen.map(|c| self.entries[c].payload_type));
         if locked_pt.is_some_and(|pt| pt != payload_type) {
-            return self.refuse("pt_change");
+            return self.refuse(DropReason::PtChange);
         }
         if !self.filter.admits_address(key.address) {
-            return self.refuse("other_address");
+            return self.refuse(DropReason::OtherAddress);
         }
         if self.filter.ssrc.is_some_and(|s| s != key.ssrc) {
-            return self.refuse("ssrc_change");
+            return self.refuse(DropReason::SsrcChange);
         }
         let i = match self.entries.iter().position(|e| e.key == key) {
             Some(i) => i,
@@ -223,7 +224,7 @@ impl<T> SourceTable<T> {
             }
         }
         if payload_type != expected_pt {
-            return self.refuse("pt_change");
+            return self.refuse(DropReason::PtChange);
         }
         Ok(SourceId(i))
     }
@@ -240,7 +241,7 @@ impl<T> SourceTable<T> {
             .map(|(i, _)| i);
         let Some(v) = victim else { return };
         let gone = self.entries.remove(v);
-        self.count("probation", gone.held.len() as u64);
+        self.count(DropReason::Probation, gone.held.len() as u64);
         self.forgotten += 1;
         if let Some(c) = self.chosen.as_mut() {
             if *c > v {
@@ -284,7 +285,7 @@ impl<T> SourceTable<T> {
                 // probation" for a source not yet chosen.
                 if entry.held.len() == MAX_HELD {
                     entry.held.pop_front();
-                    self.count("probation", 1);
+                    self.count(DropReason::Probation, 1);
                 }
                 let entry = &mut self.entries[i];
                 entry.held.push_back((seq, hold()));
@@ -325,11 +326,11 @@ impl<T> SourceTable<T> {
 
     /// Packets refused or discarded, by kind, with the packets still held on probation
     /// counted as `probation`.
-    pub fn dropped(&self) -> BTreeMap<&'static str, u64> {
+    pub fn dropped(&self) -> BTreeMap<DropReason, u64> {
         let mut d = self.dropped.clone();
         let held: u64 = self.entries.iter().map(|e| e.held.len() as u64).sum();
         if held > 0 {
-            *d.entry("probation").or_insert(0) += held;
+            *d.entry(DropReason::Probation).or_insert(0) += held;
         }
         d
     }
@@ -395,7 +396,7 @@ mod test {
         // The stranger stays refused, even if it now sends in sequence.
         assert_eq!(feed(&mut t, stranger, 778, 150_000), "ssrc_change");
         assert_eq!(feed(&mut t, stranger, 779, 160_000), "ssrc_change");
-        assert_eq!(t.dropped(), BTreeMap::from([("ssrc_change", 3)]));
+        assert_eq!(t.dropped(), BTreeMap::from([(DropReason::SsrcChange, 3)]));
         let seen = t.seen();
         assert_eq!(seen.len(), 2);
         assert_eq!(
@@ -418,7 +419,7 @@ mod test {
         assert_eq!(feed(&mut t, copy, 3, 2), "other_address");
         assert_eq!(feed(&mut t, copy, 4, 3), "other_address");
         assert_eq!(feed(&mut t, real, 3, 4), "valid 3");
-        assert_eq!(t.dropped(), BTreeMap::from([("other_address", 2)]));
+        assert_eq!(t.dropped(), BTreeMap::from([(DropReason::OtherAddress, 2)]));
         assert_eq!(t.last_stream_us(), Some(4));
     }
 
@@ -431,7 +432,7 @@ mod test {
         assert_eq!(feed(&mut t, a, 100, 0), "held");
         assert_eq!(feed(&mut t, b, 9000, 1), "held");
         assert_eq!(feed(&mut t, a, 101, 2), "chosen [(100, 100)] 101");
-        assert_eq!(t.dropped(), BTreeMap::from([("ssrc_change", 1)]));
+        assert_eq!(t.dropped(), BTreeMap::from([(DropReason::SsrcChange, 1)]));
     }
 
     #[test]
@@ -453,7 +454,7 @@ mod test {
         assert!(t.seen().iter().all(|s| s.ssrc == 7), "{:?}", t.seen());
         let mut t = SourceTable::<u16>::new(filter, None);
         assert!(t.admit(key(7, 5000), 96, 0).is_ok());
-        assert_eq!(t.admit(key(7, 5000), 97, 0), Err("pt_change"));
+        assert_eq!(t.admit(key(7, 5000), 97, 0), Err(DropReason::PtChange));
     }
 
     #[test]
@@ -490,7 +491,7 @@ mod test {
         }
         assert_eq!(
             t.dropped(),
-            BTreeMap::from([("probation", MAX_HELD as u64 + 5)])
+            BTreeMap::from([(DropReason::Probation, MAX_HELD as u64 + 5)])
         );
         assert_eq!(t.chosen(), None);
         assert_eq!(t.last_stream_us(), None);
