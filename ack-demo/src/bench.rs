@@ -17,7 +17,6 @@ use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -440,43 +439,34 @@ fn run_sessions(
             // windows per session.
             let per = (settings.scale * 128 / n as u64).max(8 * 128);
             let start = Instant::now();
-            // The client threads' own copy of `stop`, raised when it is.
-            let halt = Arc::new(AtomicBool::new(false));
-            let watch = {
-                let halt = Arc::clone(&halt);
-                move || {
-                    if stopped() {
-                        halt.store(true, Ordering::SeqCst);
-                    }
-                }
-            };
-            let handles: Vec<_> = (0..n)
-                .map(|_| {
-                    next_session += 1;
-                    let mut s = ClientSettings::new(addr);
-                    s.count = per;
-                    s.size = settings.size;
-                    s.window = 128;
-                    s.session = next_session;
-                    s.heartbeat = Duration::from_secs(5);
-                    let stop = Arc::clone(&halt);
-                    thread::Builder::new()
-                        .stack_size(256 * 1024)
-                        .spawn(move || client::run_until(&s, &stop))
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| Error::io("starting a client thread", e))?;
+            // Scoped: the client threads watch `stop` itself.
+            let reports = thread::scope(|scope| {
+                let handles: Vec<_> = (0..n)
+                    .map(|_| {
+                        next_session += 1;
+                        let mut s = ClientSettings::new(addr);
+                        s.count = per;
+                        s.size = settings.size;
+                        s.window = 128;
+                        s.session = next_session;
+                        s.heartbeat = Duration::from_secs(5);
+                        thread::Builder::new()
+                            .stack_size(256 * 1024)
+                            .spawn_scoped(scope, move || client::run_until(&s, stop))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Error::io("starting a client thread", e))?;
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .map_err(|_| Error::Settings("a client thread panicked".into()))
+                    })
+                    .collect::<Result<Vec<_>, Error>>()
+            })?;
             let mut acked = 0;
-            let mut handles = handles;
-            while handles.iter().any(|h| !h.is_finished()) {
-                watch();
-                thread::sleep(Duration::from_millis(20));
-            }
-            for h in handles.drain(..) {
-                let r = h
-                    .join()
-                    .map_err(|_| Error::Settings("a client thread panicked".into()))?;
-                if !r.completed && halt.load(Ordering::SeqCst) {
+            for r in reports {
+                if !r.completed && stopped() {
                     return Ok(());
                 }
                 if !r.completed {
