@@ -77,10 +77,14 @@ impl Reaped {
 /// The tokio example's binary, next to this test's: `cargo test` puts tests
 /// in `<target>/<profile>/deps/` and examples in `<target>/<profile>/examples/`.
 ///
-/// A plain `cargo test` builds the examples, but `cargo test --test
-/// tokio_python` builds only this test; so when run by cargo (`CARGO` set),
-/// the example is first brought up to date with `cargo build`, once for
-/// both tests.
+/// A plain `cargo test` builds the examples along with this test, so the
+/// example is used as it is when it is newer than every file it is built
+/// from (framing's sources, its manifest and the lock file). Otherwise
+/// (`cargo test --test tokio_python` builds only this test) and when run by
+/// cargo (`CARGO` set), it is first brought up to date with `cargo build`,
+/// once for both tests. Not building it again when it is fresh matters: that
+/// build resolves features for `framing` alone, so it compiles a second copy
+/// of the dependencies next to the workspace's.
 fn example_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
@@ -90,12 +94,14 @@ fn example_binary() -> PathBuf {
                 .parent()
                 .and_then(Path::parent)
                 .expect("the test binary lies in <target>/<profile>/deps/");
-            if let Some(cargo) = std::env::var_os("CARGO") {
-                build_example(&cargo, profile_dir);
-            }
             let path = profile_dir
                 .join("examples")
                 .join(format!("tokio_echo{}", std::env::consts::EXE_SUFFIX));
+            if !is_newer_than_sources(&path) {
+                if let Some(cargo) = std::env::var_os("CARGO") {
+                    build_example(&cargo, profile_dir);
+                }
+            }
             assert!(
                 path.is_file(),
                 "example binary {} not found; build it with \
@@ -106,6 +112,36 @@ fn example_binary() -> PathBuf {
             path
         })
         .clone()
+}
+
+/// Whether `binary` exists and is newer than every file under framing's
+/// `src/` and `examples/`, framing's `Cargo.toml` and the workspace's
+/// `Cargo.lock`.
+fn is_newer_than_sources(binary: &Path) -> bool {
+    fn modified(path: &Path) -> Option<std::time::SystemTime> {
+        std::fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+    fn newest(path: &Path, newest_seen: &mut Option<std::time::SystemTime>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                newest(&entry.path(), newest_seen);
+            }
+        } else if let Ok(time) = meta.modified() {
+            *newest_seen = (*newest_seen).max(Some(time));
+        }
+    }
+    let Some(built) = modified(binary) else {
+        return false;
+    };
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = None;
+    for part in ["src", "examples", "Cargo.toml", "../Cargo.lock"] {
+        newest(&crate_dir.join(part), &mut sources);
+    }
+    sources.is_none_or(|newest_source| built > newest_source)
 }
 
 /// Runs `cargo build` for the example into the same target directory and
