@@ -64,7 +64,7 @@ use crate::conceal::{Ahead, ConcealMode, Concealer};
 pub use crate::core::reason::DropReason;
 use crate::l16::{self, AudioFormat};
 use crate::rtp::RtpPacket;
-use crate::seq::{JitterEstimator, SeqOutcome};
+use crate::seq::{JitterEstimator, StreamOutcome};
 use crate::source::{Sequenced, SourceFilter, SourceKey, SourceSeen, SourceTable};
 use crate::{Error, Result};
 
@@ -379,13 +379,35 @@ struct Source {
 /// A packet held while its source is on probation: arrival, timestamp, samples.
 type HeldPacket = (i64, u32, Vec<i16>);
 
+impl Source {
+    /// A chosen source's numbering, from the first packet it held (else `ts`, its first).
+    fn start(held: &[(i64, HeldPacket)], ts: u32) -> Self {
+        Source {
+            ts_ref: held.first().map_or(ts, |(_, (_, hts, _))| *hts),
+            ext_ref: 0,
+            max_ext_seq: None,
+            min_ext_seq: None,
+            unique: 0,
+            seen: vec![i64::MIN; SEEN_WINDOW],
+        }
+    }
+}
+
 /// The jitter buffer. See the [module documentation](self).
 #[derive(Debug)]
 pub struct JitterBuffer {
+    /// The sources heard, and the chosen one's [`Source`].
+    sources: SourceTable<HeldPacket, Source>,
+    /// Everything else, borrowed apart from `sources` so a packet is played with the
+    /// source state the table lends.
+    play: Playout,
+}
+
+/// The playout state of a [`JitterBuffer`].
+#[derive(Debug)]
+struct Playout {
     cfg: JitterConfig,
     concealer: Concealer,
-    sources: SourceTable<HeldPacket>,
-    source: Option<Source>,
     jitter: JitterEstimator,
     /// Buffered packets by extended timestamp.
     buffer: BTreeMap<i64, Vec<i16>>,
@@ -446,10 +468,185 @@ impl JitterBuffer {
             }
         }
         Ok(JitterBuffer {
-            concealer: Concealer::new(cfg.conceal, cfg.format.rate, cfg.format.channels),
             sources: SourceTable::new(filter, cfg.payload_type),
+            play: Playout::new(cfg),
+        })
+    }
+
+    /// Takes one datagram that arrived at `now_us` from a sender the driver does not name
+    /// (simulations): every packet counts as coming from the same address.
+    pub fn push(&mut self, datagram: &[u8], now_us: u64) -> Pushed {
+        self.push_from(datagram, None, now_us)
+    }
+
+    /// Takes one datagram that arrived at `now_us` from `from`. Sources are told apart by
+    /// SSRC and address; only the chosen one's packets are played (see [`crate::source`]).
+    pub fn push_from(&mut self, datagram: &[u8], from: Option<SocketAddr>, now_us: u64) -> Pushed {
+        self.play.stats.datagrams += 1;
+        let now = now_us as i64;
+        let packet = match RtpPacket::new_checked(datagram) {
+            Ok(p) => p,
+            Err(e) => return self.play.drop_bad(e.kind().into()),
+        };
+        let key = SourceKey {
+            ssrc: packet.ssrc(),
+            address: from,
+        };
+        let id = match self.sources.admit(key, packet.payload_type(), now_us) {
+            Ok(id) => id,
+            // Counted by the table, merged into the report by `stats`.
+            Err(kind) => return Pushed::Dropped(kind),
+        };
+        let (seq, ts) = (packet.sequence(), packet.timestamp());
+        self.play
+            .check
+            .on_payload(packet.ssrc(), seq, ts, packet.payload().len());
+        let mut samples = std::mem::take(&mut self.play.samples);
+        samples.clear();
+        if let Err(e) = l16::decode(
+            packet.payload(),
+            self.play.cfg.format.channels,
+            &mut samples,
+        ) {
+            self.play.samples = samples;
+            if matches!(e, crate::error::ParseError::PartialFrame { .. }) {
+                self.play.check.on_partial_frame(packet.payload().len());
+                self.play.last_misfit_us = Some(now_us);
+            }
+            return self.play.drop_bad(e.kind().into());
+        }
+        if samples.is_empty() {
+            self.play.samples = samples;
+            return self.play.drop_bad(DropReason::EmptyPayload);
+        }
+        let play = &mut self.play;
+        let sequenced = self.sources.sequence(
+            id,
+            seq,
+            now_us,
+            || (now, ts, samples.clone()),
+            |held| Source::start(held, ts),
+        );
+        let result = match sequenced {
+            Sequenced::Held => Pushed::Accepted,
+            Sequenced::Chosen {
+                held,
+                extended,
+                state,
+            } => {
+                for (ext, (arrival, hts, hsamples)) in held {
+                    play.accept(state, ext, hts, &hsamples, arrival);
+                }
+                play.accept(state, extended, ts, &samples, now)
+            }
+            Sequenced::Stream(StreamOutcome::Valid { extended }, src) => {
+                play.accept(src, extended, ts, &samples, now)
+            }
+            Sequenced::Stream(StreamOutcome::Restarted { extended }, src) => {
+                play.stats.restarts += 1;
+                play.restart(src, ts);
+                play.accept(src, extended, ts, &samples, now)
+            }
+            Sequenced::Stream(StreamOutcome::BadJump, _) => play.drop_bad(DropReason::SeqJump),
+        };
+        self.play.samples = samples;
+        result
+    }
+
+    /// When the next frame is due, µs (`None` before the first packet).
+    pub fn next_due_us(&self) -> Option<u64> {
+        self.play.next_due_us()
+    }
+
+    /// Plays every frame due at `now_us`, appending interleaved samples to `out`; returns the
+    /// frames appended.
+    pub fn poll(&mut self, now_us: u64, out: &mut Vec<i16>) -> usize {
+        self.play.poll(now_us, out)
+    }
+
+    /// The stream has ended: plays every buffered packet now, conceals the holes between
+    /// them, drops concealment after the last packet and hands out what the concealer
+    /// held back. Returns the frames appended.
+    pub fn finish(&mut self, out: &mut Vec<i16>) -> usize {
+        self.play.finish(out)
+    }
+
+    /// Where the stream does not match the configured format, found since the last call
+    /// (each mismatch once; see [`crate::check`]): for a driver to warn while it runs.
+    pub fn take_mismatches(&mut self) -> &[Mismatch] {
+        self.play.check.take()
+    }
+
+    /// The report so far.
+    pub fn stats(&self) -> RecvStats {
+        let mut s = self.play.stats.clone();
+        let rate = self.play.rate() as f64;
+        s.concealed_ms = self.play.concealed_frames as f64 * 1000.0 / rate;
+        s.bridged_ms = self.play.concealer.bridged_frames() as f64 * 1000.0 / rate;
+        s.jitter_ms = self.play.jitter.jitter() * 1000.0 / rate;
+        s.delay_p50_ms = self.play.delays.quantile_ms(0.5);
+        s.delay_p95_ms = self.play.delays.quantile_ms(0.95);
+        if let (Some(offset), Some(min_rel)) = (self.play.offset, self.play.min_rel) {
+            s.delay_final_ms = (offset - min_rel) as f64 / 1000.0;
+        }
+        s.stretched_ms = self.play.stretched_us as f64 / 1000.0;
+        s.shrunk_ms = self.play.shrunk_us as f64 / 1000.0;
+        if let Some(src) = self.sources.chosen_state() {
+            if let (Some(min), Some(max)) = (src.min_ext_seq, src.max_ext_seq) {
+                s.lost = ((max - min + 1) as u64).saturating_sub(src.unique);
+            }
+        }
+        for (kind, n) in self.sources.dropped() {
+            *s.bad.entry(kind).or_insert(0) += n;
+        }
+        s.sources = self.sources.seen();
+        s.chosen_source = s.sources.iter().find(|x| x.chosen).cloned();
+        s.sources_forgotten = self.sources.forgotten();
+        s.audio_s = s.frames_out as f64 / rate;
+        s.measured_rate_hz = self.play.check.measured_rate_hz();
+        s.payload_channels = self.play.check.carried_channels();
+        s.warnings = self
+            .play
+            .check
+            .found()
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        s
+    }
+
+    /// When the last packet of the chosen stream arrived, µs: the stream's activity, for a
+    /// driver's idle timeout. Datagrams of other sources and junk do not count.
+    pub fn last_stream_arrival_us(&self) -> Option<u64> {
+        self.sources.last_stream_us()
+    }
+
+    /// When the last packet arrived of a stream that is being played or would have been but
+    /// for a payload that does not fit the configured format (see [`crate::check`]), µs: a
+    /// driver's idle timeout ends a stream that never fitted as it ends one that played.
+    pub fn last_activity_us(&self) -> Option<u64> {
+        match (self.sources.last_stream_us(), self.play.last_misfit_us) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &JitterConfig {
+        &self.play.cfg
+    }
+
+    /// Packets waiting in the buffer.
+    pub fn buffered(&self) -> usize {
+        self.play.buffer.len()
+    }
+}
+
+impl Playout {
+    fn new(cfg: JitterConfig) -> Self {
+        Playout {
+            concealer: Concealer::new(cfg.conceal, cfg.format.rate, cfg.format.channels),
             cfg,
-            source: None,
             jitter: JitterEstimator::new(),
             buffer: BTreeMap::new(),
             pos: None,
@@ -471,7 +668,7 @@ impl JitterBuffer {
             shrunk_us: 0,
             samples: Vec::new(),
             ahead: Vec::new(),
-        })
+        }
     }
 
     fn rate(&self) -> i64 {
@@ -496,87 +693,8 @@ impl JitterBuffer {
         Pushed::Dropped(kind)
     }
 
-    /// Takes one datagram that arrived at `now_us` from a sender the driver does not name
-    /// (simulations): every packet counts as coming from the same address.
-    pub fn push(&mut self, datagram: &[u8], now_us: u64) -> Pushed {
-        self.push_from(datagram, None, now_us)
-    }
-
-    /// Takes one datagram that arrived at `now_us` from `from`. Sources are told apart by
-    /// SSRC and address; only the chosen one's packets are played (see [`crate::source`]).
-    pub fn push_from(&mut self, datagram: &[u8], from: Option<SocketAddr>, now_us: u64) -> Pushed {
-        self.stats.datagrams += 1;
-        let now = now_us as i64;
-        let packet = match RtpPacket::new_checked(datagram) {
-            Ok(p) => p,
-            Err(e) => return self.drop_bad(e.kind().into()),
-        };
-        let key = SourceKey {
-            ssrc: packet.ssrc(),
-            address: from,
-        };
-        let id = match self.sources.admit(key, packet.payload_type(), now_us) {
-            Ok(id) => id,
-            // Counted by the table, merged into the report by `stats`.
-            Err(kind) => return Pushed::Dropped(kind),
-        };
-        let (seq, ts) = (packet.sequence(), packet.timestamp());
-        self.check
-            .on_payload(packet.ssrc(), seq, ts, packet.payload().len());
-        let mut samples = std::mem::take(&mut self.samples);
-        samples.clear();
-        if let Err(e) = l16::decode(packet.payload(), self.cfg.format.channels, &mut samples) {
-            self.samples = samples;
-            if matches!(e, crate::error::ParseError::PartialFrame { .. }) {
-                self.check.on_partial_frame(packet.payload().len());
-                self.last_misfit_us = Some(now_us);
-            }
-            return self.drop_bad(e.kind().into());
-        }
-        if samples.is_empty() {
-            self.samples = samples;
-            return self.drop_bad(DropReason::EmptyPayload);
-        }
-        let sequenced = self
-            .sources
-            .sequence(id, seq, now_us, || (now, ts, samples.clone()));
-        let result = match sequenced {
-            Sequenced::Held => Pushed::Accepted,
-            Sequenced::Chosen { held, extended } => {
-                let ts_ref = held.first().map_or(ts, |(_, (_, hts, _))| *hts);
-                self.source = Some(Source {
-                    ts_ref,
-                    ext_ref: 0,
-                    max_ext_seq: None,
-                    min_ext_seq: None,
-                    unique: 0,
-                    seen: vec![i64::MIN; SEEN_WINDOW],
-                });
-                for (ext, (arrival, hts, hsamples)) in held {
-                    self.accept(ext, hts, &hsamples, arrival);
-                }
-                self.accept(extended, ts, &samples, now)
-            }
-            Sequenced::Stream(SeqOutcome::Valid { extended }) => {
-                self.accept(extended, ts, &samples, now)
-            }
-            Sequenced::Stream(SeqOutcome::Restarted { extended }) => {
-                self.stats.restarts += 1;
-                self.restart(ts);
-                self.accept(extended, ts, &samples, now)
-            }
-            Sequenced::Stream(SeqOutcome::BadJump) => self.drop_bad(DropReason::SeqJump),
-            // A chosen source has passed probation; A.1 never puts it back on probation.
-            Sequenced::Stream(SeqOutcome::Probation | SeqOutcome::Validated { .. }) => {
-                self.drop_bad(DropReason::Probation)
-            }
-        };
-        self.samples = samples;
-        result
-    }
-
     /// A confirmed sequence restart: the new timestamps continue where the stream ended.
-    fn restart(&mut self, ts: u32) {
+    fn restart(&mut self, src: &mut Source, ts: u32) {
         let end = self
             .buffer
             .iter()
@@ -584,7 +702,6 @@ impl JitterBuffer {
             .map(|(t, s)| t + (s.len() / self.channels()) as i64)
             .or(self.pos)
             .unwrap_or(0);
-        let src = self.source.as_mut().expect("restart needs a source");
         src.ts_ref = ts;
         src.ext_ref = end;
         src.max_ext_seq = None;
@@ -597,12 +714,18 @@ impl JitterBuffer {
     }
 
     /// Files a validated packet.
-    fn accept(&mut self, ext_seq: i64, ts: u32, samples: &[i16], now: i64) -> Pushed {
+    fn accept(
+        &mut self,
+        src: &mut Source,
+        ext_seq: i64,
+        ts: u32,
+        samples: &[i16],
+        now: i64,
+    ) -> Pushed {
         self.stats.received += 1;
         let channels = self.channels();
         let frames = samples.len() / channels;
         let rate = self.rate();
-        let src = self.source.as_mut().expect("accept needs a source");
         // Extend the timestamp around the highest one seen.
         let ext_ts = src.ext_ref + i64::from(ts.wrapping_sub(src.ts_ref) as i32);
         let slot = ext_seq.rem_euclid(SEEN_WINDOW as i64) as usize;
@@ -735,7 +858,7 @@ impl JitterBuffer {
     }
 
     /// When the next frame is due, µs (`None` before the first packet).
-    pub fn next_due_us(&self) -> Option<u64> {
+    fn next_due_us(&self) -> Option<u64> {
         let offset = self.offset?;
         let pos = match self.pos {
             Some(p) => p,
@@ -746,7 +869,7 @@ impl JitterBuffer {
 
     /// Plays every frame due at `now_us`, appending interleaved samples to `out`; returns the
     /// frames appended.
-    pub fn poll(&mut self, now_us: u64, out: &mut Vec<i16>) -> usize {
+    fn poll(&mut self, now_us: u64, out: &mut Vec<i16>) -> usize {
         let now = now_us as i64;
         let before = out.len();
         let channels = self.channels();
@@ -766,9 +889,25 @@ impl JitterBuffer {
                 break;
             }
             let target = self.target_offset().unwrap_or(offset);
-            let next = self.buffer.keys().next().copied();
-            if next == Some(pos) {
-                let samples = self.buffer.remove(&pos).expect("key just seen");
+            // The first packet buffered comes out if it is due: the frame `pos`, or one
+            // before it (only a packet overlapping the one played before can be there).
+            let due = self
+                .buffer
+                .first_entry()
+                .filter(|first| *first.key() <= pos)
+                .map(|first| first.remove_entry());
+            if let Some((n, samples)) = due {
+                if n < pos {
+                    let end = n + (samples.len() / channels) as i64;
+                    if end > pos {
+                        self.flush_pending(out);
+                        let tail = &samples[((pos - n) as usize) * channels..];
+                        self.concealer.good(tail, out);
+                        self.pos = Some(end);
+                    }
+                    *self.stats.bad.entry(DropReason::Overlap).or_insert(0) += 1;
+                    continue;
+                }
                 let frames = samples.len() / channels;
                 self.flush_pending(out);
                 self.in_underrun = false;
@@ -785,22 +924,8 @@ impl JitterBuffer {
                 }
                 continue;
             }
-            if let Some(n) = next {
-                if n < pos {
-                    // Only a packet overlapping the one played before can be here.
-                    let samples = self.buffer.remove(&n).expect("key just seen");
-                    let end = n + (samples.len() / channels) as i64;
-                    if end > pos {
-                        self.flush_pending(out);
-                        let tail = &samples[((pos - n) as usize) * channels..];
-                        self.concealer.good(tail, out);
-                        self.pos = Some(end);
-                    }
-                    *self.stats.bad.entry(DropReason::Overlap).or_insert(0) += 1;
-                    continue;
-                }
-            }
-            // Frame `pos` is due and missing.
+            // Frame `pos` is due and missing; what the buffer holds is later.
+            let next = self.buffer.keys().next().copied();
             if offset < target {
                 let step = (target - offset).min(self.frames_us(block));
                 self.offset = Some(offset + step);
@@ -811,31 +936,33 @@ impl JitterBuffer {
                 Some(n) => ((n - pos) as usize).min(block),
                 None => block,
             };
-            let empty = next.is_none();
-            if empty {
-                if !self.in_underrun {
-                    self.underrun_from = (offset, self.stretched_us);
-                    self.stats.underruns += 1;
-                    self.in_underrun = true;
+            match next {
+                Some(next) => {
+                    self.flush_pending(out);
+                    self.conceal_before(next, None, pos, n, out);
                 }
-                if self.pending_frames >= u64::from(MAX_PENDING_MS) * self.rate() as u64 / 1000 {
-                    // Nothing for a long time: stop the clock here (a stretch) rather than
-                    // holding more provisional concealment.
-                    let hold = now - (self.ts_us(pos) + offset) + 1;
-                    self.offset = Some(offset + hold);
-                    self.stretched_us += hold;
-                    break;
+                None => {
+                    if !self.in_underrun {
+                        self.underrun_from = (offset, self.stretched_us);
+                        self.stats.underruns += 1;
+                        self.in_underrun = true;
+                    }
+                    if self.pending_frames >= u64::from(MAX_PENDING_MS) * self.rate() as u64 / 1000
+                    {
+                        // Nothing for a long time: stop the clock here (a stretch) rather than
+                        // holding more provisional concealment.
+                        let hold = now - (self.ts_us(pos) + offset) + 1;
+                        self.offset = Some(offset + hold);
+                        self.stretched_us += hold;
+                        break;
+                    }
+                    let start = self.pending.len();
+                    if start == 0 {
+                        self.pending_from = Some(Box::new(self.concealer.clone()));
+                    }
+                    self.concealer.conceal(n, &mut self.pending, None);
+                    self.pending_frames += n as u64;
                 }
-                let start = self.pending.len();
-                if start == 0 {
-                    self.pending_from = Some(Box::new(self.concealer.clone()));
-                }
-                self.concealer.conceal(n, &mut self.pending, None);
-                self.pending_frames += n as u64;
-            } else {
-                self.flush_pending(out);
-                let next = next.expect("not empty");
-                self.conceal_before(next, pos, n, out);
             }
             self.pos = Some(pos + n as i64);
             if offset > target + SHRINK_HYSTERESIS_US {
@@ -860,19 +987,33 @@ impl JitterBuffer {
         self.pending_from = None;
     }
 
-    /// Conceals `n` frames from tick `pos`, the buffer holding audio from tick `next` on:
-    /// the concealer is told what is held there (see [`Ahead`]).
-    fn conceal_before(&mut self, next: i64, pos: i64, n: usize, out: &mut Vec<i16>) {
+    /// Conceals `n` frames from tick `pos`, the buffer holding audio from tick `next` on
+    /// (`taken`: the packet at `next`, when it was already taken out of the buffer): the
+    /// concealer is told what is held there (see [`Ahead`]).
+    fn conceal_before(
+        &mut self,
+        next: i64,
+        taken: Option<&[i16]>,
+        pos: i64,
+        n: usize,
+        out: &mut Vec<i16>,
+    ) {
         self.ahead.clear();
-        let want = self.concealer.ahead_wanted() * self.channels();
+        let channels = self.channels();
+        let want = self.concealer.ahead_wanted() * channels;
+        let held = taken.map(|first| (next, first)).into_iter().chain(
+            self.buffer
+                .range(next..)
+                .map(|(&ts, samples)| (ts, samples.as_slice())),
+        );
         let mut expect = next;
-        for (&ts, samples) in self.buffer.range(next..) {
+        for (ts, samples) in held {
             if ts != expect || self.ahead.len() >= want {
                 break;
             }
             let take = samples.len().min(want - self.ahead.len());
             self.ahead.extend_from_slice(&samples[..take]);
-            expect = ts + (samples.len() / self.channels()) as i64;
+            expect = ts + (samples.len() / channels) as i64;
         }
         let ahead = (!self.ahead.is_empty()).then_some(Ahead {
             gap: (next - pos) as usize,
@@ -885,7 +1026,7 @@ impl JitterBuffer {
     /// The stream has ended: plays every buffered packet now, conceals the holes between
     /// them, drops concealment after the last packet and hands out what the concealer
     /// held back. Returns the frames appended.
-    pub fn finish(&mut self, out: &mut Vec<i16>) -> usize {
+    fn finish(&mut self, out: &mut Vec<i16>) -> usize {
         let before = out.len();
         let channels = self.channels();
         if self.in_underrun && self.buffer.is_empty() {
@@ -909,13 +1050,12 @@ impl JitterBuffer {
             // A packet follows it: it was needed.
             self.flush_pending(out);
         }
-        while let Some((&ts, first)) = self.buffer.first_key_value() {
+        while let Some((ts, samples)) = self.buffer.pop_first() {
             let pos = *self.pos.get_or_insert(ts);
-            let frames = (first.len() / channels) as i64;
+            let frames = (samples.len() / channels) as i64;
             if ts + frames > pos && ts > pos {
-                self.conceal_before(ts, pos, (ts - pos) as usize, out);
+                self.conceal_before(ts, Some(&samples), pos, (ts - pos) as usize, out);
             }
-            let samples = self.buffer.remove(&ts).expect("key just seen");
             if ts + frames <= pos {
                 continue;
             }
@@ -929,70 +1069,6 @@ impl JitterBuffer {
         let appended = (out.len() - before) / channels;
         self.stats.frames_out += appended as u64;
         appended
-    }
-
-    /// Where the stream does not match the configured format, found since the last call
-    /// (each mismatch once; see [`crate::check`]): for a driver to warn while it runs.
-    pub fn take_mismatches(&mut self) -> &[Mismatch] {
-        self.check.take()
-    }
-
-    /// The report so far.
-    pub fn stats(&self) -> RecvStats {
-        let mut s = self.stats.clone();
-        let rate = self.rate() as f64;
-        s.concealed_ms = self.concealed_frames as f64 * 1000.0 / rate;
-        s.bridged_ms = self.concealer.bridged_frames() as f64 * 1000.0 / rate;
-        s.jitter_ms = self.jitter.jitter() * 1000.0 / rate;
-        s.delay_p50_ms = self.delays.quantile_ms(0.5);
-        s.delay_p95_ms = self.delays.quantile_ms(0.95);
-        if let (Some(offset), Some(min_rel)) = (self.offset, self.min_rel) {
-            s.delay_final_ms = (offset - min_rel) as f64 / 1000.0;
-        }
-        s.stretched_ms = self.stretched_us as f64 / 1000.0;
-        s.shrunk_ms = self.shrunk_us as f64 / 1000.0;
-        if let Some(src) = &self.source {
-            if let (Some(min), Some(max)) = (src.min_ext_seq, src.max_ext_seq) {
-                s.lost = ((max - min + 1) as u64).saturating_sub(src.unique);
-            }
-        }
-        for (kind, n) in self.sources.dropped() {
-            *s.bad.entry(kind).or_insert(0) += n;
-        }
-        s.sources = self.sources.seen();
-        s.chosen_source = s.sources.iter().find(|x| x.chosen).cloned();
-        s.sources_forgotten = self.sources.forgotten();
-        s.audio_s = s.frames_out as f64 / rate;
-        s.measured_rate_hz = self.check.measured_rate_hz();
-        s.payload_channels = self.check.carried_channels();
-        s.warnings = self.check.found().iter().map(|m| m.to_string()).collect();
-        s
-    }
-
-    /// When the last packet of the chosen stream arrived, µs: the stream's activity, for a
-    /// driver's idle timeout. Datagrams of other sources and junk do not count.
-    pub fn last_stream_arrival_us(&self) -> Option<u64> {
-        self.sources.last_stream_us()
-    }
-
-    /// When the last packet arrived of a stream that is being played or would have been but
-    /// for a payload that does not fit the configured format (see [`crate::check`]), µs: a
-    /// driver's idle timeout ends a stream that never fitted as it ends one that played.
-    pub fn last_activity_us(&self) -> Option<u64> {
-        match (self.sources.last_stream_us(), self.last_misfit_us) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &JitterConfig {
-        &self.cfg
-    }
-
-    /// Packets waiting in the buffer.
-    pub fn buffered(&self) -> usize {
-        self.buffer.len()
     }
 }
 

@@ -46,6 +46,58 @@ pub enum SeqOutcome {
     BadJump,
 }
 
+/// What [`ValidSource::update`] decided about a packet of a source past probation: the
+/// [`SeqOutcome`]s that can follow validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// Accepted, in order or less than [`MAX_MISORDER`] behind; `extended` numbers it.
+    Valid {
+        /// The extended sequence number.
+        extended: i64,
+    },
+    /// This packet confirmed a large jump: the sequence restarted here (see
+    /// [`SeqOutcome::Restarted`]).
+    Restarted {
+        /// The extended sequence number of this packet in the new numbering.
+        extended: i64,
+    },
+    /// A jump of more than [`MAX_DROPOUT`] ahead or [`MAX_MISORDER`] behind: dropped.
+    BadJump,
+}
+
+impl From<StreamOutcome> for SeqOutcome {
+    fn from(o: StreamOutcome) -> Self {
+        match o {
+            StreamOutcome::Valid { extended } => SeqOutcome::Valid { extended },
+            StreamOutcome::Restarted { extended } => SeqOutcome::Restarted { extended },
+            StreamOutcome::BadJump => SeqOutcome::BadJump,
+        }
+    }
+}
+
+/// A.1 state of a source that has passed probation (from [`SourceValidator::into_valid`]):
+/// it never goes back on probation, so its [`update`](ValidSource::update) has only the
+/// outcomes that can follow validation.
+#[derive(Debug, Clone)]
+pub struct ValidSource(SourceValidator);
+
+impl ValidSource {
+    /// Feeds one packet's sequence number (A.1 `update_seq`).
+    pub fn update(&mut self, seq: u16) -> StreamOutcome {
+        self.0.update_valid(seq)
+    }
+
+    /// See [`SourceValidator::extend`].
+    pub fn extend(&self, seq: u16) -> i64 {
+        self.0.extend(seq)
+    }
+
+    /// See [`SourceValidator::extended_max`].
+    pub fn extended_max(&self) -> i64 {
+        self.0.extended_max()
+    }
+}
+
 /// RFC 3550 A.1 per-source sequence state, plus A.3 loss accounting.
 #[derive(Debug, Clone)]
 pub struct SourceValidator {
@@ -90,7 +142,6 @@ impl SourceValidator {
 
     /// Feeds one packet's sequence number (A.1 `update_seq`).
     pub fn update(&mut self, seq: u16) -> SeqOutcome {
-        let udelta = seq.wrapping_sub(self.max_seq);
         if self.probation > 0 {
             if seq == self.max_seq.wrapping_add(1) {
                 self.probation -= 1;
@@ -108,13 +159,19 @@ impl SourceValidator {
             }
             return SeqOutcome::Probation;
         }
+        self.update_valid(seq).into()
+    }
+
+    /// A.1 `update_seq` for a source past probation.
+    fn update_valid(&mut self, seq: u16) -> StreamOutcome {
+        let udelta = seq.wrapping_sub(self.max_seq);
         if udelta < MAX_DROPOUT {
             if seq < self.max_seq {
                 self.cycles += SEQ_MOD;
             }
             self.max_seq = seq;
             self.received += 1;
-            SeqOutcome::Valid {
+            StreamOutcome::Valid {
                 extended: self.extended_max(),
             }
         } else if u32::from(udelta) <= SEQ_MOD as u32 - u32::from(MAX_MISORDER) {
@@ -123,7 +180,7 @@ impl SourceValidator {
                 self.init(seq);
                 self.received += 1;
                 tracing::debug!(seq, "RTP sequence restarted after a confirmed jump");
-                SeqOutcome::Restarted {
+                StreamOutcome::Restarted {
                     extended: self.extended_max(),
                 }
             } else {
@@ -133,11 +190,11 @@ impl SourceValidator {
                     max_seq = self.max_seq,
                     "RTP sequence jump, packet dropped"
                 );
-                SeqOutcome::BadJump
+                StreamOutcome::BadJump
             }
         } else {
             self.received += 1;
-            SeqOutcome::Valid {
+            StreamOutcome::Valid {
                 extended: self.extend(seq),
             }
         }
@@ -153,6 +210,15 @@ impl SourceValidator {
     /// Highest extended sequence number received (`cycles + max_seq`).
     pub fn extended_max(&self) -> i64 {
         self.cycles + i64::from(self.max_seq)
+    }
+
+    /// The same state as a [`ValidSource`] once probation is over; itself while on probation.
+    pub fn into_valid(self) -> Result<ValidSource, SourceValidator> {
+        if self.on_probation() {
+            Err(self)
+        } else {
+            Ok(ValidSource(self))
+        }
     }
 
     /// True while the source is still on probation.

@@ -19,6 +19,11 @@
 //!   (before a choice: than the candidate's first);
 //! - `probation`: held packets of a candidate that was forgotten, or never validated.
 //!
+//! The chosen source's A.1 state is a [`ValidSource`], which has no probation to fall back
+//! to, and the table keeps the caller's state `S` for it (the receiver's numbering): both
+//! exist only once a source is chosen, and [`SourceTable::sequence`] lends the state with
+//! each packet of the stream ([`Sequenced::Stream`]).
+//!
 //! Only packets of the chosen source are *activity* ([`SourceTable::last_stream_us`]): a
 //! receiver's idle timeout must not be kept alive by datagrams that are not the stream.
 
@@ -28,7 +33,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 pub use crate::core::reason::DropReason;
-use crate::seq::{SeqOutcome, SourceValidator};
+use crate::seq::{SourceValidator, StreamOutcome, ValidSource};
 
 /// Sources the table remembers at once.
 pub const MAX_SOURCES: usize = 16;
@@ -99,9 +104,11 @@ impl std::fmt::Display for SourceSeen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceId(usize);
 
-/// What [`SourceTable::sequence`] decided about an admitted packet.
+/// What [`SourceTable::sequence`] decided about an admitted packet. Once a source is
+/// chosen, the table keeps the caller's state `S` for it, and lends it with each of its
+/// packets.
 #[derive(Debug)]
-pub enum Sequenced<T> {
+pub enum Sequenced<'a, T, S> {
     /// The source is on probation: the packet is held by the table.
     Held,
     /// This packet validated its source, which is now the chosen one: the packets it held,
@@ -111,15 +118,26 @@ pub enum Sequenced<T> {
         held: Vec<(i64, T)>,
         /// This packet's extended sequence number.
         extended: i64,
+        /// The chosen source's state, just made.
+        state: &'a mut S,
     },
-    /// A packet of the chosen source, and what A.1 said of it.
-    Stream(SeqOutcome),
+    /// A packet of the chosen source, what A.1 said of it, and the source's state.
+    Stream(StreamOutcome, &'a mut S),
+}
+
+/// The chosen source: its row, its A.1 state past probation, and the caller's state.
+#[derive(Debug)]
+struct Chosen<S> {
+    index: usize,
+    sequence: ValidSource,
+    state: S,
 }
 
 #[derive(Debug)]
 struct Entry<T> {
     key: SourceKey,
     payload_type: u8,
+    /// A.1 state while on probation (the chosen source's is in [`Chosen`]).
     validator: Option<SourceValidator>,
     packets: u64,
     held: VecDeque<(u16, T)>,
@@ -128,17 +146,17 @@ struct Entry<T> {
 
 /// The sources heard on one port and the one chosen. See the [module documentation](self).
 #[derive(Debug)]
-pub struct SourceTable<T> {
+pub struct SourceTable<T, S> {
     filter: SourceFilter,
     payload_type: Option<u8>,
     entries: Vec<Entry<T>>,
-    chosen: Option<usize>,
+    chosen: Option<Chosen<S>>,
     forgotten: u64,
     dropped: BTreeMap<DropReason, u64>,
     last_stream_us: Option<u64>,
 }
 
-impl<T> SourceTable<T> {
+impl<T, S> SourceTable<T, S> {
     /// An empty table; `payload_type` is the one configured (`None`: each source's first).
     pub fn new(filter: SourceFilter, payload_type: Option<u8>) -> Self {
         SourceTable {
@@ -184,9 +202,10 @@ impl<T> SourceTable<T> {
         // The payload type first: once it is known (configured, or the chosen source's),
         // a packet with another one is no audio of ours whoever sent it (an RTCP packet on
         // the RTP port reads as PT 72..76), and it must not create a source either.
-        let locked_pt = self
-            .payload_type
-            .or(self.chosen.map(|c| self.entries[c].payload_type));
+        let locked_pt = self.payload_type.or(self
+            .chosen
+            .as_ref()
+            .map(|c| self.entries[c.index].payload_type));
         if locked_pt.is_some_and(|pt| pt != payload_type) {
             return self.refuse(DropReason::PtChange);
         }
@@ -217,7 +236,7 @@ impl<T> SourceTable<T> {
         entry.packets += 1;
         entry.last_heard_us = now_us;
         let expected_pt = entry.payload_type;
-        if let Some(c) = self.chosen {
+        if let Some(c) = self.chosen.as_ref().map(|c| c.index) {
             if c != i {
                 let kind = Self::other_kind(&self.entries[c].key, &key);
                 return self.refuse(kind);
@@ -236,7 +255,7 @@ impl<T> SourceTable<T> {
             .entries
             .iter()
             .enumerate()
-            .filter(|&(i, _)| Some(i) != self.chosen)
+            .filter(|&(i, _)| Some(i) != self.chosen_index())
             .min_by_key(|(_, e)| e.last_heard_us)
             .map(|(i, _)| i);
         let Some(v) = victim else { return };
@@ -244,45 +263,55 @@ impl<T> SourceTable<T> {
         self.count(DropReason::Probation, gone.held.len() as u64);
         self.forgotten += 1;
         if let Some(c) = self.chosen.as_mut() {
-            if *c > v {
-                *c -= 1;
+            if c.index > v {
+                c.index -= 1;
             }
         }
     }
 
     /// Runs an admitted packet's sequence number `seq` through its source's A.1 state.
     /// `hold` makes the item the table keeps while the source is on probation (called only
-    /// then).
+    /// then); `start` makes the state of a source when it is chosen, from the packets it
+    /// held (called once).
     pub fn sequence(
         &mut self,
         id: SourceId,
         seq: u16,
         now_us: u64,
         hold: impl FnOnce() -> T,
-    ) -> Sequenced<T> {
+        start: impl FnOnce(&[(i64, T)]) -> S,
+    ) -> Sequenced<'_, T, S> {
+        // Once a source is chosen, `admit` refuses every other: `id` is the chosen one's.
+        if let Some(ref mut chosen) = self.chosen {
+            self.last_stream_us = Some(now_us);
+            return Sequenced::Stream(chosen.sequence.update(seq), &mut chosen.state);
+        }
         let i = id.0;
         let entry = &mut self.entries[i];
-        let validator = entry
+        let mut validator = entry
             .validator
-            .get_or_insert_with(|| SourceValidator::new(seq));
-        let outcome = validator.update(seq);
-        if self.chosen == Some(i) {
-            self.last_stream_us = Some(now_us);
-            return Sequenced::Stream(outcome);
-        }
-        match outcome {
-            SeqOutcome::Validated { extended } => {
-                let held = std::mem::take(&mut entry.held)
+            .take()
+            .unwrap_or_else(|| SourceValidator::new(seq));
+        validator.update(seq);
+        match validator.into_valid() {
+            Ok(sequence) => {
+                let held: Vec<(i64, T)> = std::mem::take(&mut entry.held)
                     .into_iter()
-                    .map(|(s, item)| (validator.extend(s), item))
+                    .map(|(s, item)| (sequence.extend(s), item))
                     .collect();
-                self.choose(i);
+                let extended = sequence.extended_max();
+                let state = start(&held);
                 self.last_stream_us = Some(now_us);
-                Sequenced::Chosen { held, extended }
+                let chosen = self.choose(i, sequence, state);
+                Sequenced::Chosen {
+                    held,
+                    extended,
+                    state: &mut chosen.state,
+                }
             }
-            _ => {
-                // Only validation ends probation, so every other outcome is "still on
-                // probation" for a source not yet chosen.
+            Err(validator) => {
+                // Still on probation.
+                entry.validator = Some(validator);
                 if entry.held.len() == MAX_HELD {
                     entry.held.pop_front();
                     self.count(DropReason::Probation, 1);
@@ -295,8 +324,7 @@ impl<T> SourceTable<T> {
     }
 
     /// Makes row `i` the chosen source; what the others held is refused now.
-    fn choose(&mut self, i: usize) {
-        self.chosen = Some(i);
+    fn choose(&mut self, i: usize, sequence: ValidSource, state: S) -> &mut Chosen<S> {
         let chosen = self.entries[i].key;
         let mut discarded = Vec::new();
         for (j, e) in self.entries.iter_mut().enumerate() {
@@ -312,11 +340,25 @@ impl<T> SourceTable<T> {
             Some(a) => tracing::debug!("RTP source chosen: SSRC {:#010x} from {a}", chosen.ssrc),
             None => tracing::debug!("RTP source chosen: SSRC {:#010x}", chosen.ssrc),
         }
+        self.chosen.insert(Chosen {
+            index: i,
+            sequence,
+            state,
+        })
+    }
+
+    fn chosen_index(&self) -> Option<usize> {
+        self.chosen.as_ref().map(|c| c.index)
+    }
+
+    /// The chosen source's state, once one passed probation.
+    pub fn chosen_state(&self) -> Option<&S> {
+        self.chosen.as_ref().map(|c| &c.state)
     }
 
     /// The chosen source, once one passed probation.
     pub fn chosen(&self) -> Option<SourceKey> {
-        self.chosen.map(|c| self.entries[c].key)
+        self.chosen_index().map(|c| self.entries[c].key)
     }
 
     /// When the last packet of the chosen source arrived (the stream's activity).
@@ -344,7 +386,7 @@ impl<T> SourceTable<T> {
                 ssrc: e.key.ssrc,
                 address: e.key.address,
                 packets: e.packets,
-                chosen: self.chosen == Some(i),
+                chosen: self.chosen_index() == Some(i),
             })
             .collect()
     }
@@ -371,14 +413,16 @@ mod test {
     }
 
     /// Feeds one packet; returns what became of it as a short word.
-    fn feed(t: &mut SourceTable<u16>, k: SourceKey, seq: u16, now: u64) -> String {
+    fn feed(t: &mut SourceTable<u16, ()>, k: SourceKey, seq: u16, now: u64) -> String {
         match t.admit(k, 96, now) {
             Err(kind) => kind.to_string(),
-            Ok(id) => match t.sequence(id, seq, now, || seq) {
+            Ok(id) => match t.sequence(id, seq, now, || seq, |_| ()) {
                 Sequenced::Held => "held".into(),
-                Sequenced::Chosen { held, extended } => format!("chosen {held:?} {extended}"),
-                Sequenced::Stream(SeqOutcome::Valid { extended }) => format!("valid {extended}"),
-                Sequenced::Stream(o) => format!("{o:?}"),
+                Sequenced::Chosen { held, extended, .. } => format!("chosen {held:?} {extended}"),
+                Sequenced::Stream(StreamOutcome::Valid { extended }, _) => {
+                    format!("valid {extended}")
+                }
+                Sequenced::Stream(o, _) => format!("{o:?}"),
             },
         }
     }
@@ -452,7 +496,7 @@ mod test {
         assert_eq!(feed(&mut t, key(7, 5000), 1, 0), "held");
         assert_eq!(feed(&mut t, key(7, 5000), 2, 0), "chosen [(1, 1)] 2");
         assert!(t.seen().iter().all(|s| s.ssrc == 7), "{:?}", t.seen());
-        let mut t = SourceTable::<u16>::new(filter, None);
+        let mut t = SourceTable::<u16, ()>::new(filter, None);
         assert!(t.admit(key(7, 5000), 96, 0).is_ok());
         assert_eq!(t.admit(key(7, 5000), 97, 0), Err(DropReason::PtChange));
     }
