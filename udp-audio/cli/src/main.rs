@@ -21,8 +21,8 @@ use serde::Serialize;
 use udp_audio::conceal::ConcealMode;
 use udp_audio::impair::{ImpairConfig, MAX_DELAY_MS, Relay};
 use udp_audio::jitter::{JitterConfig, Latency};
-use udp_audio::l16::{AudioFormat, DEFAULT_PTIME_MS};
-use udp_audio::net::{self, Receiver, RecvOptions, SendOptions};
+use udp_audio::l16::DEFAULT_PTIME_MS;
+use udp_audio::net::{self, Receiver, RecvOptions, SendOptions, StreamSpec};
 use udp_audio::quality::{self, Condition};
 use udp_audio::source::SourceFilter;
 use udp_audio::{Error, Result, eval, synth, wav};
@@ -271,8 +271,6 @@ where
 
 /// Longest mean burst `impair --burst` takes, datagrams.
 const MAX_BURST: f64 = 1e6;
-/// Longest SDP file `recv --sdp` reads.
-const MAX_SDP_BYTES: u64 = 64 * 1024;
 
 fn parse_ssrc(s: &str) -> std::result::Result<u32, String> {
     let t = s.trim();
@@ -377,34 +375,19 @@ fn send(a: SendArgs) -> Result<ExitCode> {
 }
 
 fn recv(a: RecvArgs) -> Result<ExitCode> {
-    let (format, sdp_pt, sdp_addr) = match (&a.sdp, a.rate, a.channels) {
-        (Some(path), _, _) => {
-            let text = udp_audio::files::read_text(path, MAX_SDP_BYTES)?;
-            let s = udp_audio::l16::read_sdp(&text)?;
-            let ip = s.address.unwrap_or([0, 0, 0, 0].into());
-            (
-                s.format,
-                Some(s.payload_type),
-                Some(SocketAddr::new(ip, s.port)),
-            )
-        }
-        (None, Some(rate), Some(channels)) => (AudioFormat::new(rate, channels)?, None, None),
-        _ => {
-            return Err(Error::Config {
-                what: "recv needs the stream's format: --sdp FILE, or --rate R --channels C".into(),
-            });
-        }
-    };
-    let listen = a.listen.or(sdp_addr).ok_or_else(|| Error::Config {
-        what: "recv needs --listen ADDR (or an SDP file giving the address)".into(),
-    })?;
+    let sdp = a.sdp.as_deref().map(net::read_sdp_file).transpose()?;
+    let StreamSpec {
+        format,
+        payload_type,
+        listen,
+    } = StreamSpec::resolve(sdp.as_ref(), a.rate, a.channels, a.pt, a.listen)?;
     let out = a.out.clone();
     let opts = RecvOptions {
         listen,
         out: a.out,
         jitter: JitterConfig {
             format,
-            payload_type: a.pt.or(sdp_pt),
+            payload_type,
             latency: a.latency,
             conceal: a.conceal,
         },

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::jitter::{JitterBuffer, JitterConfig, RecvStats};
 use crate::l16::{AudioFormat, StreamParams};
+use crate::sdp::SdpStream;
 use crate::sender::{PacingRecorder, PacingSummary, Packetizer, Schedule};
 use crate::source::SourceFilter;
 use crate::wav::{self, Audio, WavSink};
@@ -317,6 +318,69 @@ pub fn send_audio(
     })
 }
 
+/// Largest SDP file the receiver reads.
+pub const MAX_SDP_BYTES: u64 = 64 * 1024;
+
+/// Reads and parses an SDP file (at most [`MAX_SDP_BYTES`]; see [`crate::sdp::read_sdp`]).
+pub fn read_sdp_file(path: &Path) -> Result<SdpStream> {
+    let text = crate::files::read_text(path, MAX_SDP_BYTES)?;
+    crate::sdp::read_sdp(&text)
+}
+
+/// The stream a receiver expects and where it listens, resolved from what it was told: an
+/// SDP description, or a rate and channel count, and the flags that override the SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The audio format.
+    pub format: AudioFormat,
+    /// The payload type to accept: the one asked for, else the SDP's; `None` locks to the
+    /// first packet's.
+    pub payload_type: Option<u8>,
+    /// The address to listen on: the one asked for, else the SDP's connection address
+    /// (any, when it has none) and port.
+    pub listen: SocketAddr,
+}
+
+impl StreamSpec {
+    /// Resolves the stream from `sdp` when there is one (it gives the format even if `rate`
+    /// and `channels` are given too), else from `rate` and `channels`; `payload_type` and
+    /// `listen` override the SDP's. Without a format, or without an address to listen on,
+    /// it is an [`Error::Config`] saying what `recv` needs.
+    pub fn resolve(
+        sdp: Option<&SdpStream>,
+        rate: Option<u32>,
+        channels: Option<u16>,
+        payload_type: Option<u8>,
+        listen: Option<SocketAddr>,
+    ) -> Result<StreamSpec> {
+        let (format, sdp_pt, sdp_addr) = match (sdp, rate, channels) {
+            (Some(s), _, _) => {
+                let ip = s.address.unwrap_or([0, 0, 0, 0].into());
+                (
+                    s.format,
+                    Some(s.payload_type),
+                    Some(SocketAddr::new(ip, s.port)),
+                )
+            }
+            (None, Some(rate), Some(channels)) => (AudioFormat::new(rate, channels)?, None, None),
+            _ => {
+                return Err(Error::Config {
+                    what: "recv needs the stream's format: --sdp FILE, or --rate R --channels C"
+                        .into(),
+                });
+            }
+        };
+        let listen = listen.or(sdp_addr).ok_or_else(|| Error::Config {
+            what: "recv needs --listen ADDR (or an SDP file giving the address)".into(),
+        })?;
+        Ok(StreamSpec {
+            format,
+            payload_type: payload_type.or(sdp_pt),
+            listen,
+        })
+    }
+}
+
 /// What `udp-audio recv` is asked to do.
 #[derive(Debug, Clone)]
 pub struct RecvOptions {
@@ -494,4 +558,69 @@ pub fn ntp_now() -> u64 {
     let secs = since_unix.as_secs() + 2_208_988_800;
     let frac = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
     (secs << 32) | frac
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn sdp(text: &str) -> SdpStream {
+        crate::sdp::read_sdp(text).unwrap()
+    }
+
+    const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                       m=audio 5004 RTP/AVP 97\r\na=rtpmap:97 L16/48000/2\r\n";
+
+    #[test]
+    fn an_sdp_gives_format_payload_type_and_address() {
+        let s = sdp(SDP);
+        let spec = StreamSpec::resolve(Some(&s), None, None, None, None).unwrap();
+        assert_eq!(spec.format, AudioFormat::new(48000, 2).unwrap());
+        assert_eq!(spec.payload_type, Some(97));
+        assert_eq!(spec.listen, SocketAddr::from(([127, 0, 0, 1], 5004)));
+        // The flags override the SDP's payload type and address.
+        let here = SocketAddr::from(([127, 0, 0, 1], 0));
+        let spec = StreamSpec::resolve(Some(&s), None, None, Some(96), Some(here)).unwrap();
+        assert_eq!((spec.payload_type, spec.listen), (Some(96), here));
+    }
+
+    #[test]
+    fn an_sdp_without_an_address_listens_on_any() {
+        let s = sdp(&SDP.replace("c=IN IP4 127.0.0.1\r\n", ""));
+        let spec = StreamSpec::resolve(Some(&s), None, None, None, None).unwrap();
+        assert_eq!(spec.listen, SocketAddr::from(([0, 0, 0, 0], 5004)));
+    }
+
+    #[test]
+    fn rate_and_channels_need_a_listen_address() {
+        let here = SocketAddr::from(([127, 0, 0, 1], 0));
+        let spec = StreamSpec::resolve(None, Some(16000), Some(1), None, Some(here)).unwrap();
+        assert_eq!(
+            spec,
+            StreamSpec {
+                format: AudioFormat::new(16000, 1).unwrap(),
+                payload_type: None,
+                listen: here,
+            }
+        );
+        let e = StreamSpec::resolve(None, Some(16000), Some(1), None, None).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e:?}");
+        assert!(e.to_string().contains("recv needs --listen ADDR"), "{e}");
+    }
+
+    #[test]
+    fn no_format_is_a_config_error_naming_both_ways() {
+        let here = SocketAddr::from(([127, 0, 0, 1], 0));
+        for (rate, channels) in [(None, None), (Some(16000), None), (None, Some(2))] {
+            let e = StreamSpec::resolve(None, rate, channels, Some(96), Some(here)).unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{e:?}");
+            assert!(
+                e.to_string()
+                    .contains("--sdp FILE, or --rate R --channels C"),
+                "{e}"
+            );
+        }
+        // A format the library refuses is that error, not a default.
+        assert!(StreamSpec::resolve(None, Some(0), Some(1), None, Some(here)).is_err());
+    }
 }
