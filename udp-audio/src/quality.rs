@@ -23,7 +23,7 @@ use crate::l16::{AudioFormat, StreamParams};
 use crate::sender::Packetizer;
 use crate::wav::{self, Audio};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 
 /// Packet duration of the matrix, ms.
 pub const PTIME_MS: u32 = 20;
@@ -184,12 +184,17 @@ pub struct MatrixOptions<'a> {
     /// Write every output there as `NAME-CONDITION-MODE-sSEED.wav`, and the reference as
     /// `NAME-reference.wav`, for other measures such as PESQ.
     pub write_dir: Option<&'a Path>,
+    /// When set, [`run`] starts no further row and returns the rows finished (a program's
+    /// Ctrl-C flag).
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// Runs every condition × seed × mode for one signal in [`PTIME_MS`] packets. Rows come in
 /// that order; every mode of a seed sees the same losses. The (condition, seed) pairs run on
 /// as many threads as there are cores: each is independent and seeded, so the rows are the
-/// same whatever the thread count.
+/// same whatever the thread count. Each row finished is logged (`NAME: row N/M`, at info
+/// level); once [`MatrixOptions::stop`] is set no row starts, and the rows finished by then
+/// are returned, in the same order.
 pub fn run(
     name: &str,
     audio: &Audio,
@@ -212,18 +217,25 @@ pub fn run(
         .map_or(1, usize::from)
         .min(jobs.len())
         .max(1);
+    let total = jobs.len() * ConcealMode::ALL.len();
+    let progress = Progress {
+        name,
+        total,
+        finished: AtomicUsize::new(0),
+        stop: opts.stop,
+    };
     let next = AtomicUsize::new(0);
     let mut done: Vec<(usize, Result<Vec<Row>>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut out = Vec::new();
-                    loop {
+                    while !progress.stopped() {
                         let i = next.fetch_add(1, AtomicOrdering::Relaxed);
                         let Some(&(c, seed)) = jobs.get(i) else {
                             break;
                         };
-                        let rows = condition_rows(name, audio, c, seed, opts);
+                        let rows = condition_rows(name, audio, c, seed, opts, &progress);
                         let failed = rows.is_err();
                         out.push((i, rows));
                         if failed {
@@ -247,16 +259,40 @@ pub fn run(
     Ok(rows)
 }
 
-/// Every mode for one condition and seed: the rows, in [`ConcealMode::ALL`] order.
+/// How far [`run`] is, shared by its workers.
+struct Progress<'a> {
+    name: &'a str,
+    total: usize,
+    finished: AtomicUsize,
+    stop: Option<&'a AtomicBool>,
+}
+
+impl Progress<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(AtomicOrdering::Relaxed))
+    }
+
+    fn row_done(&self) {
+        let n = self.finished.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        tracing::info!("{}: row {n}/{}", self.name, self.total);
+    }
+}
+
+/// Every mode for one condition and seed: the rows, in [`ConcealMode::ALL`] order (fewer
+/// when `progress` is stopped).
 fn condition_rows(
     name: &str,
     audio: &Audio,
     c: &Condition,
     seed: u64,
     opts: &MatrixOptions,
+    progress: &Progress,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for mode in ConcealMode::ALL {
+        if progress.stopped() {
+            break;
+        }
         let sim = simulate(audio, PTIME_MS, c.impair(seed), opts.latency, mode)?;
         let quality = eval::evaluate(audio, &sim.audio)?;
         if let Some(dir) = opts.write_dir {
@@ -284,6 +320,7 @@ fn condition_rows(
             lost_packets: sim.lost_packets,
             quality,
         });
+        progress.row_done();
     }
     Ok(rows)
 }
@@ -306,6 +343,7 @@ pub fn matrix(
             seed,
             seeds: 1,
             write_dir,
+            stop: None,
         },
     )
 }
@@ -444,7 +482,22 @@ mod test {
             seed,
             seeds,
             write_dir: None,
+            stop: None,
         }
+    }
+
+    /// A matrix stopped before it starts runs no row, and is no error.
+    #[test]
+    fn a_stopped_matrix_returns_the_rows_finished() {
+        let audio = crate::synth::tone(8000, 1, 0.5, 440.0);
+        let conditions = default_conditions();
+        let stop = AtomicBool::new(false);
+        let mut o = opts(1, 2);
+        o.stop = Some(&stop);
+        let all = run("t", &audio, &conditions, &o).unwrap();
+        assert_eq!(all.len(), conditions.len() * 2 * ConcealMode::ALL.len());
+        stop.store(true, AtomicOrdering::Relaxed);
+        assert!(run("t", &audio, &conditions, &o).unwrap().is_empty());
     }
 
     /// The indices the matrix reports are the ones an impairer with the same seed drops,

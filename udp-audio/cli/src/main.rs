@@ -523,14 +523,20 @@ fn quality_matrix(a: QualityArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
+    let interrupt = install_interrupt()?;
+    let stop = interrupt.flag();
     let opts = quality::MatrixOptions {
         latency: a.latency,
         seed: a.seed,
         seeds: a.seeds,
         write_dir: a.write.as_deref(),
+        stop: Some(&stop),
     };
     let mut rows = Vec::new();
     for (name, audio) in &signals {
+        if interrupt.requested() {
+            break;
+        }
         tracing::info!(
             "{name}: {:.1} s, {} Hz x{}",
             audio.duration_secs(),
@@ -540,17 +546,20 @@ fn quality_matrix(a: QualityArgs) -> Result<ExitCode> {
         rows.extend(quality::run(name, audio, &conditions, &opts)?);
     }
     print_report(
-        &quality::markdown(&rows),
-        &QualityReport {
-            seed: a.seed,
-            seeds: a.seeds,
-            latency: latency_name(a.latency),
-            ptime_ms: quality::PTIME_MS,
-            rows,
+        &with_interruption(quality::markdown(&rows), &interrupt),
+        &Ended {
+            report: &QualityReport {
+                seed: a.seed,
+                seeds: a.seeds,
+                latency: latency_name(a.latency),
+                ptime_ms: quality::PTIME_MS,
+                rows,
+            },
+            interrupted: interrupt.requested(),
         },
         a.json,
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(interrupt.exit_code(true))
 }
 
 fn synthesize(a: SynthArgs) -> Result<ExitCode> {

@@ -345,3 +345,31 @@ fn version_and_help_name_the_program_and_its_purpose() {
     let h = run_ok(bin().args(["send", "--help"]));
     assert!(h.contains("--connect <ADDR>") && !h.contains("--to"), "{h}");
 }
+
+/// Ctrl-C during `quality`, whose runs are long: it logs each row as it finishes
+/// (`row N/M`), and on the interrupt prints the rows finished so far, as a table and as the
+/// JSON document with `interrupted: true`, says so, and exits 130.
+#[test]
+fn ctrl_c_during_quality_prints_the_rows_finished_and_exits_130() {
+    let child = Running::spawn(bin().args([
+        "quality", "--secs", "2", "--seeds", "1000", "--loss", "0.1", "--json",
+    ]));
+    let first = child.wait_for_line(Stream::Stderr, |l| l.contains("row 1/"));
+    assert!(first.contains("speech-like: row 1/5000"), "{first}");
+    child.interrupt();
+    let o = child.finish();
+    let log = &o.stderr;
+    assert_eq!(o.code(), Some(130), "{log}");
+    assert!(
+        log.contains("| signal |") && log.contains("interrupted"),
+        "{log}"
+    );
+    let doc = our_document(&o);
+    assert_eq!(doc["interrupted"], true, "{doc}");
+    let rows = doc["rows"].as_array().unwrap();
+    assert!((1..5000 * 2).contains(&rows.len()), "{} rows", rows.len());
+    for r in rows {
+        assert_eq!(r["condition"], "random 10 %", "{r}");
+        assert!(r["quality"]["snr_db"].is_number(), "{r}");
+    }
+}
