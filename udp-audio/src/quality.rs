@@ -14,14 +14,14 @@
 
 use serde::Serialize;
 
-use crate::Result;
 use crate::conceal::ConcealMode;
 use crate::eval::{self, Quality};
-use crate::impair::{ImpairConfig, Impairer};
+use crate::impair::{ImpairConfig, Impairer, MAX_BURST};
 use crate::jitter::{JitterBuffer, JitterConfig, Latency, RecvStats};
 use crate::l16::{AudioFormat, StreamParams};
 use crate::sender::Packetizer;
 use crate::wav::{self, Audio};
+use crate::{Error, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 
@@ -43,6 +43,35 @@ pub struct Condition {
     pub loss: f64,
     /// Mean burst length (Gilbert-Elliott), or independent loss.
     pub burst: Option<f64>,
+}
+
+impl std::str::FromStr for Condition {
+    type Err = Error;
+
+    /// `LOSS` (independent loss, a probability in [0, 1)) or `LOSS/BURST` (Gilbert-Elliott
+    /// bursts of mean `BURST`, 1 to [`MAX_BURST`]), named "random 10 %" or "bursty 10 %,
+    /// mean burst 3".
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Config {
+            what: format!(
+                "{s:?}: expected a loss probability such as 0.1, or 0.1/3 for bursts of mean 3"
+            ),
+        };
+        let (loss, burst) = match s.split_once('/') {
+            Some((l, b)) => (l, Some(b.trim().parse::<f64>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let loss: f64 = loss.trim().parse().map_err(|_| bad())?;
+        // NaN fails both range checks.
+        if !(0.0..1.0).contains(&loss) || burst.is_some_and(|b| !(1.0..=MAX_BURST).contains(&b)) {
+            return Err(bad());
+        }
+        let name = match burst {
+            Some(b) => format!("bursty {:.0} %, mean burst {b}", loss * 100.0),
+            None => format!("random {:.0} %", loss * 100.0),
+        };
+        Ok(Condition { name, loss, burst })
+    }
 }
 
 impl Condition {
@@ -483,6 +512,25 @@ mod test {
             seeds,
             write_dir: None,
             stop: None,
+        }
+    }
+
+    /// Conditions parse as the defaults are named; out-of-range values are configuration
+    /// errors saying what was expected.
+    #[test]
+    fn conditions_parse_and_are_named_like_the_defaults() {
+        let c: Condition = "0.1".parse().unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.loss, c.burst),
+            ("random 10 %", 0.1, None)
+        );
+        let c: Condition = " 0.1 / 3 ".parse().unwrap();
+        assert_eq!(c.name, default_conditions()[3].name);
+        assert_eq!(c.burst, Some(3.0));
+        for bad in ["", "x", "1", "-0.1", "nan", "0.1/0.5", "0.1/inf", "0.1/1e7"] {
+            let e = bad.parse::<Condition>().unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{bad}: {e:?}");
+            assert!(e.to_string().contains("expected a loss probability"), "{e}");
         }
     }
 

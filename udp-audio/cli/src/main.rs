@@ -19,7 +19,7 @@ use cli_conventions::{Interrupt, Program, exit, json};
 use serde::Serialize;
 
 use udp_audio::conceal::ConcealMode;
-use udp_audio::impair::{ImpairConfig, MAX_DELAY_MS, Relay};
+use udp_audio::impair::{ImpairConfig, MAX_BURST, MAX_DELAY_MS, Relay};
 use udp_audio::jitter::{JitterConfig, Latency};
 use udp_audio::l16::DEFAULT_PTIME_MS;
 use udp_audio::net::{self, Receiver, RecvOptions, SendOptions, StreamSpec};
@@ -269,9 +269,6 @@ where
     }
 }
 
-/// Longest mean burst `impair --burst` takes, datagrams.
-const MAX_BURST: f64 = 1e6;
-
 fn parse_ssrc(s: &str) -> std::result::Result<u32, String> {
     let t = s.trim();
     let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
@@ -298,22 +295,10 @@ fn parse_signal(s: &str) -> std::result::Result<(String, PathBuf), String> {
 }
 
 fn parse_condition(s: &str) -> std::result::Result<Condition, String> {
-    let bad =
-        || format!("{s:?}: expected a loss probability such as 0.1, or 0.1/3 for bursts of mean 3");
-    let (loss, burst) = match s.split_once('/') {
-        Some((l, b)) => (l, Some(b.trim().parse::<f64>().map_err(|_| bad())?)),
-        None => (s, None),
-    };
-    let loss: f64 = loss.trim().parse().map_err(|_| bad())?;
-    // NaN fails both range checks.
-    if !(0.0..1.0).contains(&loss) || burst.is_some_and(|b| !(1.0..=MAX_BURST).contains(&b)) {
-        return Err(bad());
-    }
-    let name = match burst {
-        Some(b) => format!("bursty {:.0} %, mean burst {b}", loss * 100.0),
-        None => format!("random {:.0} %", loss * 100.0),
-    };
-    Ok(Condition { name, loss, burst })
+    s.parse::<Condition>().map_err(|e| match e {
+        Error::Config { what } => what,
+        e => e.to_string(),
+    })
 }
 
 /// Prints a command's report: with `--json` the human text goes to stderr and stdout carries

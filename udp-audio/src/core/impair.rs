@@ -54,6 +54,9 @@ use crate::error::{Error, Result};
 
 /// Largest `--delay` and `--jitter`, in milliseconds.
 pub const MAX_DELAY_MS: f64 = 10_000.0;
+/// Longest mean burst a program takes (`impair --burst`, `quality --loss P/BURST`),
+/// datagrams.
+pub const MAX_BURST: f64 = 1e6;
 /// Inter-arrival gaps longer than this (µs) count as this long in the smoothed interval that
 /// scales reorder holds.
 pub const MAX_GAP_US: f64 = 1_000_000.0;
