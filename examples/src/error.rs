@@ -76,6 +76,17 @@ pub enum Error {
     /// A `udp-audio` run failed.
     #[error(transparent)]
     Audio(#[from] udp_audio::Error),
+    /// A command the demo needs (`ip`, `tc`, `ethtool`) failed.
+    #[error("`{command}` failed: {reason}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status and what it printed.
+        reason: String,
+    },
+    /// A stream demo's receiver saw something other than what was sent.
+    #[error("{0}")]
+    StreamMismatch(String),
     /// Arguments that cannot work together.
     #[error("invalid settings: {0}")]
     Settings(String),

@@ -6,6 +6,8 @@
 //!
 //! - [`echo`]: `framed-echo`, a mio echo server over [`framing`] and a
 //!   pipelined client that verifies every echo.
+//! - [`stream`]: `framed-echo stream-demo`, what `send()` calls become at
+//!   the reader, on loopback, with a slow reader and across MTU 576.
 //! - [`framing_tour`]: the tour's `framing` section.
 //! - [`ack_tour`]: the tour's `ack-demo` section.
 //! - [`buffer_tour`]: the tour's `buffer-demo` section.
@@ -20,6 +22,7 @@ pub mod echo;
 pub mod error;
 pub mod framing_tour;
 pub mod preset;
+pub mod stream;
 pub mod tcp_tour;
 pub mod tour;
 

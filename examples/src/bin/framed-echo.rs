@@ -3,6 +3,7 @@
 //! ```text
 //! framed-echo server --listen 127.0.0.1:7000
 //! framed-echo client --connect 127.0.0.1:7000 --count 100000 --size 64 --json
+//! framed-echo stream-demo            # what send() calls become at the reader
 //! ```
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use examples::echo::{
     run_client_until,
 };
 use examples::preset::largest_payload;
+use examples::stream::{DEFAULT_SETTINGS, DemoSettings, Setting, Sizes};
 use examples::{Preset, init_tracing, socket_addr};
 use framing::nonblocking::DEFAULT_MAX_QUEUED;
 use serde::Serialize;
@@ -35,6 +37,10 @@ const MAX_QUEUED_FLAG: u64 = 1 << 30;
 const MAX_BUFFERED_FLAG: u64 = 1 << 40;
 /// Largest `--count`: 10^12 frames (days of echoing).
 const MAX_COUNT_FLAG: u64 = 1_000_000_000_000;
+/// Largest `stream-demo --messages`: a million sends.
+const MAX_DEMO_MESSAGES: u64 = 1_000_000;
+/// Largest `stream-demo --size` and `--read-buffer`: 16 MiB.
+const MAX_DEMO_PAYLOAD: u64 = 16 << 20;
 /// Largest timeouts, in seconds: a day for the server's idle timeout, an
 /// hour for the client's.
 const MAX_IDLE_S: f64 = 86_400.0;
@@ -60,6 +66,13 @@ enum Command {
     /// SIGINT/SIGTERM stop sending, and the echoes of what was sent are
     /// checked and reported (exit code 130).
     Client(ClientArgs),
+    /// Show that TCP is a byte stream: N send() calls of chosen sizes, and
+    /// what the reader's read() calls returned, on loopback, with a slow
+    /// reader, and across a path with MTU 576 (root: two network
+    /// namespaces, a veth pair and a tbf rate limit). Then the same bytes
+    /// through framing, which gives back every message. One table;
+    /// SIGINT/SIGTERM print the settings done (exit code 130).
+    StreamDemo(StreamDemoArgs),
 }
 
 /// Frame layout options shared by both sides (they must match).
@@ -140,6 +153,84 @@ struct ClientArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct StreamDemoArgs {
+    /// Messages to send, one send() each (prefix and payload).
+    #[arg(long, default_value_t = DEFAULT_SETTINGS.messages as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_DEMO_MESSAGES))]
+    messages: u64,
+    /// Every payload this many bytes (up to 16 MiB) [default: a seeded
+    /// mix from 4 B to 64 KiB, as many small payloads as large ones].
+    #[arg(long, value_name = "BYTES", conflicts_with = "seed",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_DEMO_PAYLOAD))]
+    size: Option<u64>,
+    /// Seed of the payload-size mix.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64))]
+    seed: u64,
+    /// Set TCP_NODELAY on the sender (Nagle's algorithm off; on by default,
+    /// as the kernel has it).
+    #[arg(long)]
+    nodelay: bool,
+    /// Bytes the receiver asks for in each read() (1 B to 16 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SETTINGS.read_buffer_bytes as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_DEMO_PAYLOAD))]
+    read_buffer: u64,
+    /// How long the slow reader sleeps before each read (`20ms`, `0.1`;
+    /// 1 ms to 10 s).
+    #[arg(long, value_name = "DURATION", default_value = "20ms",
+          value_parser = cli_values::seconds(0.001, 10.0))]
+    read_delay: Duration,
+    /// The tbf rate of the MTU 576 path, in Mbit/s (1 to 10000).
+    #[arg(long, value_name = "MBIT_PER_S", default_value_t = DEFAULT_SETTINGS.path_rate_mbit_per_s,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    path_rate: u32,
+    /// The settings to run, in this order (comma-separated). mtu576 needs
+    /// root and is skipped, with a word, otherwise.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = SettingArg::ALL)]
+    settings: Vec<SettingArg>,
+    /// Give up when no byte moves for this long (1 ms to 1 hour).
+    #[arg(long, value_name = "DURATION", default_value = "10s",
+          value_parser = cli_values::seconds(0.001, MAX_TIMEOUT_S))]
+    timeout: Duration,
+    /// Print the runs as one JSON document on stdout (the table goes to
+    /// stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--settings` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SettingArg {
+    /// Both ends on 127.0.0.1, the reader as fast as it can.
+    Loopback,
+    /// 127.0.0.1, the reader sleeping --read-delay before each read.
+    SlowReader,
+    /// Two namespaces joined by a veth pair with MTU 576 and a tbf limit.
+    Mtu576,
+}
+
+impl SettingArg {
+    const ALL: [SettingArg; 3] = [
+        SettingArg::Loopback,
+        SettingArg::SlowReader,
+        SettingArg::Mtu576,
+    ];
+
+    fn setting(self) -> Setting {
+        match self {
+            SettingArg::Loopback => Setting::Loopback,
+            SettingArg::SlowReader => Setting::SlowReader,
+            SettingArg::Mtu576 => Setting::Mtu576,
+        }
+    }
+}
+
+impl std::fmt::Display for SettingArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.setting().id())
+    }
+}
+
 /// Values are bounded by clap far below `usize::MAX` on 64-bit targets;
 /// saturate on smaller ones.
 fn to_usize(v: u64) -> usize {
@@ -195,6 +286,7 @@ fn print_json<T: Serialize>(report: &T) -> Result<(), examples::Error> {
 fn run(cli: Cli) -> Result<ExitCode, examples::Error> {
     match cli.command {
         Command::Server(args) => serve(args),
+        Command::StreamDemo(args) => stream_demo(args),
         Command::Client(args) => {
             let framing = args.framing.config()?;
             let size = to_usize(args.size);
@@ -315,6 +407,54 @@ fn serve(args: ServerArgs) -> Result<ExitCode, examples::Error> {
         })?;
     }
     Ok(interrupt.exit_code(true))
+}
+
+/// The stream demo's JSON document.
+#[derive(Serialize)]
+struct StreamDemoReport<'a> {
+    role: &'static str,
+    #[serde(flatten)]
+    demo: &'a examples::stream::Demo,
+}
+
+fn stream_demo(args: StreamDemoArgs) -> Result<ExitCode, examples::Error> {
+    let settings = DemoSettings {
+        messages: to_usize(args.messages),
+        sizes: args
+            .size
+            .map_or(Sizes::Mix(args.seed), |n| Sizes::Fixed(to_usize(n))),
+        nodelay: args.nodelay,
+        read_buffer_bytes: to_usize(args.read_buffer),
+        slow_reader_delay: args.read_delay,
+        path_rate_mbit_per_s: args.path_rate,
+        timeout: args.timeout,
+    };
+    let which: Vec<Setting> = args.settings.iter().map(|s| s.setting()).collect();
+    let interrupt = Interrupt::install()
+        .map_err(|e| examples::Error::io("installing the SIGINT/SIGTERM handlers", e))?;
+    let stop = interrupt.flag();
+    // Each setting's line as it ends: the progress of a run of seconds.
+    let demo = examples::stream::demo(&settings, &which, &stop, |outcome| {
+        eprintln!("{}", outcome.summary());
+    });
+    let mut text = demo.table();
+    if demo.interrupted {
+        text.push_str(&format!(
+            "interrupted (SIGINT/SIGTERM) after {} of {} settings\n",
+            demo.runs.len(),
+            which.len()
+        ));
+    }
+    if args.json {
+        eprint!("{text}");
+        print_json(&StreamDemoReport {
+            role: "stream_demo",
+            demo: &demo,
+        })?;
+    } else {
+        print!("{text}");
+    }
+    Ok(interrupt.exit_code(demo.passed))
 }
 
 fn summary(s: &ServerStats) -> String {
