@@ -8,6 +8,7 @@
 //!   pipelined client that verifies every echo.
 //! - [`stream`]: `framed-echo stream-demo`, what `send()` calls become at
 //!   the reader, on loopback, with a slow reader and across MTU 576.
+//! - [`stream_tour`]: the tour's first section, the stream demo.
 //! - [`framing_tour`]: the tour's `framing` section.
 //! - [`ack_tour`]: the tour's `ack-demo` section.
 //! - [`buffer_tour`]: the tour's `buffer-demo` section.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod framing_tour;
 pub mod preset;
 pub mod stream;
+pub mod stream_tour;
 pub mod tcp_tour;
 pub mod tour;
 

@@ -1,7 +1,7 @@
 //! The tour: every demo pair on loopback, one report.
 //!
 //! Each crate contributes a section, in a module of its own
-//! ([`crate::framing_tour`], [`crate::ack_tour`], [`crate::buffer_tour`],
+//! ([`crate::stream_tour`], [`crate::framing_tour`], [`crate::ack_tour`], [`crate::buffer_tour`],
 //! [`crate::audio_tour`], [`crate::tcp_tour`]): a function that runs its
 //! demo in-process on `127.0.0.1:0`, checks what must hold, and returns the
 //! lines to print and the figures as JSON. This module runs them in order.
@@ -24,6 +24,9 @@ pub struct TourSettings {
 /// The tour's sections, to run one alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
+    /// `stream`: what send() calls become at the reader (the MTU 576
+    /// setting needs root).
+    Stream,
     /// `framing`: framed-echo over loopback TCP.
     Framing,
     /// `ack-demo`: the acknowledged session through a crash.
@@ -38,7 +41,8 @@ pub enum Part {
 
 impl Part {
     /// Every section, in the order the tour runs them.
-    pub const ALL: [Part; 5] = [
+    pub const ALL: [Part; 6] = [
+        Part::Stream,
         Part::Framing,
         Part::AckDemo,
         Part::BufferDemo,
@@ -49,6 +53,7 @@ impl Part {
     /// The section's key in the JSON report (`ack_demo`).
     pub fn id(self) -> &'static str {
         match self {
+            Part::Stream => "stream",
             Part::Framing => "framing",
             Part::AckDemo => "ack_demo",
             Part::BufferDemo => "buffer_demo",
@@ -83,7 +88,9 @@ impl Section {
         };
         let mut out = format!("== {} [{mark}]\n", self.title);
         for line in &self.lines {
-            out.push_str("   ");
+            if !line.is_empty() {
+                out.push_str("   ");
+            }
             out.push_str(line);
             out.push('\n');
         }
@@ -185,6 +192,7 @@ pub fn run_with(
             break;
         }
         let section = match part {
+            Part::Stream => crate::stream_tour::section(settings.quick),
             Part::Framing => crate::framing_tour::section(settings.quick)
                 .unwrap_or_else(|e| Section::failed(part, crate::framing_tour::TITLE, &e)),
             Part::AckDemo => crate::ack_tour::section(settings.quick)

@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long, value_enum, value_name = "SECTION")]
     only: Option<Part>,
     /// Print every figure as one JSON document on stdout (the report goes
-    /// to stderr), each section under its id: framing, ack_demo,
+    /// to stderr), each section under its id: stream, framing, ack_demo,
     /// buffer_demo, udp_audio, tcp_watch.
     #[arg(long)]
     json: bool,

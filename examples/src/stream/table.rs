@@ -30,7 +30,7 @@ pub fn render(outcomes: &[Outcome]) -> String {
             "no".to_owned()
         }
     });
-    row("MSS (bytes)", &|r| {
+    row("MSS, TCP_MAXSEG (bytes)", &|r| {
         r.counts.mss_bytes.map_or("?".to_owned(), |m| m.to_string())
     });
     row("messages (one send() each)", &c(|c| c.messages));
