@@ -10,13 +10,16 @@
 //! Both ends run in this process: a thread moves itself into a namespace
 //! with `setns(2)` (a thread's network namespace is its own) before it makes
 //! its socket, and a socket stays in the namespace it was made in. Dropping
-//! the [`SmallMtuPath`] deletes both namespaces and the veth pair with them.
+//! the [`SmallMtuPath`] deletes both namespaces and the veth pair with them;
+//! the names carry the process id, and namespaces left by a process that was
+//! killed are deleted by the next run.
 //! The addresses are from 198.18.0.0/15 (RFC 2544's benchmarking range) and
 //! exist only inside the namespaces.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -70,6 +73,7 @@ impl SmallMtuPath {
     /// # Errors
     /// A command failed; the error names it and what it printed.
     pub fn new(rate_mbit: u32) -> Result<SmallMtuPath, Error> {
+        reap_stale();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let base = format!(
             "sdm{}x{}",
@@ -173,6 +177,27 @@ impl Drop for SmallMtuPath {
             {
                 tracing::warn!("namespace {ns} not removed: {e}");
             }
+        }
+    }
+}
+
+/// Deletes the namespaces of runs whose process no longer exists (killed
+/// before its drop could run): `sdm<pid>x...` with no `/proc/<pid>`.
+fn reap_stale() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("sdm")
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && run(&["ip", "netns", "del", &name]).is_ok()
+        {
+            tracing::info!("removed namespace {name}, left by process {pid} which is gone");
         }
     }
 }
