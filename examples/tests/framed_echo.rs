@@ -1,206 +1,124 @@
 //! The `framed-echo` and `tour` binaries, run as a user runs them.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::fmt::Display;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A `framed-echo server --json` child on a free loopback port, killed on
-/// drop. Its stderr is collected as it comes, so a test can wait for a log
-/// line; `listening on ADDR` is there too (stdout carries only the JSON).
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    stdout: BufReader<ChildStdout>,
-    log: Arc<Mutex<String>>,
-    log_reader: Option<thread::JoinHandle<()>>,
+use test_support::{Finished, Running, Stream, run};
+
+/// `framed-echo server --listen 127.0.0.1:0 --json` with `extra`; its log
+/// (stderr) says `listening on ADDR`, stdout carries only the JSON.
+fn server_command(extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_framed-echo"));
+    command
+        .args(["server", "--listen", "127.0.0.1:0", "--json"])
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    command
 }
 
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        Server::spawn(extra, None)
-    }
+/// Starts `command` (a server) and waits for the address it listens on.
+fn start(command: &mut Command) -> (Running, SocketAddr) {
+    let server = Running::spawn(command);
+    let addr = server.wait_listening();
+    (server, addr)
+}
 
-    /// Starts the server with `RLIMIT_NOFILE` lowered to `nofile`.
-    fn start_with_fd_limit(extra: &[&str], nofile: u64) -> Server {
-        Server::spawn(extra, Some(nofile))
-    }
+/// A `framed-echo server --json` on a free loopback port, killed on drop.
+fn server(extra: &[&str]) -> (Running, SocketAddr) {
+    start(&mut server_command(extra))
+}
 
-    fn spawn(extra: &[&str], nofile: Option<u64>) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_framed-echo"));
-        command
-            .args(["server", "--listen", "127.0.0.1:0", "--json"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(limit) = nofile {
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs
-            // between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let rlim = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
+/// `command` with `RLIMIT_NOFILE` lowered to `nofile` in the child.
+fn with_fd_limit(command: &mut Command, nofile: u64) -> &mut Command {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let rlim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
             }
-        }
-        let mut child = command.spawn().expect("framed-echo starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&log);
-        let (listening, address) = mpsc::channel();
-        let log_reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = listening.send(addr.to_owned());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
+        })
+    }
+}
+
+/// Waits for `count` distinct lines of the server's log containing
+/// `needle` (each such line names its peer); the log then.
+fn wait_for_log_lines(server: &Running, needle: &str, count: usize) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    while seen.len() < count {
+        let line = server.wait_for_line(Stream::Stderr, |l| {
+            l.contains(needle) && !seen.iter().any(|s| s == l)
         });
-        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        // The channel closes if the server exits without an address.
-        let Ok(addr) = address.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            let status = child.wait();
-            panic!(
-                "the server printed no address on stderr ({status:?}); log: {}",
-                log.lock().unwrap()
-            );
-        };
-        let addr = addr.parse().expect("a socket address");
-        Server {
-            child,
-            addr,
-            stdout,
-            log,
-            log_reader: Some(log_reader),
-        }
+        seen.push(line);
     }
-
-    /// What the server has logged so far.
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until `done(log)` holds, for at most `limit`; the log then.
-    fn wait_for_log(&self, limit: Duration, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let log = self.log();
-            if done(&log) || Instant::now() >= deadline {
-                return log;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The server's peak resident memory so far, in KiB (`VmHWM`).
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in kB")
-    }
-
-    /// Stops the server with SIGTERM; returns its log and its counters.
-    fn stop(self) -> (String, serde_json::Value) {
-        let (status, log, doc) = self.signal(libc::SIGTERM);
-        assert_eq!(status.code(), Some(130), "{log}");
-        assert_eq!(doc["program"], "framed-echo", "{log}");
-        assert_eq!(doc["role"], "server", "{log}");
-        (log, doc["stats"].clone())
-    }
-
-    /// Sends `signal`, waits for the exit (a minute at most, else kills the
-    /// server and fails); returns the status, the log and the one JSON
-    /// document of stdout.
-    fn signal(mut self, signal: libc::c_int) -> (ExitStatus, String, serde_json::Value) {
-        // SAFETY: kill with a valid pid of our own child.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "signal the server");
-        let status = wait_or_kill(&mut self.child, Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("the server still runs a minute after the signal"));
-        if let Some(reader) = self.log_reader.take() {
-            reader.join().unwrap();
-        }
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).expect("read stdout");
-        let log = self.log();
-        assert!(!log.contains('\x1b'), "colour codes on a pipe: {log}");
-        (status, log, one_json(rest.as_bytes()))
-    }
+    server.stderr()
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The peak resident memory of process `pid` so far, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in kB")
 }
 
-fn client(addr: impl ToString, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+/// Sends `signal` to the server and waits for its end; its log has no
+/// colour codes (stderr is a pipe).
+fn end(server: Running, signal: libc::c_int) -> Finished {
+    server.signal(signal);
+    let end = server.finish();
+    assert!(
+        !end.stderr.contains('\x1b'),
+        "colour codes on a pipe: {}",
+        end.stderr
+    );
+    end
+}
+
+/// Stops the server with SIGTERM; returns its log and its counters.
+fn stop(server: Running) -> (String, serde_json::Value) {
+    let end = end(server, libc::SIGTERM);
+    let log = &end.stderr;
+    assert_eq!(end.code(), Some(130), "{log}");
+    let doc = end.document();
+    assert_eq!(doc["program"], "framed-echo", "{log}");
+    assert_eq!(doc["role"], "server", "{log}");
+    (end.stderr, doc["stats"].clone())
+}
+
+/// `framed-echo client --connect ADDR --json` with `args`.
+fn client(addr: impl Display, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_framed-echo"));
+    command
         .args(["client", "--connect", &addr.to_string(), "--json"])
-        .args(args)
-        .output()
-        .expect("framed-echo client runs")
-}
-
-/// stdout as exactly one JSON document (and nothing else).
-fn one_json(stdout: &[u8]) -> serde_json::Value {
-    let text = String::from_utf8_lossy(stdout);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {text}"))
-}
-
-/// Waits for `child` to exit within `limit`; past it, kills it and
-/// returns `None`.
-fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+        .args(args);
+    command
 }
 
 #[test]
 fn client_gets_every_frame_back_and_reports_rates() {
-    let server = Server::start(&[]);
+    let (_server, addr) = server(&[]);
     for (count, size) in [(5000u64, 0usize), (20_000, 64), (20, 300_000)] {
-        let out = client(
-            server.addr,
+        let out = run(&mut client(
+            addr,
             &["--count", &count.to_string(), "--size", &size.to_string()],
-        );
-        assert!(
-            out.status.success(),
-            "client failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report = one_json(&out.stdout);
+        ));
+        assert!(out.status.success(), "client failed: {}", out.stderr);
+        let report = out.document();
         assert_eq!(report["program"], "framed-echo");
         assert_eq!(report["schema"], 1);
         assert_eq!(report["role"], "client");
@@ -211,7 +129,7 @@ fn client_gets_every_frame_back_and_reports_rates() {
         assert!(report["mb_per_s"].as_f64().unwrap() >= 0.0);
         assert!(report["duration_s"].as_f64().unwrap() > 0.0);
         // The summary for people is on stderr.
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = &out.stderr;
         assert!(err.contains("echoed and verified"), "{err}");
     }
 }
@@ -219,17 +137,13 @@ fn client_gets_every_frame_back_and_reports_rates() {
 #[test]
 fn every_preset_echoes() {
     for preset in ["u32-be", "u16-be", "varint", "python"] {
-        let server = Server::start(&["--preset", preset]);
-        let out = client(
-            server.addr,
+        let (_server, addr) = server(&["--preset", preset]);
+        let out = run(&mut client(
+            addr,
             &["--preset", preset, "--count", "2000", "--size", "1000"],
-        );
-        assert!(
-            out.status.success(),
-            "{preset}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(one_json(&out.stdout)["messages"], 2000);
+        ));
+        assert!(out.status.success(), "{preset}: {}", out.stderr);
+        assert_eq!(out.document()["messages"], 2000);
     }
 }
 
@@ -249,33 +163,28 @@ fn hostile(addr: SocketAddr, bytes: &[u8]) {
 
 #[test]
 fn bad_clients_are_dropped_with_the_reason_logged_and_others_served() {
-    let server = Server::start(&["--max-frame", "65536", "--preset", "varint"]);
-    let addr = server.addr;
+    let (server, addr) = server(&["--max-frame", "65536", "--preset", "varint"]);
     let good = std::thread::spawn(move || {
-        client(
+        run(&mut client(
             addr,
             &["--preset", "varint", "--count", "50000", "--size", "512"],
-        )
+        ))
     });
     // Over the limit; a varint that overflows 64 bits; EOF inside a body.
     hostile(addr, &[0x80, 0x80, 0x10]);
     hostile(addr, &[0xff; 11]);
     hostile(addr, &[0x0a, b'a', b'b']);
     let out = good.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(one_json(&out.stdout)["messages"], 50000);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.document()["messages"], 50000);
     // The server still serves new clients after dropping the bad ones.
-    let again = client(
+    let again = run(&mut client(
         addr,
         &["--preset", "varint", "--count", "10", "--size", "10"],
-    );
+    ));
     assert!(again.status.success());
 
-    let (log, _) = server.stop();
+    let (log, _) = stop(server);
     assert!(
         log.contains("frame of 262144 bytes exceeds the maximum frame length of 65536"),
         "{log}"
@@ -290,31 +199,29 @@ fn bad_clients_are_dropped_with_the_reason_logged_and_others_served() {
 
 #[test]
 fn client_over_the_server_limit_is_told_it_was_dropped() {
-    let server = Server::start(&["--max-frame", "1000"]);
-    let out = client(server.addr, &["--count", "10", "--size", "5000"]);
+    let (_server, addr) = server(&["--max-frame", "1000"]);
+    let out = run(&mut client(addr, &["--count", "10", "--size", "5000"]));
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = &out.stderr;
     assert!(err.contains("of 10 echoes"), "{err}");
 }
 
 #[test]
 fn bad_arguments_are_explained() {
-    let out = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
-        .args(["client", "--connect", "not-an-address"])
-        .output()
-        .unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_framed-echo")).args([
+        "client",
+        "--connect",
+        "not-an-address",
+    ]));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--connect"));
+    assert!(out.stderr.contains("--connect"));
 }
 
 #[test]
 fn tour_runs_and_passes() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tour"))
-        .args(["--quick", "--json"])
-        .output()
-        .expect("tour runs");
+    let out = run(Command::new(env!("CARGO_BIN_EXE_tour")).args(["--quick", "--json"]));
     // With --json the report for people is on stderr.
-    let text = String::from_utf8_lossy(&out.stderr);
+    let text = &out.stderr;
     assert!(out.status.success(), "{text}");
     assert!(text.contains("3 of 3 hostile clients dropped"), "{text}");
     assert!(
@@ -327,7 +234,7 @@ fn tour_runs_and_passes() {
         "{text}"
     );
     assert!(text.contains("tour finished in"), "{text}");
-    let report = one_json(&out.stdout);
+    let report = out.document();
     assert_eq!(report["program"], "tour");
     assert_eq!(report["schema"], 1);
     assert_eq!(report["passed"], true);
@@ -374,11 +281,11 @@ fn read_echo(stream: &mut TcpStream, sent: &[u8], timeout: Duration) -> Result<(
 fn queued_clients_are_served_once_descriptors_free_up() {
     // 64 descriptors: about 56 clients once the server has its own; the
     // other 244 wait in the listen backlog (over the standard 128).
-    let server = Server::start_with_fd_limit(&[], 64);
+    let (server, addr) = start(with_fd_limit(&mut server_command(&[]), 64));
     let clients = 300;
     let mut streams: Vec<TcpStream> = (0..clients)
         .map(|i| {
-            let mut s = TcpStream::connect_timeout(&server.addr, Duration::from_secs(10))
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
                 .unwrap_or_else(|e| panic!("client {i}: the backlog does not take it: {e}"));
             s.write_all(&frame(100, i as u8)).unwrap();
             s
@@ -390,7 +297,7 @@ fn queued_clients_are_served_once_descriptors_free_up() {
         if let Err(e) = read_echo(stream, &frame(100, i as u8), Duration::from_secs(10)) {
             panic!(
                 "client {i} of {clients} not served: {e}; server log:\n{}",
-                server.log()
+                server.stderr()
             );
         }
         stream.shutdown(Shutdown::Write).unwrap();
@@ -400,13 +307,9 @@ fn queued_clients_are_served_once_descriptors_free_up() {
     }
     drop(streams);
     // And a new client after all that.
-    let out = client(server.addr, &["--count", "1000", "--size", "100"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (log, stats) = server.stop();
+    let out = run(&mut client(addr, &["--count", "1000", "--size", "100"]));
+    assert!(out.status.success(), "{}", out.stderr);
+    let (log, stats) = stop(server);
     assert_eq!(stats["accepted"], clients + 1, "{log}");
     assert_eq!(stats["completed"], clients + 1, "{log}");
     assert!(stats["accept_exhausted"].as_u64().unwrap() >= 1, "{log}");
@@ -424,13 +327,12 @@ fn queued_clients_are_served_once_descriptors_free_up() {
 fn memory_budget_bounds_the_server_while_clients_send_huge_partial_frames() {
     const MIB: usize = 1024 * 1024;
     let hostile = 24;
-    let server = Server::start(&[
+    let (server, addr) = server(&[
         "--max-frame",
         &(4 * MIB).to_string(),
         "--max-buffered-total",
         &(16 * MIB).to_string(),
     ]);
-    let addr = server.addr;
     // Each declares a 4 MiB frame and sends all of it but the last byte.
     let senders: Vec<_> = (0..hostile)
         .map(|_| {
@@ -445,26 +347,20 @@ fn memory_budget_bounds_the_server_while_clients_send_huge_partial_frames() {
         .collect();
     // A read buffer completing a 4 MiB frame grows to 8 MiB: at most two
     // fit the 16 MiB budget, so at least 22 are closed.
-    let log = server.wait_for_log(Duration::from_secs(60), |log| {
-        log.matches("over the memory budget").count() >= hostile - 2
-    });
+    let log = wait_for_log_lines(&server, "over the memory budget", hostile - 2);
     assert!(
         log.matches("over the memory budget").count() >= hostile - 2,
         "{log}"
     );
     let held: Vec<TcpStream> = senders.into_iter().map(|t| t.join().unwrap()).collect();
     // A good client is still served.
-    let out = client(addr, &["--count", "2000", "--size", "1000"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&mut client(addr, &["--count", "2000", "--size", "1000"]));
+    assert!(out.status.success(), "{}", out.stderr);
     // Unbounded, the server held 24 x 8 MiB = 192 MiB; bounded, the budget
     // plus one connection's growth past it, plus the program.
-    let peak_mib = server.peak_rss_kib() / 1024;
+    let peak_mib = peak_rss_kib(server.id()) / 1024;
     drop(held);
-    let (log, stats) = server.stop();
+    let (log, stats) = stop(server);
     assert!(peak_mib < 48, "peak RSS {peak_mib} MiB\n{log}");
     assert!(stats["over_budget"].as_u64().unwrap() >= hostile as u64 - 2);
     assert!(stats["peak_buffered_bytes"].as_u64().unwrap() <= (16 + 8) * MIB as u64);
@@ -476,11 +372,11 @@ fn memory_budget_bounds_the_server_while_clients_send_huge_partial_frames() {
 
 #[test]
 fn idle_connections_are_closed_after_the_idle_timeout() {
-    let server = Server::start(&["--idle-timeout", "300ms"]);
+    let (server, addr) = server(&["--idle-timeout", "300ms"]);
     // Silent; half a header; a header and part of the body.
     let mut idle: Vec<TcpStream> = Vec::new();
     for i in 0..60 {
-        let mut s = TcpStream::connect(server.addr).unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
         match i % 3 {
             0 => {}
             1 => s.write_all(&[0, 0]).unwrap(),
@@ -489,22 +385,18 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         idle.push(s);
     }
     // An active client is not idle, however long it runs.
-    let out = client(server.addr, &["--count", "100000", "--size", "64"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&mut client(addr, &["--count", "100000", "--size", "64"]));
+    assert!(out.status.success(), "{}", out.stderr);
     for (i, s) in idle.iter_mut().enumerate() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = [0u8; 16];
         match s.read(&mut buf) {
             Ok(0) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-            other => panic!("idle client {i} not closed: {other:?}\n{}", server.log()),
+            other => panic!("idle client {i} not closed: {other:?}\n{}", server.stderr()),
         }
     }
-    let (log, stats) = server.stop();
+    let (log, stats) = stop(server);
     assert_eq!(stats["timed_out"], 60, "{log}");
     assert_eq!(stats["completed"], 1, "{log}");
 }
@@ -516,20 +408,20 @@ fn client_gives_up_on_a_silent_server_and_says_so() {
     let addr = listener.local_addr().unwrap();
     let holder = thread::spawn(move || listener.accept().map(|(s, _)| s));
     // Enough frames to fill every buffer, so the writer blocks too.
-    let out = client(
+    let out = run(&mut client(
         addr,
         &["--count", "1000000", "--size", "64", "--timeout", "500ms"],
-    );
+    ));
     let _held = holder.join().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code(), Some(1));
+    let err = &out.stderr;
     assert!(
         err.contains(&format!("no answer from {addr} for 500 ms")),
         "{err}"
     );
     assert!(err.contains("after 0 of 1000000 echoes"), "{err}");
     // With --json the failed run still prints its one document.
-    let doc = one_json(&out.stdout);
+    let doc = out.document();
     assert_eq!(doc["program"], "framed-echo");
     assert!(
         doc["error"].as_str().unwrap().contains("no answer from"),
@@ -547,13 +439,11 @@ fn settings_that_cannot_work_are_refused_with_exit_code_2() {
             "twice the maximum frame length",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+        let out = run(Command::new(env!("CARGO_BIN_EXE_framed-echo"))
             .args(["server", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            .args(args));
+        let err = &out.stderr;
+        assert_eq!(out.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(named), "{args:?}: {err}");
         assert!(out.stdout.is_empty(), "{args:?}: started anyway");
     }
@@ -578,13 +468,11 @@ fn hostile_numeric_values_exit_2_naming_the_flag() {
         (&client_args, "--count", "18446744073709551616"),
         (&client_args, "--size", "-inf"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+        let out = run(Command::new(env!("CARGO_BIN_EXE_framed-echo"))
             .args(base)
-            .arg(format!("{flag}={value}"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flag}={value}: {err}");
+            .arg(format!("{flag}={value}")));
+        let err = &out.stderr;
+        assert_eq!(out.code(), Some(2), "{flag}={value}: {err}");
         assert!(err.contains(flag), "{flag}={value}: {err}");
         assert!(!err.contains("panicked"), "{flag}={value}: {err}");
     }
@@ -596,50 +484,37 @@ fn hostile_numeric_values_exit_2_naming_the_flag() {
 /// usage error before connecting, naming the preset's limit.
 #[test]
 fn u16_oversize_is_refused_naming_the_presets_limit_and_never_hangs() {
-    let server = Server::start(&["--preset", "u16-be", "--idle-timeout", "1h"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
-        .args(["client", "--connect", &server.addr.to_string()])
+    let (server, addr) = server(&["--preset", "u16-be", "--idle-timeout", "1h"]);
+    // `finish` fails the test if the client still runs a minute later: it
+    // hangs.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_framed-echo"))
+        .args(["client", "--connect", &addr.to_string()])
         .args(["--preset", "u16-be", "--size", "70000", "--count", "10"])
-        .args(["--timeout", "1h"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let Some(status) = wait_or_kill(&mut child, Duration::from_secs(60)) else {
-        panic!("the client still ran a minute later: it hangs");
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(status.code(), Some(2), "{err}");
+        .args(["--timeout", "1h"]));
+    let err = &out.stderr;
+    assert_eq!(out.code(), Some(2), "{err}");
     assert!(err.contains("--size 70000"), "{err}");
     assert!(
         err.contains("u16-be") && err.contains("65535 bytes"),
         "{err}"
     );
     // Nothing was sent: the server saw no client.
-    let (log, stats) = server.stop();
+    let (log, stats) = stop(server);
     assert_eq!(stats["accepted"], 0, "{log}");
 }
 
 #[test]
 fn ctrl_c_prints_the_servers_report_and_exits_130() {
-    let server = Server::start(&[]);
-    let out = client(server.addr, &["--count", "1000", "--size", "100"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (status, log, doc) = server.signal(libc::SIGINT);
-    assert_eq!(status.code(), Some(130), "{log}");
+    let (server, addr) = server(&[]);
+    let out = run(&mut client(addr, &["--count", "1000", "--size", "100"]));
+    assert!(out.status.success(), "{}", out.stderr);
+    let end = end(server, libc::SIGINT);
+    let log = &end.stderr;
+    assert_eq!(end.code(), Some(130), "{log}");
     assert!(log.contains("framed-echo server: interrupted"), "{log}");
     assert!(log.contains("1 accepted, 1 completed"), "{log}");
     assert!(log.contains("100000 payload bytes echoed"), "{log}");
+    let doc = end.document();
     assert_eq!(doc["program"], "framed-echo");
     assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["schema"], 1);
@@ -651,17 +526,13 @@ fn ctrl_c_prints_the_servers_report_and_exits_130() {
 
 #[test]
 fn host_names_are_accepted() {
-    let server = Server::start(&[]);
-    let out = client(
-        format!("localhost:{}", server.addr.port()),
+    let (_server, addr) = server(&[]);
+    let out = run(&mut client(
+        format!("localhost:{}", addr.port()),
         &["--count", "10", "--size", "10"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(one_json(&out.stdout)["messages"], 10);
+    ));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.document()["messages"], 10);
 }
 
 #[test]
@@ -678,15 +549,13 @@ fn version_and_help_name_the_program_and_its_purpose() {
             .unwrap()
             .to_str()
             .unwrap();
-        let version = Command::new(bin).arg("--version").output().unwrap();
-        let version = String::from_utf8_lossy(&version.stdout);
+        let version = run(Command::new(bin).arg("--version")).stdout;
         assert_eq!(
             version.trim(),
             format!("{name} {}", env!("CARGO_PKG_VERSION")),
             "{bin}"
         );
-        let help = Command::new(bin).arg("--help").output().unwrap();
-        let help = String::from_utf8_lossy(&help.stdout);
+        let help = run(Command::new(bin).arg("--help")).stdout;
         let first = help.lines().next().unwrap_or_default();
         assert!(first.starts_with(&format!("{name}: ")), "{first}");
         assert!(first.contains(purpose), "{first}");
@@ -699,56 +568,27 @@ fn version_and_help_name_the_program_and_its_purpose() {
 /// and exits 130.
 #[test]
 fn ctrl_c_stops_the_client_with_a_report_of_the_echoes_it_checked() {
-    let server = Server::start(&[]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_framed-echo"))
-        .args(["client", "--connect", &server.addr.to_string(), "--json"])
-        .args(["--count", "1000000000000", "--size", "64"])
-        // `progress` is logged each second of the run.
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (running, progress) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut all = String::new();
-        let mut tx = Some(running);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("progress")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let ran = progress.recv_timeout(Duration::from_secs(60));
-    // SAFETY: kill with a valid pid of our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-    let status = wait_or_kill(&mut child, Duration::from_secs(60));
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let err = reader.join().unwrap();
-    assert!(ran.is_ok(), "no progress logged: {err}");
-    let status = status.unwrap_or_else(|| panic!("still sending a minute after SIGINT: {err}"));
-    assert_eq!(status.code(), Some(130), "{err}");
+    let (server, addr) = server(&[]);
+    let running = Running::spawn(
+        client(addr, &["--count", "1000000000000", "--size", "64"])
+            // `progress` is logged each second of the run.
+            .env("RUST_LOG", "info"),
+    );
+    // Fails the test, with the log, if no progress is logged.
+    running.wait_for_line(Stream::Stderr, |l| l.contains("progress"));
+    running.interrupt();
+    // Fails the test if it still sends a minute after SIGINT.
+    let out = running.finish();
+    let err = &out.stderr;
+    assert_eq!(out.code(), Some(130), "{err}");
     assert!(err.contains("interrupted (SIGINT/SIGTERM) after"), "{err}");
-    let report = one_json(stdout.as_bytes());
+    let report = out.document();
     assert_eq!(report["interrupted"], true);
     let messages = report["messages"].as_u64().unwrap();
     assert!(messages > 0, "{report}");
     assert_eq!(report["payload_bytes"], messages * 64, "{report}");
     // The server echoed exactly what the client counted, and it ended cleanly.
-    let (log, stats) = server.stop();
+    let (log, stats) = stop(server);
     assert_eq!(stats["frames"], messages, "{log}");
     assert_eq!(stats["completed"], 1, "{log}");
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use test_support::{Running, Stream, is_root, run};
+
 /// A temporary directory, removed on drop (also when the test fails).
 struct TempDir(PathBuf);
 
@@ -21,11 +23,6 @@ impl Drop for TempDir {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn a_full_temp_dir_is_reported_with_the_ack_demo_servers_own_error() {
     if !is_root() {
@@ -42,25 +39,17 @@ fn a_full_temp_dir_is_reported_with_the_ack_demo_servers_own_error() {
          TMPDIR='{dir}' exec '{tour}' --quick --only ack-demo",
         tour = env!("CARGO_BIN_EXE_tour"),
     );
-    let out = match Command::new("unshare")
-        .args(["--mount", "sh", "-c", &script])
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("SKIPPED: unshare is not available: {e}");
-            return;
-        }
-    };
-    if out.status.code() == Some(97) {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if let Err(e) = Command::new("unshare").arg("--version").output() {
+        eprintln!("SKIPPED: unshare is not available: {e}");
         return;
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let out = run(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
+    if out.code() == Some(97) {
+        eprintln!("SKIPPED: cannot mount a tmpfs here: {}", out.stderr);
+        return;
+    }
+    let text = &out.stdout;
+    assert_eq!(out.code(), Some(1), "{text}");
     assert!(text.contains("ack-demo server process exited"), "{text}");
     assert!(text.contains("No space left on device"), "{text}");
     assert!(text.contains(&dir), "the path is named: {text}");
@@ -69,12 +58,9 @@ fn a_full_temp_dir_is_reported_with_the_ack_demo_servers_own_error() {
 
 #[test]
 fn an_unknown_section_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tour"))
-        .args(["--only", "nosuch"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run(Command::new(env!("CARGO_BIN_EXE_tour")).args(["--only", "nosuch"]));
+    assert_eq!(out.code(), Some(2));
+    let err = &out.stderr;
     assert!(err.contains("--only") && !err.contains("panicked"), "{err}");
 }
 
@@ -83,63 +69,17 @@ fn an_unknown_section_is_a_usage_error() {
 /// before exit code 130.
 #[test]
 fn ctrl_c_stops_the_tour_after_the_running_section_with_its_report() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::Stdio;
-    use std::sync::mpsc;
-    use std::time::{Duration, Instant};
-
-    let mut tour = Command::new(env!("CARGO_BIN_EXE_tour"))
-        .args(["--quick", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = tour.stderr.take().unwrap();
-    let (first_section, ended) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut tx = Some(first_section);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            // The heading of a section is printed when the section ends.
-            if line.starts_with("== ")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let started = ended.recv_timeout(Duration::from_secs(300));
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(tour.id() as libc::pid_t, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = tour.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = tour.kill();
-            let _ = tour.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stdout = String::new();
-    tour.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let text = reader.join().unwrap();
-    assert!(started.is_ok(), "no section ended: {text}");
-    let status = status.unwrap_or_else(|| panic!("the tour went on after SIGINT: {text}"));
-    assert_eq!(status.code(), Some(130), "{text}");
+    let tour = Running::spawn(Command::new(env!("CARGO_BIN_EXE_tour")).args(["--quick", "--json"]));
+    // The heading of a section is printed when the section ends; no such
+    // line fails the test with what the tour printed.
+    tour.wait_for_line(Stream::Stderr, |l| l.starts_with("== "));
+    tour.interrupt();
+    // Fails the test if the tour goes on after SIGINT.
+    let out = tour.finish();
+    let text = &out.stderr;
+    assert_eq!(out.code(), Some(130), "{text}");
     assert!(text.contains("interrupted after"), "{text}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {stdout}"));
+    let doc = out.document();
     assert_eq!(doc["program"], "tour");
     assert_eq!(doc["interrupted"], true);
     let sections = doc["sections"].as_object().unwrap();
