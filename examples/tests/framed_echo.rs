@@ -243,6 +243,7 @@ fn tour_runs_and_passes() {
     let sections = report["sections"].as_object().unwrap();
     let ids: Vec<&str> = sections.keys().map(String::as_str).collect();
     for id in [
+        "stream",
         "framing",
         "ack_demo",
         "buffer_demo",
@@ -250,6 +251,15 @@ fn tour_runs_and_passes() {
         "tcp_watch",
     ] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    // The stream demo (issue 15): every message recovered, every byte there.
+    let stream = &report["sections"]["stream"];
+    assert_eq!(stream["passed"], true, "{stream}");
+    for run in stream["runs"].as_array().unwrap() {
+        if run.get("skipped").is_none() {
+            assert_eq!(run["framing"]["identical"], run["messages"], "{run}");
+            assert_eq!(run["read_bytes"], run["sent_bytes"], "{run}");
+        }
     }
     let framing = &report["sections"]["framing"];
     assert!(framing["hostile_header_decoder_capacity"].as_u64().unwrap() <= 64 * 1024);
