@@ -52,19 +52,6 @@ fn with_fd_limit(command: &mut Command, nofile: u64) -> &mut Command {
     }
 }
 
-/// Waits for `count` distinct lines of the server's log containing
-/// `needle` (each such line names its peer); the log then.
-fn wait_for_log_lines(server: &Running, needle: &str, count: usize) -> String {
-    let mut seen: Vec<String> = Vec::new();
-    while seen.len() < count {
-        let line = server.wait_for_line(Stream::Stderr, |l| {
-            l.contains(needle) && !seen.iter().any(|s| s == l)
-        });
-        seen.push(line);
-    }
-    server.stderr()
-}
-
 /// The peak resident memory of process `pid` so far, in KiB (`VmHWM`).
 fn peak_rss_kib(pid: u32) -> u64 {
     let status =
@@ -357,7 +344,8 @@ fn memory_budget_bounds_the_server_while_clients_send_huge_partial_frames() {
         .collect();
     // A read buffer completing a 4 MiB frame grows to 8 MiB: at most two
     // fit the 16 MiB budget, so at least 22 are closed.
-    let log = wait_for_log_lines(&server, "over the memory budget", hostile - 2);
+    server.wait_for_lines(Stream::Stderr, "over the memory budget", hostile - 2);
+    let log = server.stderr();
     assert!(
         log.matches("over the memory budget").count() >= hostile - 2,
         "{log}"

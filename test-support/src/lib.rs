@@ -194,6 +194,20 @@ impl Running {
         }
     }
 
+    /// Waits for `count` distinct lines of `stream` containing `needle` (a
+    /// program that logs one such line per client it closes, per socket it
+    /// opens) and returns them; panics as [`Running::wait_for_line`] does.
+    pub fn wait_for_lines(&self, stream: Stream, needle: &str, count: usize) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        while seen.len() < count {
+            let line = self.wait_for_line(stream, |l| {
+                l.contains(needle) && !seen.iter().any(|s| s == l)
+            });
+            seen.push(line);
+        }
+        seen
+    }
+
     /// Waits for the `listening on ADDR` line (stdout or stderr) and
     /// returns ADDR.
     pub fn wait_listening(&self) -> SocketAddr {

@@ -132,7 +132,7 @@ fn us_to_ffmpeg(rate: u32, channels: u16, expect_pt: u8) {
             .arg(&out),
     );
     // Both the RTP and the RTCP socket are open.
-    wait_for_lines(&ff, Stream::Stderr, "receive buffer size reported", 2);
+    ff.wait_for_lines(Stream::Stderr, "receive buffer size reported", 2);
     let report = run_json(bin().args(send_args(&input, &to)));
     assert_eq!(report["payload_type"], expect_pt);
     let end = ff.finish();

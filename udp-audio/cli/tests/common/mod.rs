@@ -1,6 +1,6 @@
 //! Shared helpers for the udp-audio integration tests: test signals, running our binary and
 //! the real peers, and reading WAV samples.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,18 +149,6 @@ pub fn run_fails(cmd: &mut Command) -> String {
         end.stderr
     );
     end.stderr
-}
-
-/// Waits for `count` distinct lines of `stream` containing `needle` (a peer that prints one
-/// such line per socket it opens).
-pub fn wait_for_lines(run: &Running, stream: Stream, needle: &str, count: usize) {
-    let mut seen: Vec<String> = Vec::new();
-    while seen.len() < count {
-        let line = run.wait_for_line(stream, |l| {
-            l.contains(needle) && !seen.iter().any(|s| s == l)
-        });
-        seen.push(line);
-    }
 }
 
 /// Writes interleaved 16-bit samples as a WAV file.
