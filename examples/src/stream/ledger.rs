@@ -114,84 +114,112 @@ pub struct StreamCounts {
     pub messages_over_mss_split: u64,
 }
 
-impl StreamCounts {
-    /// Works out the account from the sizes, in stream order: each
-    /// message's length, each `send()`'s return, each `read()`'s return.
-    ///
-    /// Read bytes past the last message's end (a peer that sent more than it
-    /// said) are counted in `read_bytes` and nowhere else; zero sizes are
-    /// skipped. [`StreamCounts::adds_up`] tells whether the three totals
-    /// agree.
-    pub fn tally(
-        messages: &[usize],
-        sends: &[usize],
-        reads: &[usize],
-        mss: Option<usize>,
-    ) -> StreamCounts {
-        let mut c = StreamCounts {
-            mss_bytes: mss.map(|m| m as u64),
-            ..StreamCounts::default()
-        };
-        // End offset of every non-empty message, in stream order.
+/// The account kept as the stream runs: told each message's length up
+/// front, then every `read()` as it returns. Its memory is a few words per
+/// message, whatever the number of reads (a 1-byte read buffer makes
+/// millions).
+#[derive(Debug, Clone)]
+pub struct StreamLedger {
+    /// End offset of every non-empty message, in stream order.
+    ends: Vec<u64>,
+    /// Reads each message's bytes came in.
+    reads_of: Vec<u64>,
+    /// The first message not yet wholly read.
+    first: usize,
+    /// Stream offset of the next read's first byte.
+    start: u64,
+    counts: StreamCounts,
+}
+
+impl StreamLedger {
+    /// A ledger for messages of these lengths, in stream order (zero
+    /// lengths are skipped).
+    pub fn new(messages: &[usize]) -> StreamLedger {
         let mut ends = Vec::with_capacity(messages.len());
         let mut total = 0u64;
         for &len in messages.iter().filter(|&&len| len > 0) {
             total += len as u64;
             ends.push(total);
         }
-        c.messages = ends.len() as u64;
-        c.message_bytes = total;
-        for &s in sends.iter().filter(|&&s| s > 0) {
-            c.send_calls += 1;
-            c.sent_bytes += s as u64;
-            c.send_sizes.add(s);
+        StreamLedger {
+            reads_of: vec![0; ends.len()],
+            ends,
+            first: 0,
+            start: 0,
+            counts: StreamCounts::default(),
         }
+    }
 
-        // Reads each message's bytes came in.
-        let mut reads_of = vec![0u64; ends.len()];
-        // `first`: the first message not yet wholly read.
-        let mut first = 0usize;
-        let mut start = 0u64;
-        for &r in reads.iter().filter(|&&r| r > 0) {
-            c.read_calls += 1;
-            c.read_bytes += r as u64;
-            c.read_sizes.add(r);
-            let end = start + r as u64;
-            if first < ends.len() {
-                // `last`: the message holding the read's last byte (or the
-                // last message when the read runs past them all).
-                let mut last = first;
-                while last + 1 < ends.len() && ends[last] < end {
-                    last += 1;
-                }
-                let touched = (last - first + 1) as u64;
-                for n in &mut reads_of[first..=last] {
-                    *n += 1;
-                }
-                let ends_at_boundary = ends[last] <= end;
-                let message_start = if first == 0 { 0 } else { ends[first - 1] };
-                if !ends_at_boundary {
-                    c.reads_ending_inside_a_message += 1;
-                }
-                if touched > 1 {
-                    c.reads_holding_several_messages += 1;
-                }
-                if touched == 1 && ends[last] == end && message_start == start {
-                    c.reads_exactly_one_message += 1;
-                }
-                c.most_messages_in_one_read = c.most_messages_in_one_read.max(touched);
-                first = if ends_at_boundary { last + 1 } else { last };
-            }
-            start = end;
+    /// One `send()` that returned `n` bytes (0 is not a send).
+    pub fn sent(&mut self, n: usize) {
+        if n == 0 {
+            return;
         }
-        for (i, &n) in reads_of.iter().enumerate() {
+        let c = &mut self.counts;
+        c.send_calls += 1;
+        c.sent_bytes += n as u64;
+        c.send_sizes.add(n);
+    }
+
+    /// One `read()` that returned `n` bytes (0, end of stream, is not
+    /// counted). Bytes past the last message's end (a peer that sent more
+    /// than it said) count in `read_bytes` and nowhere else.
+    pub fn read(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let c = &mut self.counts;
+        c.read_calls += 1;
+        c.read_bytes += n as u64;
+        c.read_sizes.add(n);
+        let end = self.start + n as u64;
+        let ends = &self.ends;
+        let first = self.first;
+        if first < ends.len() {
+            // `last`: the message holding the read's last byte (or the last
+            // message when the read runs past them all).
+            let mut last = first;
+            while last + 1 < ends.len() && ends[last] < end {
+                last += 1;
+            }
+            let touched = (last - first + 1) as u64;
+            for k in &mut self.reads_of[first..=last] {
+                *k += 1;
+            }
+            let ends_at_boundary = ends[last] <= end;
+            let message_start = if first == 0 { 0 } else { ends[first - 1] };
+            if !ends_at_boundary {
+                c.reads_ending_inside_a_message += 1;
+            }
+            if touched > 1 {
+                c.reads_holding_several_messages += 1;
+            }
+            if touched == 1 && ends[last] == end && message_start == self.start {
+                c.reads_exactly_one_message += 1;
+            }
+            c.most_messages_in_one_read = c.most_messages_in_one_read.max(touched);
+            self.first = if ends_at_boundary { last + 1 } else { last };
+        }
+        self.start = end;
+    }
+
+    /// The account, for the first `sent` non-empty messages (the ones that
+    /// went out: a run stopped early sent fewer than it planned), on a path
+    /// whose MSS is `mss` when known.
+    pub fn finish(mut self, sent: usize, mss: Option<usize>) -> StreamCounts {
+        let sent = sent.min(self.ends.len());
+        let c = &mut self.counts;
+        c.mss_bytes = mss.map(|m| m as u64);
+        c.messages = sent as u64;
+        c.message_bytes = if sent == 0 { 0 } else { self.ends[sent - 1] };
+        for (i, &n) in self.reads_of[..sent].iter().enumerate() {
             if n > 1 {
                 c.messages_split_across_reads += 1;
             }
             c.most_reads_for_one_message = c.most_reads_for_one_message.max(n);
-            if let Some(mss) = mss {
-                let len = ends[i] - if i == 0 { 0 } else { ends[i - 1] };
-                if len > mss as u64 {
+            if let Some(mss) = c.mss_bytes {
+                let len = self.ends[i] - if i == 0 { 0 } else { self.ends[i - 1] };
+                if len > mss {
                     c.messages_over_mss += 1;
                     if n > 1 {
                         c.messages_over_mss_split += 1;
@@ -199,13 +227,43 @@ impl StreamCounts {
                 }
             }
         }
-        c
+        self.counts
+    }
+}
+
+impl StreamCounts {
+    /// The account of a whole stream from its sizes, in stream order: each
+    /// message's length, each `send()`'s return, each `read()`'s return
+    /// (a [`StreamLedger`] fed them all).
+    pub fn tally(
+        messages: &[usize],
+        sends: &[usize],
+        reads: &[usize],
+        mss: Option<usize>,
+    ) -> StreamCounts {
+        let mut ledger = StreamLedger::new(messages);
+        for &n in sends {
+            ledger.sent(n);
+        }
+        for &n in reads {
+            ledger.read(n);
+        }
+        ledger.finish(usize::MAX, mss)
     }
 
     /// The sum of the read sizes equals the sum of the send sizes, and both
     /// equal the messages' bytes: nothing lost, nothing added.
     pub fn adds_up(&self) -> bool {
         self.read_bytes == self.sent_bytes && self.sent_bytes == self.message_bytes
+    }
+
+    /// Takes in the sender's side, counted apart ([`StreamLedger::sent`]
+    /// on a ledger of its own).
+    pub fn with_sends(mut self, sender: &StreamCounts) -> StreamCounts {
+        self.send_calls = sender.send_calls;
+        self.sent_bytes = sender.sent_bytes;
+        self.send_sizes = sender.send_sizes.clone();
+        self
     }
 }
 
@@ -295,6 +353,24 @@ mod tests {
             // The oracle does not count sends; neither were any given.
             got.send_calls = 0;
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn a_run_stopped_early_is_the_account_of_what_went_out(
+            messages in prop::collection::vec(1usize..600, 1..40),
+            sent in 0usize..40,
+            cuts in prop::collection::vec(any::<u16>(), 0..60),
+            mss in prop::option::of(1usize..400),
+        ) {
+            // The ledger knows the whole plan; only `sent` messages went out.
+            let sent = sent.min(messages.len());
+            let out = &messages[..sent];
+            let reads = cut(out.iter().sum(), &cuts);
+            let mut ledger = StreamLedger::new(&messages);
+            for &n in &reads {
+                ledger.read(n);
+            }
+            prop_assert_eq!(ledger.finish(sent, mss), StreamCounts::tally(out, &[], &reads, mss));
         }
 
         #[test]

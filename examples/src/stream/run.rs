@@ -1,7 +1,7 @@
 //! The socket driver: one sender and one receiver per setting, each on a
 //! thread of its own (in its namespace on the small-MTU path), writing down
-//! the size of every `send()` and `read()`; [`StreamCounts::tally`] does the
-//! rest.
+//! the size of every `send()` and `read()` into a [`StreamLedger`] as it
+//! returns.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use framing::{Config, Decoder, Encoder};
 use serde::Serialize;
 
+use super::ledger::StreamLedger;
 use super::path::{self, SmallMtuPath};
 use super::{DemoSettings, PREFIX_BYTES, Setting, StreamCounts, payload};
 use crate::Error;
@@ -190,15 +191,18 @@ struct Ends<'a> {
 
 /// What the sender did.
 struct Sent {
-    messages: Vec<usize>,
-    sends: Vec<usize>,
+    /// Messages that went out whole.
+    messages: usize,
+    /// Its `send()` calls (a ledger of no messages).
+    sends: StreamCounts,
     mss: Option<usize>,
     interrupted: bool,
 }
 
 /// What the receiver saw.
 struct Received {
-    reads: Vec<usize>,
+    /// Its reads against the planned messages.
+    reads: StreamLedger,
     framing: Recovered,
 }
 
@@ -249,7 +253,10 @@ fn exchange(
         (Ok(sent), Ok(received)) => (sent, received),
         (Err(Error::StreamMismatch(_)), Err(e)) | (Err(e), _) | (_, Err(e)) => return Err(e),
     };
-    let counts = StreamCounts::tally(&sent.messages, &sent.sends, &received.reads, sent.mss);
+    let counts = received
+        .reads
+        .finish(sent.messages, sent.mss)
+        .with_sends(&sent.sends);
     Ok(Outcome::Ran(Box::new(SettingRun {
         setting,
         path,
@@ -293,7 +300,8 @@ fn receive(
 
     let mut buf = vec![0u8; settings.read_buffer_bytes];
     let mut decoder = Decoder::new(config);
-    let mut reads = Vec::new();
+    let lengths: Vec<usize> = plan.iter().map(|&len| PREFIX_BYTES + len).collect();
+    let mut reads = StreamLedger::new(&lengths);
     let mut framing = Recovered::default();
     loop {
         if !delay.is_zero() {
@@ -305,7 +313,7 @@ fn receive(
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("reading the stream", e)),
         };
-        reads.push(n);
+        reads.read(n);
         decoder.feed(&buf[..n]);
         while let Some(frame) = decoder.next_frame()? {
             let index = framing.frames as usize;
@@ -347,16 +355,13 @@ fn send(
         .ok()
         .map(|m| m as usize);
     let encoder = Encoder::new(config);
-    let mut sent = Sent {
-        messages: Vec::with_capacity(plan.len()),
-        sends: Vec::with_capacity(plan.len()),
-        mss,
-        interrupted: false,
-    };
+    let mut sends = StreamLedger::new(&[]);
+    let mut messages = 0;
+    let mut interrupted = false;
     let mut message = Vec::new();
     for (index, &len) in plan.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
-            sent.interrupted = true;
+            interrupted = true;
             break;
         }
         message.clear();
@@ -375,14 +380,14 @@ fn send(
                     ));
                 }
                 Ok(n) => {
-                    sent.sends.push(n);
+                    sends.sent(n);
                     off += n;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::io(format!("sending message {index}"), e)),
             }
         }
-        sent.messages.push(message.len());
+        messages += 1;
     }
     stream
         .shutdown(Shutdown::Write)
@@ -391,5 +396,10 @@ fn send(
     // includes the last byte's arrival.
     let mut rest = [0u8; 16];
     while matches!(stream.read(&mut rest), Ok(n) if n > 0) {}
-    Ok(sent)
+    Ok(Sent {
+        messages,
+        sends: sends.finish(0, None),
+        mss,
+        interrupted,
+    })
 }
