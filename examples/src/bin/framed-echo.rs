@@ -48,7 +48,8 @@ const MAX_TIMEOUT_S: f64 = 3_600.0;
 
 /// framed-echo: echo length-prefixed frames over TCP, a mio server for many
 /// clients and a pipelined client that checks every echo and reports
-/// messages/s and MB/s.
+/// messages/s and MB/s; and stream-demo, what send() calls become at the
+/// reader, and how framing gets the messages back.
 #[derive(Parser)]
 #[command(name = "framed-echo", version, long_about = None)]
 struct Cli {
@@ -155,8 +156,8 @@ struct ClientArgs {
 
 #[derive(Args)]
 struct StreamDemoArgs {
-    /// Messages to send, one send() each (prefix and payload).
-    #[arg(long, default_value_t = DEFAULT_SETTINGS.messages as u64,
+    /// Messages to send, one send() each (prefix and payload; 1 to 10^6).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SETTINGS.messages as u64,
           value_parser = clap::value_parser!(u64).range(1..=MAX_DEMO_MESSAGES))]
     messages: u64,
     /// Every payload this many bytes (up to 16 MiB) [default: a seeded
