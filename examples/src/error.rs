@@ -76,14 +76,10 @@ pub enum Error {
     /// A `udp-audio` run failed.
     #[error(transparent)]
     Audio(#[from] udp_audio::Error),
-    /// A command the demo needs (`ip`, `tc`, `ethtool`) failed.
-    #[error("`{command}` failed: {reason}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// Its exit status and what it printed.
-        reason: String,
-    },
+    /// A command the stream demo's namespaces need (`ip`, `tc`,
+    /// `ethtool`) failed, as `tcp-watch`'s lab runner reports it.
+    #[error(transparent)]
+    Command(#[from] tcp_watch::Error),
     /// A stream demo's receiver saw something other than what was sent.
     #[error("{0}")]
     StreamMismatch(String),

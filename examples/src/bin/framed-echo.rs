@@ -187,8 +187,8 @@ struct StreamDemoArgs {
     path_rate: u32,
     /// The settings to run, in this order (comma-separated). mtu576 needs
     /// root and is skipped, with a word, otherwise.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = SettingArg::ALL)]
-    settings: Vec<SettingArg>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Setting::ALL)]
+    settings: Vec<Setting>,
     /// Give up when no byte moves for this long (1 ms to 1 hour).
     #[arg(long, value_name = "DURATION", default_value = "10s",
           value_parser = cli_values::seconds(0.001, MAX_TIMEOUT_S))]
@@ -197,39 +197,6 @@ struct StreamDemoArgs {
     /// stderr).
     #[arg(long)]
     json: bool,
-}
-
-/// `--settings` values.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum SettingArg {
-    /// Both ends on 127.0.0.1, the reader as fast as it can.
-    Loopback,
-    /// 127.0.0.1, the reader sleeping --read-delay before each read.
-    SlowReader,
-    /// Two namespaces joined by a veth pair with MTU 576 and a tbf limit.
-    Mtu576,
-}
-
-impl SettingArg {
-    const ALL: [SettingArg; 3] = [
-        SettingArg::Loopback,
-        SettingArg::SlowReader,
-        SettingArg::Mtu576,
-    ];
-
-    fn setting(self) -> Setting {
-        match self {
-            SettingArg::Loopback => Setting::Loopback,
-            SettingArg::SlowReader => Setting::SlowReader,
-            SettingArg::Mtu576 => Setting::Mtu576,
-        }
-    }
-}
-
-impl std::fmt::Display for SettingArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.setting().id())
-    }
 }
 
 /// Values are bounded by clap far below `usize::MAX` on 64-bit targets;
@@ -430,7 +397,7 @@ fn stream_demo(args: StreamDemoArgs) -> Result<ExitCode, examples::Error> {
         path_rate_mbit_per_s: args.path_rate,
         timeout: args.timeout,
     };
-    let which: Vec<Setting> = args.settings.iter().map(|s| s.setting()).collect();
+    let which = args.settings;
     let interrupt = Interrupt::install()
         .map_err(|e| examples::Error::io("installing the SIGINT/SIGTERM handlers", e))?;
     let stop = interrupt.flag();

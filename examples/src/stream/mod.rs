@@ -78,31 +78,36 @@ impl Sizes {
     }
 }
 
-/// Message `index`'s payload: `len` bytes that differ from one message to
-/// the next, so a message out of place or cut short cannot pass for another.
-pub fn payload(index: usize, len: usize) -> Vec<u8> {
+/// Appends message `index`'s payload to `out`: `len` bytes that differ
+/// from one message to the next, so a message out of place or cut short
+/// cannot pass for another.
+pub fn write_payload(index: usize, len: usize, out: &mut Vec<u8>) {
     let mut x = (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            // xorshift64: cheap, and no two messages start alike.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    out.extend((0..len).map(|_| {
+        // xorshift64: cheap, and no two messages start alike.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
 }
 
-/// Where a run takes place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a run takes place (its doc lines are `--settings`' help).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Setting {
-    /// 127.0.0.1, the reader reading as fast as it can.
+    /// Both ends on 127.0.0.1, the reader as fast as it can.
     Loopback,
-    /// 127.0.0.1, the reader sleeping between reads.
+    /// 127.0.0.1, the reader sleeping --read-delay before each read.
     SlowReader,
-    /// Two namespaces, a veth pair with MTU 576 and a `tbf` rate limit.
+    /// Two namespaces joined by a veth pair with MTU 576 and a tbf limit.
     Mtu576,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
 }
 
 impl Setting {
@@ -219,6 +224,12 @@ mod tests {
         assert!(plan.iter().all(|&s| (MIX_MIN..=MIX_MAX).contains(&s)));
         assert!(plan.iter().any(|&s| s < 64), "some payloads are tiny");
         assert!(plan.iter().any(|&s| s > 32 * 1024), "some are large");
+    }
+
+    fn payload(index: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_payload(index, len, &mut out);
+        out
     }
 
     #[test]

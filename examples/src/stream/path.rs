@@ -23,6 +23,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use tcp_watch::lab::netns;
+
 use crate::Error;
 
 /// The path's MTU, in bytes: an MSS of 536 (524 with timestamps).
@@ -81,12 +83,12 @@ impl SmallMtuPath {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let (sender, receiver) = (format!("{base}s"), format!("{base}r"));
-        run(&["ip", "netns", "add", &sender])?;
+        netns::run(&["ip", "netns", "add", &sender])?;
         let mut path = SmallMtuPath {
             sender,
             receiver: String::new(),
         };
-        run(&["ip", "netns", "add", &receiver])?;
+        netns::run(&["ip", "netns", "add", &receiver])?;
         path.receiver = receiver;
         path.configure(rate_mbit)?;
         Ok(path)
@@ -95,7 +97,7 @@ impl SmallMtuPath {
     fn configure(&self, rate_mbit: u32) -> Result<(), Error> {
         let (s, r) = (self.sender.as_str(), self.receiver.as_str());
         let mtu = MTU.to_string();
-        run(&[
+        netns::run(&[
             "ip",
             "-n",
             s,
@@ -111,15 +113,15 @@ impl SmallMtuPath {
             r,
         ])?;
         for (ns, dev, addr) in [(s, SENDER_IF, SENDER_ADDR), (r, RECEIVER_IF, RECEIVER_ADDR)] {
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-            run(&["ip", "-n", ns, "link", "set", dev, "mtu", &mtu])?;
+            netns::run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            netns::run(&["ip", "-n", ns, "link", "set", dev, "mtu", &mtu])?;
             // Without this the sender hands the link 64 KiB super-segments
             // and the receiver reads them whole.
-            run(&[
+            netns::run(&[
                 "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro",
                 "off",
             ])?;
-            run(&[
+            netns::run(&[
                 "ip",
                 "-n",
                 ns,
@@ -129,9 +131,9 @@ impl SmallMtuPath {
                 "dev",
                 dev,
             ])?;
-            run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+            netns::run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
         }
-        run(&[
+        netns::run(&[
             "ip",
             "netns",
             "exec",
@@ -173,7 +175,7 @@ impl Drop for SmallMtuPath {
     fn drop(&mut self) {
         for ns in [&self.sender, &self.receiver] {
             if !ns.is_empty()
-                && let Err(e) = run(&["ip", "netns", "del", ns])
+                && let Err(e) = netns::run(&["ip", "netns", "del", ns])
             {
                 tracing::warn!("namespace {ns} not removed: {e}");
             }
@@ -195,7 +197,7 @@ fn reap_stale() {
             .and_then(|(pid, _)| pid.parse::<u32>().ok());
         if let Some(pid) = pid
             && !Path::new(&format!("/proc/{pid}")).exists()
-            && run(&["ip", "netns", "del", &name]).is_ok()
+            && netns::run(&["ip", "netns", "del", &name]).is_ok()
         {
             tracing::info!("removed namespace {name}, left by process {pid} which is gone");
         }
@@ -220,25 +222,4 @@ pub fn enter(name: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-/// Runs a command; an error names it and carries what it printed.
-fn run(args: &[&str]) -> Result<(), Error> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::io(format!("running {}", args.join(" ")), e))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Command {
-            command: args.join(" "),
-            reason: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        })
-    }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::ledger::StreamLedger;
 use super::path::{self, SmallMtuPath};
-use super::{DemoSettings, PREFIX_BYTES, Setting, StreamCounts, payload};
+use super::{DemoSettings, PREFIX_BYTES, Setting, StreamCounts, write_payload};
 use crate::Error;
 
 /// What one setting showed, or why it did not run.
@@ -148,21 +148,23 @@ pub fn run_setting(
     settings: &DemoSettings,
     stop: &AtomicBool,
 ) -> Result<Outcome, Error> {
-    let loopback = Ends {
-        sender_ns: None,
-        receiver_ns: None,
-        receiver_ip: Ipv4Addr::LOCALHOST,
-    };
     match setting {
-        Setting::Loopback => exchange(setting, "127.0.0.1".into(), &loopback, settings, None, stop),
-        Setting::SlowReader => exchange(
-            setting,
-            "127.0.0.1".into(),
-            &loopback,
-            settings,
-            Some(settings.slow_reader_delay),
-            stop,
-        ),
+        Setting::Loopback | Setting::SlowReader => {
+            let loopback = Ends {
+                sender_ns: None,
+                receiver_ns: None,
+                receiver_ip: Ipv4Addr::LOCALHOST,
+            };
+            let delay = (setting == Setting::SlowReader).then_some(settings.slow_reader_delay);
+            exchange(
+                setting,
+                "127.0.0.1".into(),
+                &loopback,
+                settings,
+                delay,
+                stop,
+            )
+        }
         Setting::Mtu576 => {
             if let Some(why) = path::unavailable() {
                 return Ok(Outcome::Skipped {
@@ -303,6 +305,7 @@ fn receive(
     let lengths: Vec<usize> = plan.iter().map(|&len| PREFIX_BYTES + len).collect();
     let mut reads = StreamLedger::new(&lengths);
     let mut framing = Recovered::default();
+    let mut expected = Vec::new();
     loop {
         if !delay.is_zero() {
             thread::sleep(delay);
@@ -317,9 +320,11 @@ fn receive(
         decoder.feed(&buf[..n]);
         while let Some(frame) = decoder.next_frame()? {
             let index = framing.frames as usize;
-            let same = plan
-                .get(index)
-                .is_some_and(|&len| frame.len() == len && frame == payload(index, len).as_slice());
+            let same = plan.get(index).is_some_and(|&len| {
+                expected.clear();
+                write_payload(index, len, &mut expected);
+                frame == expected.as_slice()
+            });
             if same {
                 framing.identical += 1;
             } else if framing.first_difference.is_none() {
@@ -367,7 +372,7 @@ fn send(
         message.clear();
         message.reserve(PREFIX_BYTES + len);
         message.extend_from_slice(&encoder.header(len)?);
-        message.extend_from_slice(&payload(index, len));
+        write_payload(index, len, &mut message);
         // One send() per message; the kernel may take it in parts, and
         // each part is a call of its own.
         let mut off = 0;

@@ -4,6 +4,9 @@
 use super::run::Outcome;
 use super::{SizeHistogram, StreamCounts, ledger::BUCKETS};
 
+/// One figure of a run's counts.
+type Count = fn(&StreamCounts) -> u64;
+
 /// The table of every outcome, with a line under it saying what it shows.
 pub fn render(outcomes: &[Outcome]) -> String {
     let heads: Vec<String> = outcomes
@@ -14,14 +17,10 @@ pub fn render(outcomes: &[Outcome]) -> String {
     let mut row = |label: &str, cell: &dyn Fn(&super::SettingRun) -> String| {
         let cells = outcomes
             .iter()
-            .map(|o| match o {
-                Outcome::Ran(run) => cell(run),
-                Outcome::Skipped { .. } | Outcome::Failed { .. } => "-".to_owned(),
-            })
+            .map(|o| o.ran().map_or_else(|| "-".to_owned(), cell))
             .collect();
         rows.push((label.to_owned(), cells));
     };
-    let c = |f: fn(&StreamCounts) -> u64| move |r: &super::SettingRun| f(&r.counts).to_string();
     row("path", &|r| r.path.clone());
     row("reader sleeps before each read", &|r| {
         if r.read_delay_ms > 0.0 {
@@ -33,35 +32,32 @@ pub fn render(outcomes: &[Outcome]) -> String {
     row("MSS, TCP_MAXSEG (bytes)", &|r| {
         r.counts.mss_bytes.map_or("?".to_owned(), |m| m.to_string())
     });
-    row("messages (one send() each)", &c(|c| c.messages));
-    row("send() calls", &c(|c| c.send_calls));
-    row("bytes sent", &c(|c| c.sent_bytes));
-    row("read() calls", &c(|c| c.read_calls));
-    row("bytes read", &c(|c| c.read_bytes));
-    row(
-        "reads that were one whole message",
-        &c(|c| c.reads_exactly_one_message),
-    );
-    row(
-        "reads ending inside a message",
-        &c(|c| c.reads_ending_inside_a_message),
-    );
-    row(
-        "reads holding 2+ messages",
-        &c(|c| c.reads_holding_several_messages),
-    );
-    row(
-        "most messages in one read",
-        &c(|c| c.most_messages_in_one_read),
-    );
-    row(
-        "messages split across reads",
-        &c(|c| c.messages_split_across_reads),
-    );
-    row(
-        "most reads for one message",
-        &c(|c| c.most_reads_for_one_message),
-    );
+    let counted: [(&str, Count); 11] = [
+        ("messages (one send() each)", |c| c.messages),
+        ("send() calls", |c| c.send_calls),
+        ("bytes sent", |c| c.sent_bytes),
+        ("read() calls", |c| c.read_calls),
+        ("bytes read", |c| c.read_bytes),
+        ("reads that were one whole message", |c| {
+            c.reads_exactly_one_message
+        }),
+        ("reads ending inside a message", |c| {
+            c.reads_ending_inside_a_message
+        }),
+        ("reads holding 2+ messages", |c| {
+            c.reads_holding_several_messages
+        }),
+        ("most messages in one read", |c| c.most_messages_in_one_read),
+        ("messages split across reads", |c| {
+            c.messages_split_across_reads
+        }),
+        ("most reads for one message", |c| {
+            c.most_reads_for_one_message
+        }),
+    ];
+    for (label, count) in counted {
+        row(label, &|r| count(&r.counts).to_string());
+    }
     row("messages over the MSS, split", &|r| {
         format!(
             "{} of {}",
